@@ -1,0 +1,1 @@
+"""Receivers: identity frame + low-resolution frames + audio -> 256x256, 25 fps video."""
