@@ -1,0 +1,241 @@
+"""Signalling rooms over WebSocket: join, leave, and relay of SDP offers/answers and ICE.
+
+Protocol (JSON text messages on ``/ws``):
+
+- client -> server ``{"type": "join", "room", "token", "peer", "role", "label"?}`` first;
+  server -> client ``{"type": "joined", "peer", "peers": [{"peer", "role", "label"}]}``,
+  others get ``{"type": "peer-joined", ...}``; on disconnect/``{"type": "leave"}`` they get
+  ``{"type": "peer-left", "peer"}``.
+- client -> server ``{"type": "signal", "to": peer, "data": {...}}``; the server relays
+  ``{"type": "signal", "from": peer, "data": {...}}`` to that peer of the same room only.
+
+Security: the room token is checked (HMAC, see ``tokens.py``) before anything of the room
+is revealed; a browser's Origin must be one of the allowed origins; messages are bounded in
+size and rate, rooms in size and number. Violations close the socket with code 1008/1009.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+
+from server.tokens import verify_room_token
+
+ROLES = ("sender", "receiver", "viewer", "agent")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+
+
+@dataclass
+class SignallingLimits:
+    max_message_bytes: int = 64 * 1024
+    messages_per_s: float = 40.0
+    burst: int = 80
+    max_peers_per_room: int = 16
+    max_rooms: int = 256
+    join_timeout_s: float = 10.0
+
+
+@dataclass
+class SignallingConfig:
+    secret: bytes
+    # Origins a browser may connect from; "*" allows any. Clients without an Origin header
+    # (Python peers) are allowed: Origin protects browsers against cross-site use.
+    allowed_origins: frozenset[str] = frozenset()
+    limits: SignallingLimits = field(default_factory=SignallingLimits)
+
+
+@dataclass
+class Member:
+    peer: str
+    role: str
+    label: str
+    socket: WebSocket
+
+
+class RateLimiter:
+    """Token bucket: ``allow()`` is False once the peer sends faster than the rate."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens, self.stamp = float(burst), time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+class PolicyError(Exception):
+    """A client broke the protocol or a limit; the socket is closed with ``code``."""
+
+    def __init__(self, reason: str, code: int = CLOSE_POLICY) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+class RoomRegistry:
+    """The rooms and their members, in memory (one signalling process)."""
+
+    def __init__(self, limits: SignallingLimits) -> None:
+        self.limits = limits
+        self.rooms: dict[str, dict[str, Member]] = {}
+        self.lock = asyncio.Lock()
+
+    async def join(self, room: str, member: Member) -> list[Member]:
+        async with self.lock:
+            members = self.rooms.get(room)
+            if members is None:
+                if len(self.rooms) >= self.limits.max_rooms:
+                    raise PolicyError("too many rooms")
+                members = self.rooms[room] = {}
+            if member.peer in members:
+                raise PolicyError("peer id already in room")
+            if len(members) >= self.limits.max_peers_per_room:
+                raise PolicyError("room full")
+            others = list(members.values())
+            members[member.peer] = member
+            return others
+
+    async def leave(self, room: str, peer: str) -> list[Member]:
+        async with self.lock:
+            members = self.rooms.get(room, {})
+            members.pop(peer, None)
+            if not members:
+                self.rooms.pop(room, None)
+            return list(members.values())
+
+    def get(self, room: str, peer: str) -> Member | None:
+        return self.rooms.get(room, {}).get(peer)
+
+
+def _describe(m: Member) -> dict:
+    return {"peer": m.peer, "role": m.role, "label": m.label}
+
+
+async def _send(member: Member, message: dict) -> None:
+    try:
+        await member.socket.send_text(json.dumps(message))
+    except Exception:  # noqa: BLE001 - a peer that went away is handled by its own loop
+        pass
+
+
+async def _receive(ws: WebSocket, limits: SignallingLimits, bucket: RateLimiter) -> dict | None:
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        return None
+    text = message.get("text")
+    if text is None:
+        data = message.get("bytes") or b""
+        if len(data) > limits.max_message_bytes:
+            raise PolicyError("message too large", CLOSE_TOO_BIG)
+        text = data.decode("utf-8", errors="replace")
+    if len(text) > limits.max_message_bytes:
+        raise PolicyError("message too large", CLOSE_TOO_BIG)
+    if not bucket.allow():
+        raise PolicyError("too many messages")
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise PolicyError("not JSON") from exc
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("type"), str):
+        raise PolicyError("message must be an object with a type")
+    return parsed
+
+
+def _check_join(msg: dict, secret: bytes) -> tuple[str, str, str, str]:
+    if msg.get("type") != "join":
+        raise PolicyError("first message must be join")
+    room, token, peer = msg.get("room"), msg.get("token"), msg.get("peer")
+    role, label = msg.get("role"), msg.get("label", "")
+    for value in (room, peer):
+        if not isinstance(value, str) or not NAME_RE.match(value):
+            raise PolicyError("bad room or peer name")
+    if role not in ROLES:
+        raise PolicyError("bad role")
+    if not isinstance(label, str) or len(label) > 64:
+        raise PolicyError("bad label")
+    if not isinstance(token, str) or not verify_room_token(secret, room, token):
+        raise PolicyError("bad or expired room token")
+    return room, peer, role, label
+
+
+def origin_allowed(origin: str | None, allowed: frozenset[str], host: str | None) -> bool:
+    if origin is None:
+        return True
+    if "*" in allowed or origin in allowed:
+        return True
+    # Same-origin pages (the page served by this app) are always allowed.
+    return host is not None and origin in (f"http://{host}", f"https://{host}")
+
+
+def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistry:
+    """Mount ``/ws`` on ``app``; returns the room registry (for tests and health)."""
+    registry = RoomRegistry(config.limits)
+    limits = config.limits
+
+    @app.websocket("/ws")
+    async def signalling_socket(ws: WebSocket) -> None:
+        if not origin_allowed(
+            ws.headers.get("origin"), config.allowed_origins, ws.headers.get("host")
+        ):
+            await ws.close(code=CLOSE_POLICY, reason="origin not allowed")
+            return
+        await ws.accept()
+        bucket = RateLimiter(limits.messages_per_s, limits.burst)
+        room = peer = None
+        try:
+            try:
+                first = await asyncio.wait_for(
+                    _receive(ws, limits, bucket), timeout=limits.join_timeout_s
+                )
+            except asyncio.TimeoutError as exc:
+                raise PolicyError("join timeout") from exc
+            if first is None:
+                return
+            room_name, peer_name, role, label = _check_join(first, config.secret)
+            me = Member(peer_name, role, label, ws)
+            others = await registry.join(room_name, me)
+            room, peer = room_name, peer_name
+            await _send(me, {"type": "joined", "peer": peer, "peers": [_describe(m) for m in others]})
+            for m in others:
+                await _send(m, {"type": "peer-joined", **_describe(me)})
+            while True:
+                msg = await _receive(ws, limits, bucket)
+                if msg is None or msg["type"] == "leave":
+                    break
+                if msg["type"] == "signal":
+                    target = registry.get(room, msg.get("to")) if isinstance(msg.get("to"), str) else None
+                    if target is None:
+                        await _send(me, {"type": "error", "error": "no such peer"})
+                        continue
+                    if not isinstance(msg.get("data"), dict):
+                        raise PolicyError("signal data must be an object")
+                    await _send(target, {"type": "signal", "from": peer, "data": msg["data"]})
+                elif msg["type"] == "ping":
+                    await _send(me, {"type": "pong"})
+                else:
+                    raise PolicyError("unknown message type")
+        except PolicyError as exc:
+            try:
+                await ws.close(code=exc.code, reason=str(exc))
+            except Exception:  # noqa: BLE001 - already closed
+                pass
+        except WebSocketDisconnect:
+            pass
+        finally:
+            if room is not None and peer is not None:
+                for m in await registry.leave(room, peer):
+                    await _send(m, {"type": "peer-left", "peer": peer})
+
+    return registry
