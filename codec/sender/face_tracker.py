@@ -1,0 +1,290 @@
+"""A stable square head-and-shoulders crop that follows a talking face.
+
+The crop is a square box (centre, side) in source pixels whose side is ``crop_scale`` times
+the detected face size, placed so the face centre sits at ``face_y`` of the canvas height
+(a little above the middle, leaving room for the shoulders). Where that square would leave
+the image it is first shrunk to the frame's short side and then shifted back inside, so a
+planned crop never needs padding; :func:`crop_to_canvas` still accepts any box and pads
+by edge replication where a box leaves the image.
+
+The crop does not follow every detection (HOG boxes wobble by a few pixels from frame to
+frame). ``CropFollower`` applies hysteresis: the box stays put while the wanted box is within
+``inner_margin`` (position) and ``size_margin`` (scale) of it; once the face drifts beyond
+that, the box moves towards it smoothly (``follow_rate`` of the remaining distance per frame)
+until it has settled; a jump larger than ``cut_jump`` (a cut, a new person) snaps at once.
+
+Two ways to use it:
+- live: ``FaceTracker.update(frame) -> CropBox`` per frame (causal);
+- offline: :func:`plan_crop_track` on the detections of a whole clip (outlier rejection,
+  interpolation between detections, zero-phase smoothing), used by ``canvas.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from codec import CANVAS_SIZE
+from codec.sender.face_detector import DetectionSchedule, FaceBox, FaceDetector
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """Square crop in source pixels: centre (cx, cy) and side."""
+
+    cx: float
+    cy: float
+    side: float
+
+    @property
+    def x0(self) -> float:
+        return self.cx - self.side / 2
+
+    @property
+    def y0(self) -> float:
+        return self.cy - self.side / 2
+
+    def as_xys(self) -> tuple[float, float, float]:
+        """(x0, y0, side), the layout of ``FaceClip.boxes``."""
+        return (self.x0, self.y0, self.side)
+
+    def scaled(self, s: float) -> CropBox:
+        return CropBox(self.cx * s, self.cy * s, self.side * s)
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    crop_scale: float = 2.6  # crop side / face box size
+    face_y: float = 0.47  # face centre height in the canvas (0 top, 1 bottom)
+    inner_margin: float = 0.06  # tolerated drift, fraction of the side
+    size_margin: float = 0.15  # tolerated relative change of the wanted side
+    settle: float = 0.01  # moving stops when this close (fraction of the side)
+    follow_rate: float = 0.15  # fraction of the remaining distance moved per frame
+    cut_jump: float = 0.45  # a jump beyond this fraction of the side (or 1.6x size) snaps
+    cut_size: float = 1.6
+    track_every: int = 2  # detection period while tracking, in frames
+    search_every: int = 5  # detection period while no face is known
+    smooth_frames: float = 3.0  # offline zero-phase smoothing time constant, frames
+
+
+def centre_box(width: int, height: int) -> CropBox:
+    """The largest centred square: the fallback crop when there is no face."""
+    side = float(min(width, height))
+    return CropBox(width / 2, height / 2, side)
+
+
+def clamp_box(box: CropBox, width: int, height: int) -> CropBox:
+    """Shrink to the short side if needed and shift the square inside the image."""
+    side = max(8.0, min(box.side, float(min(width, height))))
+    cx = min(max(box.cx, side / 2), width - side / 2)
+    cy = min(max(box.cy, side / 2), height - side / 2)
+    return CropBox(cx, cy, side)
+
+
+def target_crop(face: FaceBox, width: int, height: int, cfg: TrackerConfig) -> CropBox:
+    """The crop a single detection asks for (before hysteresis)."""
+    side = cfg.crop_scale * face.size
+    box = CropBox(face.cx, face.cy + (0.5 - cfg.face_y) * side, side)
+    return clamp_box(box, width, height)
+
+
+def is_cut(a: CropBox, b: CropBox, cfg: TrackerConfig) -> bool:
+    """True when b is too far from a to be reached by following (cut, new person)."""
+    d = math.hypot(b.cx - a.cx, b.cy - a.cy) / a.side
+    r = max(b.side / a.side, a.side / b.side)
+    return d > cfg.cut_jump or r > cfg.cut_size
+
+
+class CropFollower:
+    """Hysteresis + smooth approach; ``step(target)`` gives this frame's crop."""
+
+    def __init__(self, cfg: TrackerConfig) -> None:
+        self.cfg = cfg
+        self.box: CropBox | None = None
+        self.moving = False
+        self._cut_votes = 0
+
+    def step(self, target: CropBox | None, *, snap: bool = False, confirm_cuts: bool = True) -> CropBox | None:
+        cfg = self.cfg
+        if target is None:  # nothing seen: hold
+            return self.box
+        cur = self.box
+        if cur is None or snap:
+            self.box, self.moving, self._cut_votes = target, False, 0
+            return self.box
+        if is_cut(cur, target, cfg):
+            self._cut_votes += 1
+            if not confirm_cuts or self._cut_votes >= 2:  # a single wild detection is ignored
+                self.box, self.moving, self._cut_votes = target, False, 0
+            return self.box
+        self._cut_votes = 0
+        d = math.hypot(target.cx - cur.cx, target.cy - cur.cy) / cur.side
+        ds = abs(math.log(target.side / cur.side))
+        if not self.moving and (d > cfg.inner_margin or ds > math.log1p(cfg.size_margin)):
+            self.moving = True
+        if self.moving:
+            a = cfg.follow_rate
+            self.box = CropBox(cur.cx + a * (target.cx - cur.cx), cur.cy + a * (target.cy - cur.cy),
+                               cur.side * math.exp(a * math.log(target.side / cur.side)))
+            if d < cfg.settle and ds < cfg.settle:
+                self.moving = False
+        return self.box
+
+
+class FaceTracker:
+    """Live (causal) tracker: one ``update(frame)`` per frame, returns the crop box.
+
+    Before any face has been seen it returns the centred square (``has_face`` is False).
+    Frames where the face is not found hold the last box.
+    """
+
+    def __init__(self, cfg: TrackerConfig | None = None, detector: FaceDetector | None = None) -> None:
+        self.cfg = cfg or TrackerConfig()
+        self.schedule = DetectionSchedule(detector, track_every=self.cfg.track_every,
+                                          search_every=self.cfg.search_every)
+        self.follower = CropFollower(self.cfg)
+        self.face: FaceBox | None = None
+
+    @property
+    def has_face(self) -> bool:
+        return self.face is not None
+
+    def update(self, frame_rgb: np.ndarray) -> CropBox:
+        h, w = frame_rgb.shape[:2]
+        found = self.schedule.observe(frame_rgb)
+        if found is not None:
+            self.face = found
+        target = target_crop(self.face, w, h, self.cfg) if self.face is not None else None
+        box = self.follower.step(target)
+        return clamp_box(box, w, h) if box is not None else centre_box(w, h)
+
+
+def crop_to_canvas(frame: np.ndarray, box: CropBox, size: int = CANVAS_SIZE) -> np.ndarray:
+    """Cut ``box`` out of ``frame`` (edge-replicating outside it) and resize to size x size."""
+    h, w = frame.shape[:2]
+    side = max(1, int(round(box.side)))
+    x0, y0 = int(round(box.cx - side / 2)), int(round(box.cy - side / 2))
+    x1, y1 = x0 + side, y0 + side
+    cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if cx1 <= cx0 or cy1 <= cy0:  # entirely outside: replicate the nearest edge pixels
+        cx0, cy0 = min(max(x0, 0), w - 1), min(max(y0, 0), h - 1)
+        cx1, cy1 = cx0 + 1, cy0 + 1
+    patch = frame[cy0:cy1, cx0:cx1]
+    pads = (cy0 - y0, y1 - cy1, cx0 - x0, x1 - cx1)
+    if any(pads):
+        patch = cv2.copyMakeBorder(patch, *pads, borderType=cv2.BORDER_REPLICATE)
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+    out = cv2.resize(patch, (size, size), interpolation=interp)
+    return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+# ---- offline planning -------------------------------------------------------------------
+
+def _segments(faces: Sequence[FaceBox | None], cfg: TrackerConfig) -> list[list[int]]:
+    """Frame indices of detections, split where the face jumps (cut / another person)."""
+    segs: list[list[int]] = []
+    prev: FaceBox | None = None
+    for i, f in enumerate(faces):
+        if f is None:
+            continue
+        if prev is None or is_cut(_raw_box(prev, cfg), _raw_box(f, cfg), cfg):
+            segs.append([])
+        segs[-1].append(i)
+        prev = f
+    if len(segs) > 1:  # a lone detection between cuts is a false positive, not a scene
+        kept = [s for s in segs if len(s) >= 2]
+        segs = kept or [max(segs, key=len)]
+    return segs
+
+
+def _raw_box(f: FaceBox, cfg: TrackerConfig) -> CropBox:
+    side = cfg.crop_scale * f.size
+    return CropBox(f.cx, f.cy + (0.5 - cfg.face_y) * side, side)
+
+
+def _median(x: np.ndarray, k: int = 5) -> np.ndarray:
+    if len(x) < 3:
+        return x
+    r = min(k // 2, (len(x) - 1) // 2)
+    pad = np.pad(x, (r, r), mode="edge")
+    return np.median(np.lib.stride_tricks.sliding_window_view(pad, 2 * r + 1), axis=-1)
+
+
+def _zero_phase(x: np.ndarray, tau: float) -> np.ndarray:
+    """Forward-backward first-order low-pass (no lag, no overshoot)."""
+    if tau <= 0 or len(x) < 2:
+        return x
+    a = 1.0 - math.exp(-1.0 / tau)
+    y = x.astype(np.float64).copy()
+    for order in (range(1, len(y)), range(len(y) - 2, -1, -1)):
+        step = 1 if order.step == 1 else -1
+        for i in order:
+            y[i] = y[i - step] + a * (y[i] - y[i - step])
+    return y
+
+
+def plan_crop_track(faces: Sequence[FaceBox | None], width: int, height: int,
+                    cfg: TrackerConfig | None = None, *, max_gap: int = 12) -> np.ndarray | None:
+    """Crop boxes (T, 3) as (cx, cy, side) for a whole clip, from per-frame detections.
+
+    ``faces[i]`` is the face detected on frame i (None where none was looked for or found).
+    Returns None when the clip has no face at all.
+    """
+    cfg = cfg or TrackerConfig()
+    n = len(faces)
+    segs = _segments(faces, cfg)
+    if not segs:
+        return None
+    # Face track per frame: outlier-free (running median) detections, interpolated across
+    # short gaps, held across long ones and before a cut.
+    track = np.full((n, 3), np.nan)
+    seg_start = np.zeros(n, bool)
+    for seg in segs:
+        idx = np.array(seg)
+        vals = np.array([[faces[i].cx, faces[i].cy, faces[i].size] for i in seg])  # type: ignore[union-attr]
+        vals = np.stack([_median(vals[:, k]) for k in range(3)], axis=1)
+        track[idx] = vals
+        seg_start[idx[0]] = True
+        for a, b, va, vb in zip(idx[:-1], idx[1:], vals[:-1], vals[1:]):
+            if 1 < b - a <= max_gap:
+                w = (np.arange(a + 1, b) - a)[:, None] / (b - a)
+                track[a + 1:b] = (1 - w) * va + w * vb
+    first = int(np.flatnonzero(~np.isnan(track[:, 0]))[0])
+    track[:first] = track[first]
+    for i in range(first + 1, n):  # hold the last face where it is not seen
+        if np.isnan(track[i, 0]):
+            track[i] = track[i - 1]
+    follower = CropFollower(cfg)
+    boxes = np.zeros((n, 3))
+    for i in range(n):
+        fb = FaceBox(track[i, 0] - track[i, 2] / 2, track[i, 1] - track[i, 2] / 2, track[i, 2], track[i, 2])
+        box = follower.step(target_crop(fb, width, height, cfg), snap=bool(seg_start[i]) and i > first,
+                            confirm_cuts=False)
+        assert box is not None
+        boxes[i] = (box.cx, box.cy, box.side)
+    # Zero-phase smoothing between snaps rounds off the start and end of each move.
+    cuts = [0] + [i for i in range(1, n) if is_cut(CropBox(*boxes[i - 1]), CropBox(*boxes[i]), cfg)] + [n]
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        for k in range(3):
+            boxes[a:b, k] = _zero_phase(boxes[a:b, k], cfg.smooth_frames)
+    for i in range(n):
+        c = clamp_box(CropBox(*boxes[i]), width, height)
+        boxes[i] = (c.cx, c.cy, c.side)
+    return boxes
+
+
+def canvas_jitter(boxes_xys: np.ndarray, size: int = CANVAS_SIZE) -> float:
+    """Mean frame-to-frame movement of the crop centre, in canvas pixels per frame.
+
+    ``boxes_xys`` is (T, 3) as (x0, y0, side), the layout of ``FaceClip.boxes``.
+    """
+    b = np.asarray(boxes_xys, dtype=np.float64)
+    if len(b) < 2:
+        return 0.0
+    cx, cy = b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 2] / 2
+    d = np.hypot(np.diff(cx), np.diff(cy)) * size / b[1:, 2]
+    return float(d.mean())
