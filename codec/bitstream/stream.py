@@ -1,0 +1,190 @@
+"""From packets (lost, duplicated, reordered) to decoded stream events.
+
+``LowResStreamDecoder`` handles the low-res stream's dependencies: an inter frame needs the
+frame just before it (its LOWRES seq minus one). Packets that arrive early wait in a small
+reorder buffer; when a gap is not filled within ``reorder_window`` packets, the frames
+after it up to the next intra frame are **skipped** (not concealed here: the receiver
+interpolates across the missing times from the frames on either side). Decoding is exact
+again from the next intra frame. Duplicates and packets older than the last decoded frame
+are dropped.
+
+``StreamDecoder`` demultiplexes every kind: CONFIG (parameters; a change restarts the
+low-res decoder), IDENTITY (one event per refresh id), LOWRES, AUDIO (Opus, decoded by
+``codec.audio.opus.OpusDecoder``; duplicates dropped). Corrupt payloads are counted and
+skipped: a live stream degrades, it does not stop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from codec.bitstream.config import AudioCodec, StreamConfig, decode_config
+from codec.bitstream.identity_codec import decode_identity
+from codec.bitstream.lowres_codec import LowResDecoder, LowResParams
+from codec.bitstream.packet import SEQ_MODULO, Packet, StreamKind, seq_after
+from codec.errors import BitstreamError
+from codec.types import AudioChunk, IdentityFrame, LowResFrame
+
+REORDER_WINDOW = 4
+_AUDIO_SEEN_LIMIT = 512
+
+
+@dataclass
+class StreamStats:
+    decoded: int = 0
+    skipped: int = 0  # frames lost or undecodable for want of their reference
+    duplicates: int = 0
+    corrupt: int = 0
+
+
+class LowResStreamDecoder:
+    def __init__(self, params: LowResParams, reorder_window: int = REORDER_WINDOW) -> None:
+        self.params = params
+        self.reorder_window = reorder_window
+        self.stats = StreamStats()
+        self._decoder = LowResDecoder(params)
+        self._last_seq: int | None = None  # seq of the last decoded frame
+        self._pending: dict[int, Packet] = {}
+
+    def push(self, packet: Packet) -> list[LowResFrame]:
+        """Feed one LOWRES packet; returns the frames that became decodable, in order."""
+        seq = packet.seq
+        old = self._last_seq is not None and not seq_after(seq, self._last_seq)
+        if old or seq in self._pending:
+            self.stats.duplicates += 1
+            return []
+        self._pending[seq] = packet
+        return self._drain(force=False)
+
+    def flush(self) -> list[LowResFrame]:
+        """End of stream: give up on unfilled gaps, decode from any waiting intra frame."""
+        return self._drain(force=True)
+
+    def _drain(self, force: bool) -> list[LowResFrame]:
+        out: list[LowResFrame] = []
+        while self._pending:
+            nxt = None if self._last_seq is None else (self._last_seq + 1) % SEQ_MODULO
+            if self._decoder.has_reference and nxt in self._pending:
+                out += self._decode(self._pending.pop(nxt))
+                continue
+            hopeless = force or len(self._pending) > self.reorder_window
+            if self._decoder.has_reference and not hopeless:
+                break  # a gap: wait, the missing packet may still arrive
+            # The chain is broken (or not started): restart at the earliest waiting intra.
+            self._decoder.reset()
+            intra = [s for s, p in self._pending.items() if p.is_intra]
+            if not intra:
+                if hopeless:
+                    self.stats.skipped += len(self._pending)
+                    self._pending.clear()
+                break
+            first = intra[0]
+            for s in intra[1:]:
+                if seq_after(first, s):
+                    first = s
+            for s in [s for s in self._pending if seq_after(first, s)]:
+                del self._pending[s]
+                self.stats.skipped += 1
+            out += self._decode(self._pending.pop(first))
+        return out
+
+    def _decode(self, packet: Packet) -> list[LowResFrame]:
+        self._last_seq = packet.seq
+        try:
+            pixels = self._decoder.decode(packet.payload, packet.is_intra)
+        except BitstreamError:
+            self.stats.corrupt += 1
+            self._decoder.reset()
+            return []
+        self.stats.decoded += 1
+        return [LowResFrame(pixels=pixels, timestamp_ms=packet.timestamp_ms)]
+
+
+@dataclass
+class StreamEvents:
+    config: StreamConfig | None = None
+    identities: list[IdentityFrame] = field(default_factory=list)
+    lowres: list[LowResFrame] = field(default_factory=list)
+    audio: list[AudioChunk] = field(default_factory=list)
+    ended: bool = False
+
+    def extend(self, other: StreamEvents) -> None:
+        self.config = other.config or self.config
+        self.identities += other.identities
+        self.lowres += other.lowres
+        self.audio += other.audio
+        self.ended = self.ended or other.ended
+
+
+class StreamDecoder:
+    """Packets of every kind in, decoded events out (streaming)."""
+
+    def __init__(self, reorder_window: int = REORDER_WINDOW) -> None:
+        self.reorder_window = reorder_window
+        self.config: StreamConfig | None = None
+        self.lowres: LowResStreamDecoder | None = None
+        self.corrupt = 0
+        self.waiting_for_config = 0
+        self._identity_ids: set[int] = set()
+        self._audio_seen: dict[int, None] = {}
+        self._opus: Any = None
+
+    def push(self, packet: Packet) -> StreamEvents:
+        ev = StreamEvents()
+        try:
+            self._route(packet, ev)
+        except BitstreamError:
+            self.corrupt += 1
+        if packet.flags & 4:  # PacketFlag.END
+            ev.ended = True
+        return ev
+
+    def flush(self) -> StreamEvents:
+        ev = StreamEvents()
+        if self.lowres is not None:
+            ev.lowres += self.lowres.flush()
+        return ev
+
+    def _route(self, packet: Packet, ev: StreamEvents) -> None:
+        if packet.kind is StreamKind.CONFIG:
+            config = decode_config(packet.payload)
+            if config != self.config:
+                if self.lowres is not None:
+                    ev.lowres += self.lowres.flush()
+                self.config = config
+                self.lowres = LowResStreamDecoder(config.lowres, self.reorder_window)
+                ev.config = config
+        elif packet.kind is StreamKind.IDENTITY:
+            refresh_id = packet.payload[0] if packet.payload else -1
+            if refresh_id not in self._identity_ids:
+                ev.identities.append(decode_identity(packet.payload, packet.timestamp_ms))
+                self._identity_ids.add(refresh_id)
+        elif packet.kind is StreamKind.LOWRES:
+            if self.lowres is None:
+                self.waiting_for_config += 1
+                return
+            ev.lowres += self.lowres.push(packet)
+        elif packet.kind is StreamKind.AUDIO:
+            self._push_audio(packet, ev)
+
+    def _push_audio(self, packet: Packet, ev: StreamEvents) -> None:
+        if self.config is not None and self.config.audio_codec is AudioCodec.NONE:
+            return
+        if packet.seq in self._audio_seen:
+            return
+        self._audio_seen[packet.seq] = None
+        if len(self._audio_seen) > _AUDIO_SEEN_LIMIT:
+            del self._audio_seen[next(iter(self._audio_seen))]
+        if self._opus is None:
+            from codec.audio.opus import OpusDecoder
+
+            self._opus = OpusDecoder()
+        try:
+            chunk = self._opus.decode(packet.payload, packet.timestamp_ms)
+        except BitstreamError:
+            raise
+        except Exception as exc:  # libopus reports bad packets through PyAV's errors
+            raise BitstreamError(f"audio packet does not decode: {type(exc).__name__}") from None
+        if chunk is not None and len(chunk.samples):
+            ev.audio.append(chunk)
