@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from codec.metrics.landmarks import (
+    MOUTH,
+    detect_face,
+    landmark_distance,
+    landmarks,
+    motion_correlation,
+    mouth_opening,
+)
+from tests._face_frames import CLIP_A, face_frames
+
+
+def _shift_right_down(img: np.ndarray, d: int) -> np.ndarray:
+    out = np.empty_like(img)
+    out[d:, d:] = img[:-d, :-d]
+    out[:d, :] = img[:d, :]
+    out[:, :d] = img[:, :d]
+    return out
+
+
+def test_finds_the_face_and_places_68_points_inside_it():
+    frame = face_frames(CLIP_A)[0]
+    box = detect_face(frame)
+    assert box is not None and box.area > 64 * 64
+    pts = landmarks(frame, box)
+    assert pts.shape == (68, 2)
+    assert box.left - 20 < pts[:, 0].mean() < box.right + 20
+
+
+def test_no_face_in_a_flat_frame():
+    assert detect_face(np.full((256, 256, 3), 90, np.uint8)) is None
+
+
+def test_distance_zero_for_identical_frames():
+    frame = face_frames(CLIP_A)[3]
+    box = detect_face(frame)
+    a, b = landmarks(frame, box), landmarks(frame.copy(), box)
+    assert landmark_distance(a, b) == 0.0
+    assert landmark_distance(a, b, MOUTH) == 0.0
+
+
+def test_distance_follows_a_known_shift_with_the_box_fixed():
+    frame = face_frames(CLIP_A)[3]
+    box = detect_face(frame)  # box from the ground truth, used for both frames
+    shift = 6
+    moved = _shift_right_down(frame, shift)
+    truth, out = landmarks(frame, box), landmarks(moved, box)
+    expected = shift * np.sqrt(2.0)
+    assert landmark_distance(out, truth) == pytest.approx(expected, abs=2.0)
+    assert landmark_distance(out, truth, MOUTH) == pytest.approx(expected, abs=2.5)
+    mean_move = (out - truth).mean(axis=0)
+    assert mean_move == pytest.approx([shift, shift], abs=1.5)
+
+
+def test_mouth_opening_of_synthetic_lips():
+    pts = np.zeros((68, 2))
+    pts[48], pts[54] = (0, 0), (40, 0)  # mouth corners: width 40
+    for top, bottom in ((61, 67), (62, 66), (63, 65)):
+        pts[top], pts[bottom] = (20, -5), (20, 5)  # inner-lip gap 10
+    assert mouth_opening(pts) == pytest.approx(0.25)
+
+
+def test_motion_correlation_known_answers():
+    t = np.linspace(0, 4 * np.pi, 50)
+    gt = 0.2 + 0.1 * np.sin(t)
+    assert motion_correlation(gt, gt) == pytest.approx(1.0)
+    assert motion_correlation(0.5 - gt, gt) == pytest.approx(-1.0)
+    assert motion_correlation(np.full(50, 0.2), gt) == 0.0  # output frozen
+    assert np.isnan(motion_correlation(gt, np.full(50, 0.2)))  # nothing to follow
+    with pytest.raises(ValueError):
+        motion_correlation(gt[:10], gt)
