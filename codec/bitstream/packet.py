@@ -12,7 +12,7 @@ files (a concatenation of packets parses back). Layout, in order::
     payload    length bytes
     crc        2 bytes  CRC-16/CCITT-FALSE of everything before it, big endian
 
-An 8x8 frame packet pays 11 header bytes for timestamps below 35 minutes. Varints must be
+An 8x8 frame packet pays 11 header bytes for timestamps below 34.9 minutes (2**21 ms). Varints must be
 minimal, so a packet that parses re-encodes to exactly the same bytes.
 """
 

@@ -143,8 +143,10 @@ class Sender:
         return [self._packet(StreamKind.AUDIO, self._audio_offset_ms + int(t), bytes(data))
                 for data, t in self._opus.encode(np.clip(samples, -1.0, 1.0))]
 
-    def finish(self) -> list[Packet]:
-        """Flush the audio encoder and mark the end of the stream."""
+    def finish(self, end_ms: int | None = None) -> list[Packet]:
+        """Flush the audio encoder and mark the end of the stream: a CONFIG packet with the
+        END flag whose timestamp is ``end_ms`` (the stream's duration), by default the
+        latest timestamp sent."""
         self._require_started()
         out: list[Packet] = []
         flush = getattr(self._opus, "flush", None)
@@ -152,7 +154,8 @@ class Sender:
             assert self._audio_offset_ms is not None
             out += [self._packet(StreamKind.AUDIO, self._audio_offset_ms + int(t), bytes(d))
                     for d, t in flush()]
-        out.append(self._config_packet(self._last_ts, PacketFlag.END))
+        end = self._last_ts if end_ms is None else max(int(end_ms), 0)
+        out.append(self._config_packet(end, PacketFlag.END))
         return out
 
     def encode_clip(self, clip: FaceClip) -> list[Packet]:
@@ -171,7 +174,7 @@ class Sender:
         if audio is not None and clip.n_frames * per_frame < len(audio):
             packets += self.push_audio(audio[clip.n_frames * per_frame :],
                                        int(clip.n_frames * 1000 / CANVAS_FPS))
-        return packets + self.finish()
+        return packets + self.finish(end_ms=int(round(clip.duration_s * 1000)))
 
     def _require_started(self) -> None:
         if not self._started:

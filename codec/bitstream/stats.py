@@ -1,0 +1,99 @@
+"""Where the bits of a talkcodec stream go: identity frame, low-res stream, audio, overhead.
+
+Overhead is everything that is not a media payload: packet headers (by kind), CONFIG
+packets and the file container (file header, record lengths, end marker). Rates are over
+the clip's duration; bits per pixel are over the 256x256, 25 fps output it decodes to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from codec import CANVAS_FPS, CANVAS_SIZE
+from codec.bitstream.packet import Packet, PacketFlag, StreamKind, encode_packet
+
+_MEDIA = {StreamKind.IDENTITY: "identity", StreamKind.LOWRES: "lowres", StreamKind.AUDIO: "audio"}
+
+
+def stream_duration_s(packets: list[Packet], metadata: dict[str, Any]) -> float:
+    value = metadata.get("duration_s")
+    if isinstance(value, (int, float)) and 0 < value < 1e7:
+        return float(value)
+    ends = [p.timestamp_ms for p in packets if p.flags & PacketFlag.END]
+    if ends and ends[-1] > 0:
+        return ends[-1] / 1000.0
+    last = max((p.timestamp_ms for p in packets), default=0)
+    return max(last / 1000.0 + 1.0 / CANVAS_FPS, 1.0 / CANVAS_FPS)
+
+
+def stream_stats(packets: Iterable[Packet], metadata: dict[str, Any] | None = None,
+                 file_bytes: int | None = None) -> dict[str, Any]:
+    packets = list(packets)
+    metadata = metadata or {}
+    bits = {"identity": 0, "lowres": 0, "audio": 0, "config": 0}
+    headers = {"identity": 0, "lowres": 0, "audio": 0}
+    counts = {kind.name.lower(): 0 for kind in StreamKind}
+    packet_bytes = 0
+    for p in packets:
+        size = len(encode_packet(p))
+        packet_bytes += size
+        counts[p.kind.name.lower()] += 1
+        if p.kind is StreamKind.CONFIG:
+            bits["config"] += 8 * size
+        else:
+            name = _MEDIA[p.kind]
+            bits[name] += 8 * len(p.payload)
+            headers[name] += 8 * (size - len(p.payload))
+    container = 8 * (file_bytes - packet_bytes) if file_bytes is not None else 0
+    duration = stream_duration_s(packets, metadata)
+    n_pixels = CANVAS_SIZE * CANVAS_SIZE * CANVAS_FPS * duration
+    overhead = sum(headers.values()) + bits["config"] + container
+    total = bits["identity"] + bits["lowres"] + bits["audio"] + overhead
+
+    def rate(b: float) -> dict[str, float]:
+        return {"bits": b, "kbit_per_s": b / duration / 1000.0, "bits_per_pixel": b / n_pixels}
+
+    return {
+        "duration_s": duration,
+        "packets": counts,
+        "identity": rate(bits["identity"]),
+        "lowres": rate(bits["lowres"]),
+        "lowres_with_headers": rate(bits["lowres"] + headers["lowres"]),
+        "audio": rate(bits["audio"]),
+        "overhead": {
+            **rate(overhead),
+            "headers_bits": headers,
+            "config_bits": bits["config"],
+            "container_bits": container,
+        },
+        "total": rate(total),
+        "total_without_identity": rate(total - bits["identity"] - headers["identity"]),
+    }
+
+
+def format_stats(stats: dict[str, Any]) -> str:
+    o = stats["overhead"]
+    lines = [
+        f"duration {stats['duration_s']:.2f} s, packets "
+        + ", ".join(f"{k} {v}" for k, v in stats["packets"].items()),
+        f"{'part':28} {'bits':>10} {'kbit/s':>9} {'bits/pixel':>11}",
+    ]
+    rows = [
+        ("identity frame (one-time)", stats["identity"]),
+        ("low-res stream (payload)", stats["lowres"]),
+        ("low-res stream + headers", stats["lowres_with_headers"]),
+        ("audio (Opus payload)", stats["audio"]),
+        ("overhead", o),
+        ("total", stats["total"]),
+        ("total without identity", stats["total_without_identity"]),
+    ]
+    for name, r in rows:
+        lines.append(f"{name:28} {r['bits']:10.0f} {r['kbit_per_s']:9.3f} "
+                     f"{r['bits_per_pixel']:11.2e}")
+    h = o["headers_bits"]
+    lines.append(
+        f"overhead = headers (identity {h['identity']}, low-res {h['lowres']}, audio "
+        f"{h['audio']}) + config {o['config_bits']} + container {o['container_bits']} bits"
+    )
+    return "\n".join(lines)
