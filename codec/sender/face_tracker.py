@@ -164,40 +164,59 @@ class FaceTracker:
 
 
 def crop_to_canvas(frame: np.ndarray, box: CropBox, size: int = CANVAS_SIZE) -> np.ndarray:
-    """Cut ``box`` out of ``frame`` (edge-replicating outside it) and resize to size x size."""
+    """Cut ``box`` out of ``frame`` (edge-replicating outside it) and resize to size x size.
+
+    Memory stays bounded for any box: one far outside the image or far larger than it is
+    sampled on a ``size`` x ``size`` grid of (edge-clamped) source pixels instead.
+    """
     h, w = frame.shape[:2]
     side = max(1, int(round(box.side)))
     x0, y0 = int(round(box.cx - side / 2)), int(round(box.cy - side / 2))
     x1, y1 = x0 + side, y0 + side
     cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-    if cx1 <= cx0 or cy1 <= cy0:  # entirely outside: replicate the nearest edge pixels
-        cx0, cy0 = min(max(x0, 0), w - 1), min(max(y0, 0), h - 1)
-        cx1, cy1 = cx0 + 1, cy0 + 1
-    patch = frame[cy0:cy1, cx0:cx1]
-    pads = (cy0 - y0, y1 - cy1, cx0 - x0, x1 - cx1)
-    if any(pads):
-        patch = cv2.copyMakeBorder(patch, *pads, borderType=cv2.BORDER_REPLICATE)
+    if cx1 <= cx0 or cy1 <= cy0 or side > 2 * max(w, h):
+        n = min(side, size)
+        rows = np.clip(np.round(np.linspace(y0, y1 - 1, n)).astype(np.int64), 0, h - 1)
+        cols = np.clip(np.round(np.linspace(x0, x1 - 1, n)).astype(np.int64), 0, w - 1)
+        patch = frame[rows[:, None], cols[None, :]]
+        side = n
+    else:
+        patch = frame[cy0:cy1, cx0:cx1]
+        pads = (cy0 - y0, y1 - cy1, cx0 - x0, x1 - cx1)
+        if any(pads):
+            patch = cv2.copyMakeBorder(patch, *pads, borderType=cv2.BORDER_REPLICATE)
+    if side == size:
+        return np.ascontiguousarray(patch, dtype=np.uint8)
     interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
-    out = cv2.resize(patch, (size, size), interpolation=interp)
+    out = cv2.resize(np.ascontiguousarray(patch), (size, size), interpolation=interp)
     return np.ascontiguousarray(out, dtype=np.uint8)
 
 
 # ---- offline planning -------------------------------------------------------------------
 
 def _segments(faces: Sequence[FaceBox | None], cfg: TrackerConfig) -> list[list[int]]:
-    """Frame indices of detections, split where the face jumps (cut / another person)."""
-    segs: list[list[int]] = []
-    prev: FaceBox | None = None
-    for i, f in enumerate(faces):
-        if f is None:
-            continue
-        if prev is None or is_cut(_raw_box(prev, cfg), _raw_box(f, cfg), cfg):
-            segs.append([])
-        segs[-1].append(i)
-        prev = f
-    if len(segs) > 1:  # a lone detection between cuts is a false positive, not a scene
-        kept = [s for s in segs if len(s) >= 2]
-        segs = kept or [max(segs, key=len)]
+    """Frame indices of detections, split where the face jumps (cut / another person).
+
+    A lone detection between two jumps is a false positive, not a scene: it is dropped and
+    the detections around it are joined again.
+    """
+
+    def split(idx: list[int]) -> list[list[int]]:
+        segs: list[list[int]] = []
+        prev: FaceBox | None = None
+        for i in idx:
+            f = faces[i]
+            assert f is not None
+            if prev is None or is_cut(_raw_box(prev, cfg), _raw_box(f, cfg), cfg):
+                segs.append([])
+            segs[-1].append(i)
+            prev = f
+        return segs
+
+    segs = split([i for i, f in enumerate(faces) if f is not None])
+    if len(segs) > 1 and any(len(s) < 2 for s in segs):
+        kept = [i for s in segs if len(s) >= 2 for i in s]
+        segs = split(kept) if kept else [max(segs, key=len)]
     return segs
 
 

@@ -1,0 +1,209 @@
+"""codec/sender/face_tracker.py and face_detector.py: detection, hysteresis, crops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from codec.sender.face_detector import DetectionSchedule, FaceBox, FaceDetector
+from codec.sender.face_tracker import (
+    CropBox,
+    CropFollower,
+    FaceTracker,
+    TrackerConfig,
+    canvas_jitter,
+    clamp_box,
+    crop_to_canvas,
+    plan_crop_track,
+    target_crop,
+)
+from codec.sender.video_io import iter_video_frames
+from tests._media import clip_path, noise_frame
+
+CFG = TrackerConfig()
+
+
+def face(cx: float, cy: float, size: float) -> FaceBox:
+    return FaceBox(cx - size / 2, cy - size / 2, size, size)
+
+
+def xys(boxes: np.ndarray) -> np.ndarray:
+    """(cx, cy, side) -> (x0, y0, side)."""
+    b = np.asarray(boxes, dtype=np.float64).copy()
+    b[:, 0] -= b[:, 2] / 2
+    b[:, 1] -= b[:, 2] / 2
+    return b
+
+
+def real_frames(n: int, max_side: int = 512) -> list[np.ndarray]:
+    path = clip_path(lambda r: r["file"].endswith("sstzal__DFRF__dataset__vids__french.mp4"))
+    if path is None:
+        pytest.skip("shared data not found")
+    out = []
+    for f in iter_video_frames(path, max_side=max_side, max_seconds=n / 30 + 0.5):
+        out.append(f.image)
+        if len(out) == n:
+            break
+    return out
+
+
+# ---- geometry ---------------------------------------------------------------------------
+
+def test_target_crop_is_head_and_shoulders_and_inside() -> None:
+    box = target_crop(face(500, 400, 100), 1920, 1080, CFG)
+    assert box.side == pytest.approx(CFG.crop_scale * 100)
+    assert box.cx == pytest.approx(500)
+    assert box.cy > 400  # face above the canvas centre
+    fy = (400 - box.y0) / box.side
+    assert fy == pytest.approx(CFG.face_y, abs=1e-6)
+    near_edge = target_crop(face(30, 30, 100), 640, 480, CFG)
+    assert near_edge.x0 >= 0 and near_edge.y0 >= 0
+    tight = target_crop(face(80, 80, 120), 160, 160, CFG)  # already a face crop
+    assert tight.side == 160 and (tight.x0, tight.y0) == (0, 0)
+
+
+def test_crop_to_canvas_exact_and_padded() -> None:
+    img = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    same = crop_to_canvas(img, CropBox(100 + 128, 20 + 128, 256), 256)
+    assert np.array_equal(same, img[20:276, 100:356])
+    out = crop_to_canvas(img, CropBox(0, 0, 200), 100)  # three quarters outside
+    assert out.shape == (100, 100, 3) and out.dtype == np.uint8 and out.flags["C_CONTIGUOUS"]
+    assert np.array_equal(out[:50, :50], np.broadcast_to(img[0, 0], (50, 50, 3)))  # replicated
+    far = crop_to_canvas(img, CropBox(5000, -5000, 64), 32)  # entirely outside
+    assert np.array_equal(far, np.broadcast_to(img[0, 399], (32, 32, 3)))
+    small = crop_to_canvas(img, CropBox(200, 150, 40), 256)  # enlargement
+    assert small.shape == (256, 256, 3)
+    huge = crop_to_canvas(img, CropBox(200, 150, 10**7), 64)  # bounded, no giant padding
+    assert huge.shape == (64, 64, 3)
+    assert small.shape == (256, 256, 3)
+
+
+def test_clamp_box() -> None:
+    b = clamp_box(CropBox(10, 500, 900), 640, 480)
+    assert b.side == 480 and b.x0 == 0 and b.y0 == 0
+
+
+# ---- hysteresis -------------------------------------------------------------------------
+
+def test_follower_holds_small_drift() -> None:
+    f = CropFollower(CFG)
+    base = CropBox(500, 500, 250)
+    f.step(base)
+    rng = np.random.default_rng(0)
+    for _ in range(100):  # detections wobbling by +-5 px (2 % of the side)
+        b = f.step(CropBox(500 + rng.uniform(-5, 5), 500 + rng.uniform(-5, 5), 250 * rng.uniform(0.97, 1.03)))
+        assert b == base
+
+
+def test_follower_moves_smoothly_on_drift_and_settles() -> None:
+    f = CropFollower(CFG)
+    f.step(CropBox(500, 500, 250))
+    target = CropBox(560, 500, 250)  # 24 % of the side: beyond the margin, not a cut
+    xs = [f.step(target).cx for _ in range(80)]  # type: ignore[union-attr]
+    steps = np.diff([500.0] + xs)
+    assert np.all(steps >= 0) and xs[-1] <= 560  # monotonic, no overshoot
+    assert steps.max() <= 0.2 * 60  # no jump
+    assert abs(xs[-1] - 560) < 0.02 * 250  # arrived
+    assert not f.moving
+
+
+def test_follower_snaps_on_cut_but_ignores_single_outlier() -> None:
+    f = CropFollower(CFG)
+    f.step(CropBox(200, 200, 200))
+    assert f.step(CropBox(900, 300, 200)) == CropBox(200, 200, 200)  # one wild detection
+    assert f.step(CropBox(200, 200, 200)) == CropBox(200, 200, 200)
+    f.step(CropBox(900, 300, 200))
+    assert f.step(CropBox(900, 300, 200)) == CropBox(900, 300, 200)  # confirmed: snap
+    assert f.step(None) == CropBox(900, 300, 200)  # nothing seen: hold
+
+
+# ---- offline plan -----------------------------------------------------------------------
+
+def test_plan_steady_noisy_detections_do_not_jitter() -> None:
+    rng = np.random.default_rng(3)
+    faces: list[FaceBox | None] = [None] * 300
+    for i in range(0, 300, 2):
+        faces[i] = face(640 + rng.normal(0, 3), 300 + rng.normal(0, 3), 120 + rng.normal(0, 2))
+    faces[101] = face(100, 100, 40)  # a false positive elsewhere
+    boxes = plan_crop_track(faces, 1280, 720)
+    assert boxes is not None and boxes.shape == (300, 3)
+    assert canvas_jitter(xys(boxes)) < 0.05
+    assert np.ptp(boxes[:, 0]) < 8
+
+
+def test_plan_cut_snaps_and_drift_moves() -> None:
+    faces: list[FaceBox | None] = []
+    for i in range(200):
+        if i < 100:
+            faces.append(face(400 + 0.6 * i, 300, 100))  # slow drift: 60 px over 4 s
+        else:
+            faces.append(face(1400, 500, 140))  # cut to another shot
+    boxes = plan_crop_track(faces, 1920, 1080)
+    assert boxes is not None
+    step = np.hypot(np.diff(boxes[:, 0]), np.diff(boxes[:, 1]))
+    assert int(np.argmax(step)) == 99  # the snap is at the cut
+    assert step[:99].max() < 3  # moving with the drift is smooth
+    assert boxes[99, 0] > 420  # it did follow the drift
+    assert boxes[150, 0] == pytest.approx(1400, abs=2)
+
+
+def test_plan_without_faces_and_with_gaps() -> None:
+    assert plan_crop_track([None] * 50, 640, 480) is None
+    faces: list[FaceBox | None] = [None] * 100
+    faces[20] = faces[22] = face(320, 240, 80)
+    faces[90] = faces[92] = face(330, 240, 80)
+    boxes = plan_crop_track(faces, 640, 480)
+    assert boxes is not None
+    assert np.allclose(boxes[:20], boxes[20])  # before the first face: its box
+    assert np.allclose(boxes[23:90, 0], boxes[22, 0])  # face unseen: hold
+
+
+# ---- detection on real frames -----------------------------------------------------------
+
+def test_detector_finds_the_real_face_and_nothing_in_noise() -> None:
+    frames = real_frames(1)
+    det = FaceDetector()
+    faces = det.search(frames[0])
+    assert faces, "no face found in a talking-head frame"
+    f = faces[0]
+    h, w = frames[0].shape[:2]
+    assert 0.1 * w < f.size < 0.6 * w
+    near = det.near(frames[0], f)
+    assert near is not None and abs(near.cx - f.cx) < 0.1 * f.size
+    assert det.search(noise_frame(640, 480)) == []
+
+
+def test_schedule_looks_every_few_frames() -> None:
+    frames = real_frames(12)
+    sched = DetectionSchedule(track_every=3, search_every=5)
+    looked = []
+    for fr in frames:
+        sched.observe(fr)
+        looked.append(sched.looked)
+    assert looked == [True, False, False] * 4
+    blank = noise_frame(320, 240)
+    sched = DetectionSchedule(track_every=3, search_every=5)
+    looked = []
+    for _ in range(10):
+        assert sched.observe(blank) is None
+        looked.append(sched.looked)
+    assert looked == [True, False, False, False, False] * 2
+
+
+def test_live_tracker_on_real_frames_is_stable() -> None:
+    frames = real_frames(60)
+    tracker = FaceTracker()
+    boxes = [tracker.update(fr) for fr in frames]
+    assert tracker.has_face
+    arr = np.array([b.as_xys() for b in boxes])
+    assert canvas_jitter(arr) < 0.5
+    canvas = crop_to_canvas(frames[-1], boxes[-1])
+    assert canvas.shape == (256, 256, 3)
+    assert FaceDetector().search(canvas), "the face is not in the live crop"
+
+
+def test_live_tracker_without_face_gives_centre_square() -> None:
+    tracker = FaceTracker()
+    box = tracker.update(noise_frame(640, 360))
+    assert not tracker.has_face
+    assert box == CropBox(320, 180, 360)
