@@ -1,6 +1,6 @@
 """aiortc plumbing for the talkcodec link and the viewer stream.
 
-- ``new_peer_connection``: one bundled transport (so the link's rate is one number), optional
+- ``new_peer_connection``: one bundled transport (BUNDLE group) (so the link's rate is one number), optional
   STUN/TURN servers, loopback host candidates when asked (aioice leaves 127.0.0.1 out).
 - ``LowBitrateOpusEncoder`` / ``use_low_bitrate_opus``: aiortc fixes Opus at 96 kbit/s and
   20 ms frames; the talkcodec link sends speech at 8 kbit/s in 40 ms frames instead, set on
@@ -30,7 +30,6 @@ from aiortc import (
 )
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rtcconfiguration import RTCBundlePolicy
 from av import AudioFrame, AudioResampler
 
 LOWRES_CHANNEL = "talkcodec-lowres"  # unreliable, unordered: 8x8 frame packets
@@ -60,9 +59,9 @@ def new_peer_connection(ice_servers: list[dict] | None = None) -> RTCPeerConnect
         RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
         for s in (ice_servers or [])
     ]
-    return RTCPeerConnection(
-        RTCConfiguration(iceServers=servers or None, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-    )
+    # aiortc's max-bundle mode fails to connect audio + data; its default (balanced) offers
+    # a BUNDLE group that aiortc and browsers accept, so everything shares one transport.
+    return RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
 
 
 class LowBitrateOpusEncoder(OpusEncoder):

@@ -1,0 +1,112 @@
+"""talkcodec datagrams off the link -> a receiver's inputs, surviving loss.
+
+The 8x8 stream arrives on an unreliable, unordered channel: packets may be lost, duplicated,
+reordered or corrupt. ``codec.bitstream.stream.StreamDecoder`` resolves the dependencies
+(skips inter frames after a gap until the next intra); this adapter feeds its events to a
+receiver, counts bytes and losses for the live figures, and calls ``on_gap`` when frames
+were skipped (the worker then asks the sender for an intra frame). Corrupt datagrams are
+counted and ignored; nothing here raises on network input.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from codec.bitstream.packet import SEQ_MODULO, StreamKind, decode_datagram, seq_after
+from codec.bitstream.stream import StreamDecoder
+from codec.errors import BitstreamError
+from codec.receiver.base import Receiver
+from codec.types import LowResFrame
+
+# Live: a gap is given up on after one more packet (200 ms at 5 fps), not four.
+LIVE_REORDER_WINDOW = 1
+
+
+@dataclass
+class LinkCounters:
+    bytes_by_kind: dict[str, int] = field(default_factory=lambda: {k.name: 0 for k in StreamKind})
+    lowres_decoded: int = 0
+    lowres_lost: int = 0  # sequence numbers never seen
+    lowres_skipped: int = 0  # arrived but undecodable (after a gap, before an intra)
+    late_or_duplicate: int = 0
+    corrupt: int = 0
+
+
+class RateWindow:
+    """Bytes over the last ``seconds`` -> bit/s."""
+
+    def __init__(self, seconds: float = 4.0) -> None:
+        self.seconds = seconds
+        self.events: deque[tuple[float, int]] = deque()
+
+    def add(self, n: int, now: float | None = None) -> None:
+        self.events.append((time.monotonic() if now is None else now, n))
+
+    def bps(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        while self.events and self.events[0][0] < now - self.seconds:
+            self.events.popleft()
+        return sum(n for _, n in self.events) * 8.0 / self.seconds
+
+
+class LinkDecoder:
+    """Feeds ``receiver`` from datagrams through the bitstream's ``StreamDecoder``;
+    ``feed`` returns the low-res frames it decoded."""
+
+    def __init__(self, receiver: Receiver, on_gap: Callable[[], None] | None = None,
+                 reorder_window: int = LIVE_REORDER_WINDOW) -> None:
+        self.receiver = receiver
+        self.on_gap = on_gap
+        self.stream = StreamDecoder(reorder_window=reorder_window)
+        self.newest_seq: int | None = None
+        self.counters = LinkCounters()
+        self.video_rate = RateWindow()
+
+    def feed(self, datagram: bytes) -> list[LowResFrame]:
+        try:
+            packet = decode_datagram(datagram)
+        except BitstreamError:
+            self.counters.corrupt += 1
+            return []
+        self.counters.bytes_by_kind[packet.kind.name] += len(datagram)
+        if packet.kind == StreamKind.LOWRES:
+            self.video_rate.add(len(datagram))
+            self._count_gap(packet.seq)
+        skipped_before = self._skipped()
+        events = self.stream.push(packet)
+        for identity in events.identities:
+            self.receiver.set_identity(identity)
+        for frame in events.lowres:
+            self.receiver.push_lowres(frame)
+        for chunk in events.audio:
+            self.receiver.push_audio(chunk)
+        self.counters.lowres_decoded += len(events.lowres)
+        self.counters.lowres_skipped = self._skipped()
+        self.counters.corrupt = self.stream.corrupt + self._lowres_corrupt()
+        if self._skipped() > skipped_before and self.on_gap is not None:
+            self.on_gap()
+        return events.lowres
+
+    def _count_gap(self, seq: int) -> None:
+        if self.newest_seq is None or seq_after(seq, self.newest_seq):
+            if self.newest_seq is not None:
+                self.counters.lowres_lost += (seq - self.newest_seq - 1) % SEQ_MODULO
+            self.newest_seq = seq
+        else:
+            # A late packet fills a gap counted as lost (or is a duplicate).
+            self.counters.late_or_duplicate += 1
+            self.counters.lowres_lost = max(0, self.counters.lowres_lost - 1)
+
+    def _skipped(self) -> int:
+        return self.stream.lowres.stats.skipped if self.stream.lowres is not None else 0
+
+    def _lowres_corrupt(self) -> int:
+        return self.stream.lowres.stats.corrupt if self.stream.lowres is not None else 0
+
+    def loss_fraction(self) -> float:
+        c = self.counters
+        expected = c.lowres_decoded + c.lowres_lost
+        return c.lowres_lost / expected if expected else 0.0

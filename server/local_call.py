@@ -1,0 +1,95 @@
+"""A whole call in one process on loopback: signalling app, receiver worker, sender agent.
+
+``talkcodec demo``, the tests and ``benchmarks/bench_call.py`` start calls with this; in
+production the same parts run as separate processes/containers (docker-compose.yml).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from dataclasses import dataclass, field
+
+from codec.sender.sender import SenderConfig
+from server.app import create_app, start_http
+from server.receiver_worker import ReceiverWorker, WorkerConfig
+from server.sender_agent import SenderAgent
+from server.signal_client import SignalClient
+from server.signalling import SignallingConfig
+from server.tokens import make_room_token, new_secret
+from server.transport import enable_loopback_candidates
+
+
+@dataclass
+class LocalCall:
+    host: str
+    port: int
+    room: str
+    secret: bytes
+    worker: ReceiverWorker
+    agent: SenderAgent | None
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    _server: object = None
+    _server_task: asyncio.Task | None = None
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/ws"
+
+    def token(self) -> str:
+        return make_room_token(self.secret, self.room)
+
+    def page_url(self, name: str = "") -> str:
+        url = f"http://{self.host}:{self.port}/?room={self.room}&token={self.token()}"
+        return url + (f"&name={name}" if name else "")
+
+    def client(self, role: str, label: str = "", peer: str | None = None) -> SignalClient:
+        peer = peer or f"{role}-{secrets.token_hex(3)}"
+        return SignalClient(self.ws_url, self.room, self.token(), peer, role, label)
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        for link in list(self.worker.links.values()):
+            await link.close()
+        await self.worker.client.close()
+        if self.agent is not None:
+            await self.agent.client.close()
+        for t in self.tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        if self._server is not None and self._server_task is not None:
+            self._server.should_exit = True  # type: ignore[attr-defined]
+            await self._server_task
+
+
+async def start_local_call(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    room: str = "demo",
+    receiver: str = "",
+    low_latency: bool = False,
+    with_agent: bool = True,
+    sender_config: SenderConfig | None = None,
+    allowed_origins: frozenset[str] = frozenset(),
+) -> LocalCall:
+    enable_loopback_candidates()
+    secret = new_secret()
+    app = create_app(SignallingConfig(secret=secret, allowed_origins=allowed_origins))
+    server, server_task, bound = await start_http(app, host, port)
+    call = LocalCall(host, bound, room, secret, worker=None, agent=None)  # type: ignore[arg-type]
+    call._server, call._server_task = server, server_task
+    call.worker = ReceiverWorker(call.client("receiver", "receiver worker", "receiver"),
+                                 WorkerConfig(receiver=receiver, low_latency=low_latency))
+    call.tasks.append(asyncio.ensure_future(call.worker.run()))
+    if with_agent:
+        call.agent = SenderAgent(call.client("agent", "sender agent", "agent"),
+                                 config=sender_config)
+        call.tasks.append(asyncio.ensure_future(call.agent.run()))
+    for _ in range(100):
+        if call.worker.client._ws is not None:
+            break
+        await asyncio.sleep(0.02)
+    return call

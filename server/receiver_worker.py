@@ -1,0 +1,302 @@
+"""The receiver worker: answers talkcodec links, runs a receiver per link, streams the
+reconstruction to every viewer of the room as ordinary WebRTC (video + audio + a data
+channel with the 8x8 frames and live figures).
+
+Sessions: a sender offers ``link:<name>``; the worker offers ``view:<sender>/<session>`` to
+each viewer for each live link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from aiortc import RTCDataChannel, RTCPeerConnection
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamTrack
+from av import AudioResampler
+
+from codec.receiver.base import Receiver
+from codec.receiver.registry import default_receiver_name, get_receiver
+from codec.types import AudioChunk, LowResFrame, OutputFrame
+from server.link_decoder import LinkDecoder, RateWindow
+from server.sessions import SessionRouter
+from server.signal_client import SignalClient
+from server.transport import LOWRES_CHANNEL, RELIABLE_CHANNEL, new_peer_connection
+from server.view_tracks import ReconstructedVideoTrack
+
+log = logging.getLogger(__name__)
+VIEW_CHANNEL = "talkcodec-view"
+STATS_PERIOD_S = 1.0
+
+
+@dataclass
+class WorkerConfig:
+    receiver: str = ""  # "" = default_receiver_name()
+    low_latency: bool = False
+    ice_servers: list | None = None
+
+
+class LinkSession:
+    """One sender's talkcodec link at the receiver: decode, reconstruct, fan out."""
+
+    def __init__(self, worker: ReceiverWorker, peer: str, session: str, label: str) -> None:
+        self.worker, self.peer, self.session, self.label = worker, peer, session, label
+        self.key = f"{peer}/{session}"
+        self.pc = new_peer_connection(worker.config.ice_servers)
+        self.receiver: Receiver = get_receiver(worker.receiver_name,
+                                               low_latency=worker.config.low_latency)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="receiver")
+        self.decoder = LinkDecoder(self.receiver, on_gap=self._request_intra)
+        self.reliable: RTCDataChannel | None = None
+        self.epoch_unix_ms: float | None = None
+        self.audio_track: MediaStreamTrack | None = None
+        self.audio_rate = RateWindow()
+        self.viewers: dict[str, tuple[ReconstructedVideoTrack, RTCDataChannel]] = {}
+        self.rendered = RateWindow()
+        self.render_ms = 0.0
+        self.frames_out = 0
+        self.wake = asyncio.Event()
+        self.tasks: list[asyncio.Task] = []
+        self.pc.on("datachannel", self._on_channel)
+        self.pc.on("track", self._on_track)
+        self.pc.on("connectionstatechange", self._on_state)
+
+    # ---- input side ------------------------------------------------------------------
+    def _on_channel(self, channel: RTCDataChannel) -> None:
+        if channel.label == RELIABLE_CHANNEL:
+            self.reliable = channel
+        channel.on("message", lambda m: self._on_message(channel.label, m))
+
+    def _on_message(self, label: str, message: bytes | str) -> None:
+        if isinstance(message, str):
+            self._on_control(message)
+            return
+        if label not in (LOWRES_CHANNEL, RELIABLE_CHANNEL) or len(message) > 300_000:
+            return
+        self.tasks.append(asyncio.ensure_future(self._feed(message)))
+        self.tasks = [t for t in self.tasks if not t.done()]
+
+    def _on_control(self, text: str) -> None:
+        try:
+            msg = json.loads(text) if len(text) < 4096 else {}
+        except ValueError:
+            return
+        if isinstance(msg, dict) and msg.get("type") == "epoch":
+            epoch = msg.get("epoch_unix_ms")
+            if isinstance(epoch, (int, float)) and abs(epoch / 1000 - time.time()) < 86400:
+                self.epoch_unix_ms = float(epoch)
+                self._broadcast({"type": "epoch", "epoch_unix_ms": self.epoch_unix_ms})
+
+    async def _feed(self, datagram: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        frames = await loop.run_in_executor(self.executor, self.decoder.feed, datagram)
+        for frame in frames:
+            self._broadcast_lowres(frame)
+        self.wake.set()
+
+    def _request_intra(self) -> None:
+        if self.reliable is not None and self.reliable.readyState == "open":
+            self.reliable.send(json.dumps({"type": "intra-request"}))
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind != "audio":
+            return
+        self.audio_track = track
+        relayed = self.worker.relay.subscribe(track)
+        self.tasks.append(asyncio.ensure_future(self._consume_audio(relayed)))
+        for viewer in list(self.viewers):
+            asyncio.ensure_future(self.worker.offer_view(viewer, self))
+
+    async def _consume_audio(self, track: MediaStreamTrack) -> None:
+        resampler = AudioResampler(format="flt", layout="mono", rate=16000)
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                frame = await track.recv()
+            except Exception:  # noqa: BLE001 - track ended
+                return
+            for out in resampler.resample(frame):
+                pcm = out.to_ndarray().reshape(-1).astype(np.float32)
+                if self.epoch_unix_ms is None:
+                    continue
+                dur_ms = 1000.0 * len(pcm) / 16000
+                ts = int(time.time() * 1000 - self.epoch_unix_ms - dur_ms)
+                chunk = AudioChunk(samples=pcm, timestamp_ms=max(0, ts))
+                await loop.run_in_executor(self.executor, self.receiver.push_audio, chunk)
+
+    # ---- output side -----------------------------------------------------------------
+    async def render_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_stats = 0.0
+        while self.pc.connectionState not in ("closed", "failed"):
+            try:
+                await asyncio.wait_for(self.wake.wait(), STATS_PERIOD_S)
+            except asyncio.TimeoutError:
+                pass
+            self.wake.clear()
+            t0 = time.perf_counter()
+            frames = await loop.run_in_executor(self.executor, self.receiver.pull)
+            if frames:
+                self.render_ms = 1000 * (time.perf_counter() - t0) / len(frames)
+            for f in frames:
+                self._emit(f)
+            if time.monotonic() - last_stats >= STATS_PERIOD_S:
+                last_stats = time.monotonic()
+                await self._send_stats()
+
+    def _emit(self, frame: OutputFrame) -> None:
+        self.frames_out += 1
+        self.rendered.add(1)
+        for track, _ in self.viewers.values():
+            track.put(frame)
+
+    def _broadcast(self, msg: dict) -> None:
+        text = json.dumps(msg)
+        for _, channel in self.viewers.values():
+            if channel.readyState == "open":
+                channel.send(text)
+
+    def _broadcast_lowres(self, frame: LowResFrame) -> None:
+        pixels = np.clip(np.round(frame.pixels), 0, 255).astype(np.uint8)
+        self._broadcast({"type": "lowres", "ts": frame.timestamp_ms, "size": pixels.shape[0],
+                         "rgb": base64.b64encode(pixels.tobytes()).decode()})
+
+    async def figures(self) -> dict:
+        """Live figures of this link, as measured at the receiver."""
+        audio_bytes = audio_lost = audio_packets = 0
+        transport_bytes = 0
+        for receiver in self.pc.getReceivers():
+            if receiver.track is None or receiver.track.kind != "audio":
+                continue
+            for stat in (await receiver.getStats()).values():
+                if stat.type == "inbound-rtp":
+                    audio_packets += stat.packetsReceived
+                    audio_lost += max(0, stat.packetsLost)
+                elif stat.type == "remote-outbound-rtp":
+                    # The sender's own count of Opus payload octets (RTCP sender reports).
+                    audio_bytes += stat.bytesSent
+        if self.pc.sctp is not None:
+            for stat in self.pc.sctp.transport._get_stats().values():
+                if stat.type == "transport":
+                    transport_bytes = stat.bytesReceived
+        c = self.decoder.counters
+        return {
+            "type": "stats", "label": self.label,
+            "video_kbps": self.decoder.video_rate.bps() / 1000,
+            "audio_bytes": audio_bytes, "audio_packets": audio_packets,
+            "audio_loss": audio_lost / max(1, audio_lost + audio_packets),
+            "transport_bytes": transport_bytes,
+            "lowres_loss": self.decoder.loss_fraction(),
+            "lowres_decoded": c.lowres_decoded, "corrupt": c.corrupt,
+            "fps": self.rendered.bps() / 8, "render_ms": self.render_ms,
+            "frames_out": self.frames_out, "receiver": self.worker.receiver_name,
+            "low_latency": self.worker.config.low_latency,
+            "identity_bytes": c.bytes_by_kind["IDENTITY"],
+            "server_unix_ms": time.time() * 1000,
+        }
+
+    async def _send_stats(self) -> None:
+        self._broadcast(await self.figures())
+
+    def _on_state(self) -> None:
+        if self.pc.connectionState in ("failed", "closed"):
+            self.wake.set()
+            asyncio.ensure_future(self.worker.drop_link(self))
+
+    async def close(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        await self.pc.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class ReceiverWorker:
+    """Joins a room as ``receiver`` and serves every link and viewer in it."""
+
+    def __init__(self, client: SignalClient, config: WorkerConfig | None = None) -> None:
+        self.client = client
+        self.config = config or WorkerConfig()
+        self.receiver_name = self.config.receiver or default_receiver_name()
+        self.router = SessionRouter(client)
+        self.router.on_offer = self._on_offer
+        self.router.on_peer_joined = self._on_peer_joined
+        self.router.on_peer_left = self._on_peer_left
+        self.links: dict[str, LinkSession] = {}
+        self.viewers: set[str] = set()
+        self.relay = MediaRelay()
+
+    async def run(self) -> None:
+        peers = await self.client.connect()
+        self.viewers = {p["peer"] for p in peers if p["role"] == "viewer"}
+        await self.router.run()
+
+    async def _on_offer(self, peer: str, session: str, data: dict) -> RTCPeerConnection | None:
+        if not session.startswith("link:"):
+            return None
+        label = self.client.peers.get(peer, {}).get("label") or session[5:] or peer
+        old = self.links.pop(f"{peer}/{session}", None)
+        if old is not None:
+            await old.close()
+        link = LinkSession(self, peer, session, label)
+        self.links[link.key] = link
+        link.tasks.append(asyncio.ensure_future(link.render_loop()))
+        link.tasks.append(asyncio.ensure_future(self._offer_views_when_connected(link)))
+        return link.pc
+
+    async def _offer_views_when_connected(self, link: LinkSession) -> None:
+        for _ in range(400):
+            if link.pc.connectionState == "connected":
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # let the audio track appear first
+        for viewer in list(self.viewers):
+            await self.offer_view(viewer, link)
+
+    async def offer_view(self, viewer: str, link: LinkSession) -> None:
+        pc = new_peer_connection(self.config.ice_servers)
+        track = ReconstructedVideoTrack()
+        pc.addTrack(track)
+        if link.audio_track is not None:
+            pc.addTrack(self.relay.subscribe(link.audio_track))
+        channel = pc.createDataChannel(VIEW_CHANNEL)
+        link.viewers[viewer] = (track, channel)
+
+        @channel.on("open")
+        def on_open() -> None:
+            channel.send(json.dumps({"type": "hello", "label": link.label, "link": link.key}))
+            if link.epoch_unix_ms is not None:
+                channel.send(json.dumps({"type": "epoch", "epoch_unix_ms": link.epoch_unix_ms}))
+
+        try:
+            await self.router.offer(viewer, f"view:{link.key}", pc)
+        except (asyncio.TimeoutError, ConnectionError):
+            link.viewers.pop(viewer, None)
+            await pc.close()
+
+    async def _on_peer_joined(self, msg: dict) -> None:
+        if msg.get("role") == "viewer":
+            self.viewers.add(msg["peer"])
+            for link in list(self.links.values()):
+                await self.offer_view(msg["peer"], link)
+
+    async def _on_peer_left(self, msg: dict) -> None:
+        peer = msg["peer"]
+        self.viewers.discard(peer)
+        for key in [k for k, link in self.links.items() if link.peer == peer]:
+            await self.links.pop(key).close()
+        for link in self.links.values():
+            link.viewers.pop(peer, None)
+
+    async def drop_link(self, link: LinkSession) -> None:
+        if self.links.get(link.key) is link:
+            self.links.pop(link.key)
+        await link.close()
+        for viewer in list(link.viewers):
+            await self.router.close_session(viewer, f"view:{link.key}")
