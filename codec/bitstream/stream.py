@@ -22,7 +22,7 @@ from typing import Any
 from codec.bitstream.config import AudioCodec, StreamConfig, decode_config
 from codec.bitstream.identity_codec import decode_identity
 from codec.bitstream.lowres_codec import LowResDecoder, LowResParams
-from codec.bitstream.packet import SEQ_MODULO, Packet, StreamKind, seq_after
+from codec.bitstream.packet import SEQ_MODULO, Packet, PacketFlag, StreamKind, seq_after
 from codec.errors import BitstreamError
 from codec.types import AudioChunk, IdentityFrame, LowResFrame
 
@@ -136,7 +136,7 @@ class StreamDecoder:
             self._route(packet, ev)
         except BitstreamError:
             self.corrupt += 1
-        if packet.flags & 4:  # PacketFlag.END
+        if packet.flags & PacketFlag.END:
             ev.ended = True
         return ev
 

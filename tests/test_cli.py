@@ -1,0 +1,108 @@
+"""The talkcodec command: encode -> info -> decode on a real val clip, and clean failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+
+from codec.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("TALKCODEC_DATA", REPO.parent / "shared" / "data"))
+VAL_CLIP = DATA / "clips" / "rizkiarm__LipNet__evaluation__samples__GRID__bbaf2n.mpg"
+needs_data = pytest.mark.skipif(not VAL_CLIP.exists(), reason="shared data not present")
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not VAL_CLIP.exists():
+        pytest.skip("shared data not present")
+    out = tmp_path_factory.mktemp("cli") / "clip.tc"
+    assert main(["encode", str(VAL_CLIP), "-o", str(out), "--max-seconds", "3"]) == 0
+    return out
+
+
+@needs_data
+def test_info_breaks_down_the_bits(encoded: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["info", str(encoded), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["bytes"] == encoded.stat().st_size
+    assert abs(info["duration_s"] - 3.0) < 0.05
+    assert info["packets"]["lowres"] == 15 and info["packets"]["identity"] == 1
+    assert info["packets"]["audio"] >= 140  # 20 ms Opus packets
+    parts = ["identity", "lowres", "audio", "overhead"]
+    assert sum(info[p]["bits"] for p in parts) == info["total"]["bits"] == 8 * info["bytes"]
+    assert info["lowres_with_headers"]["kbit_per_s"] <= 1.5
+    assert 4.0 < info["audio"]["kbit_per_s"] < 12.0
+    assert info["total"]["bits_per_pixel"] == pytest.approx(
+        info["total"]["bits"] / (256 * 256 * 75))
+    assert main(["info", str(encoded)]) == 0
+    text = capsys.readouterr().out
+    assert "identity frame" in text and "total without identity" in text
+
+
+@needs_data
+def test_decode_writes_synced_h264_with_audio(encoded: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    assert main(["decode", str(encoded), "-o", str(out), "--receiver", "bicubic"]) == 0
+    with av.open(str(out)) as c:
+        video = c.streams.video[0]
+        audio = c.streams.audio[0]
+        assert video.codec_context.name == "h264"
+        assert (video.codec_context.width, video.codec_context.height) == (256, 256)
+        assert video.average_rate == 25
+        frames = sum(1 for _ in c.decode(video=0))
+        assert frames == 75
+        v_end = float(video.duration * video.time_base)
+        a_end = float(audio.duration * audio.time_base)
+        assert abs(v_end - a_end) < 0.1  # audio muxed over the same span
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "codec", *args], capture_output=True,
+                          text=True, env=env, timeout=120)
+
+
+def assert_one_line_error(res: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert res.returncode != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("talkcodec: error:"), res.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in res.stderr
+
+
+@needs_data
+def test_damaged_files_fail_with_one_line(encoded: Path, tmp_path: Path) -> None:
+    data = encoded.read_bytes()
+    cut = tmp_path / "cut.tc"
+    cut.write_bytes(data[: len(data) // 2])
+    assert_one_line_error(run_cli("info", str(cut)), "ends")
+    assert_one_line_error(run_cli("decode", str(cut), "-o", str(tmp_path / "x.mp4")), "ends")
+    assert not (tmp_path / "x.mp4").exists()
+    junk = tmp_path / "junk.tc"
+    junk.write_bytes(b"TKCF\x01\x02{}" + bytes(range(1, 256)))
+    assert_one_line_error(run_cli("info", str(junk)), "magic")
+
+
+def test_bad_inputs_fail_with_one_line(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("info", str(tmp_path / "missing.tc")), "no such file")
+    text = tmp_path / "notavideo.mp4"
+    text.write_text("hello")
+    assert_one_line_error(run_cli("encode", str(text), "-o", str(tmp_path / "o.tc")),
+                          "notavideo.mp4")
+    assert_one_line_error(run_cli("decode", str(text), "-o", str(tmp_path / "o.mp4")),
+                          "not a talkcodec file")
+
+
+def test_usage_errors() -> None:
+    res = run_cli("encode")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert run_cli("--version").stdout.startswith("talkcodec ")
