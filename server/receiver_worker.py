@@ -13,6 +13,7 @@ import base64
 import json
 import logging
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -60,6 +61,7 @@ class LinkSession:
         self.audio_rate = RateWindow()
         self.viewers: dict[str, tuple[ReconstructedVideoTrack, RTCDataChannel]] = {}
         self.rendered = RateWindow()
+        self.transport_history: deque[tuple[float, int]] = deque()
         self.render_ms = 0.0
         self.frames_out = 0
         self.wake = asyncio.Event()
@@ -109,6 +111,9 @@ class LinkSession:
         if track.kind != "audio":
             return
         self.audio_track = track
+        for rtp_receiver in self.pc.getReceivers():
+            if rtp_receiver.track is track:
+                _count_rtp_payload(rtp_receiver, self.audio_rate)
         relayed = self.worker.relay.subscribe(track)
         self.tasks.append(asyncio.ensure_future(self._consume_audio(relayed)))
         for viewer in list(self.viewers):
@@ -168,10 +173,24 @@ class LinkSession:
         self._broadcast({"type": "lowres", "ts": frame.timestamp_ms, "size": pixels.shape[0],
                          "rgb": base64.b64encode(pixels.tobytes()).decode()})
 
+    def _transport_bytes(self) -> int:
+        if self.pc.sctp is None:
+            return 0
+        for stat in self.pc.sctp.transport._get_stats().values():
+            if stat.type == "transport":
+                return int(stat.bytesReceived)
+        return 0
+
     async def figures(self) -> dict:
         """Live figures of this link, as measured at the receiver."""
         audio_bytes = audio_lost = audio_packets = 0
-        transport_bytes = 0
+        transport_bytes = self._transport_bytes()
+        now = time.monotonic()
+        self.transport_history.append((now, transport_bytes))
+        while len(self.transport_history) > 2 and self.transport_history[0][0] < now - 4.0:
+            self.transport_history.popleft()
+        (t0, b0), (t1, b1) = self.transport_history[0], self.transport_history[-1]
+        transport_kbps = (b1 - b0) * 8 / (t1 - t0) / 1000 if t1 > t0 else 0.0
         for receiver in self.pc.getReceivers():
             if receiver.track is None or receiver.track.kind != "audio":
                 continue
@@ -182,14 +201,13 @@ class LinkSession:
                 elif stat.type == "remote-outbound-rtp":
                     # The sender's own count of Opus payload octets (RTCP sender reports).
                     audio_bytes += stat.bytesSent
-        if self.pc.sctp is not None:
-            for stat in self.pc.sctp.transport._get_stats().values():
-                if stat.type == "transport":
-                    transport_bytes = stat.bytesReceived
         c = self.decoder.counters
+        video_kbps = self.decoder.video_rate.bps() / 1000
+        audio_kbps = self.audio_rate.bps() / 1000
         return {
             "type": "stats", "label": self.label,
-            "video_kbps": self.decoder.video_rate.bps() / 1000,
+            "video_kbps": video_kbps, "audio_kbps": audio_kbps,
+            "total_kbps": video_kbps + audio_kbps, "transport_kbps": transport_kbps,
             "audio_bytes": audio_bytes, "audio_packets": audio_packets,
             "audio_loss": audio_lost / max(1, audio_lost + audio_packets),
             "transport_bytes": transport_bytes,
@@ -217,6 +235,17 @@ class LinkSession:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
+def _count_rtp_payload(rtp_receiver: object, window: RateWindow) -> None:
+    """Count the Opus RTP payload bytes this receiver gets, as they arrive."""
+    handle = rtp_receiver._handle_rtp_packet  # type: ignore[attr-defined]
+
+    async def counting(packet, arrival_time_ms):  # noqa: ANN001, ANN202
+        window.add(len(packet.payload))
+        return await handle(packet, arrival_time_ms)
+
+    rtp_receiver._handle_rtp_packet = counting  # type: ignore[attr-defined]
+
+
 class ReceiverWorker:
     """Joins a room as ``receiver`` and serves every link and viewer in it."""
 
@@ -240,7 +269,11 @@ class ReceiverWorker:
     async def _on_offer(self, peer: str, session: str, data: dict) -> RTCPeerConnection | None:
         if not session.startswith("link:"):
             return None
-        label = self.client.peers.get(peer, {}).get("label") or session[5:] or peer
+        info = self.client.peers.get(peer, {})
+        owner = session[len("link:"):]
+        if info.get("role") == "agent":  # a browser camera: name the viewer it belongs to
+            info = self.client.peers.get(owner, {"label": owner})
+        label = info.get("label") or owner or peer
         old = self.links.pop(f"{peer}/{session}", None)
         if old is not None:
             await old.close()

@@ -1,0 +1,246 @@
+// The call page: joins a room as a viewer, sends this browser's camera to the sender agent
+// (loopback, same machine), shows every reconstructed face with its live figures.
+"use strict";
+
+const params = new URLSearchParams(location.search);
+const room = params.get("room") || "demo";
+const token = params.get("token") || "";
+const label = (params.get("name") || "guest").slice(0, 64);
+const me = "viewer-" + Math.random().toString(36).slice(2, 8);
+const wantCamera = params.get("camera") !== "0";
+const statusEl = document.getElementById("status");
+const tiles = new Map(); // session -> tile state
+const peers = new Map(); // peer id -> {role, label}
+let ws = null;
+let iceServers = [];
+let cameraStream = null;
+let cameraPc = null;
+
+// Figures for people and for the end-to-end test.
+window.talkcodec = { me, tiles: {}, camera: "off" };
+
+function setStatus(text) { statusEl.textContent = text; }
+
+function send(msg) { if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg)); }
+
+function signal(to, data) { send({ type: "signal", to, data }); }
+
+async function gathered(pc) {
+  if (pc.iceGatheringState === "complete") return;
+  await new Promise((resolve) => {
+    const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, 3000); // use what we have
+  });
+}
+
+// ---- the camera -> the local sender agent ---------------------------------------------
+async function startCamera() {
+  if (!wantCamera) return;
+  try {
+    cameraStream = await navigator.mediaDevices.getUserMedia({
+      video: { width: 640, height: 480, frameRate: 25 }, audio: true,
+    });
+    document.getElementById("self").srcObject = cameraStream;
+    window.talkcodec.camera = "ready";
+  } catch (err) {
+    window.talkcodec.camera = "unavailable";
+    document.getElementById("camera-state").textContent = "No camera: " + err.name;
+  }
+}
+
+async function sendCamera() {
+  if (!cameraStream || cameraPc) return;
+  const agent = params.get("agent") ||
+    [...peers.entries()].find(([, p]) => p.role === "agent")?.[0];
+  if (!agent) {
+    document.getElementById("camera-state").textContent =
+      "No sender agent in this room: run `talkcodec send --agent` on this machine.";
+    return;
+  }
+  cameraPc = new RTCPeerConnection({ iceServers });
+  cameraStream.getTracks().forEach((t) => cameraPc.addTrack(t, cameraStream));
+  const session = "camera:" + me;
+  cameraPc.addEventListener("connectionstatechange", () => {
+    window.talkcodec.camera = cameraPc ? cameraPc.connectionState : "closed";
+  });
+  await cameraPc.setLocalDescription(await cameraPc.createOffer());
+  await gathered(cameraPc);
+  cameraPc.talkcodecAgent = agent;
+  signal(agent, { session, kind: "offer", sdp: cameraPc.localDescription.sdp });
+  document.getElementById("camera-state").textContent = "camera -> sender agent '" + agent + "'";
+}
+
+// ---- reconstructed faces from the receiver worker -------------------------------------
+function newTile(session) {
+  const node = document.getElementById("tile").content.firstElementChild.cloneNode(true);
+  document.getElementById("remote").appendChild(node);
+  document.getElementById("empty").hidden = true;
+  const tile = {
+    node, session, pc: null, epoch: null, frames: 0, lastTs: -1, latencies: [],
+    fpsWindow: [], stats: null,
+    video: node.querySelector("video"), lowres: node.querySelector("canvas"),
+    probe: document.createElement("canvas"),
+  };
+  tile.probe.width = 256; tile.probe.height = 272;
+  tile.probeCtx = tile.probe.getContext("2d", { willReadFrequently: true });
+  tiles.set(session, tile);
+  watchFrames(tile);
+  return tile;
+}
+
+function watchFrames(tile) {
+  const onFrame = () => {
+    if (tile.video.videoHeight >= 272) {
+      tile.probeCtx.drawImage(tile.video, 0, 0, 256, 272);
+      const ts = readStamp(tile.probeCtx);
+      const now = Date.now();
+      if (ts !== tile.lastTs) {
+        tile.lastTs = ts;
+        tile.frames += 1;
+        tile.fpsWindow.push(now);
+        if (tile.epoch !== null) {
+          tile.latencies.push(now - (tile.epoch + ts));
+          if (tile.latencies.length > 250) tile.latencies.shift();
+        }
+      }
+    }
+    tile.video.requestVideoFrameCallback(onFrame);
+  };
+  tile.video.requestVideoFrameCallback(onFrame);
+}
+
+function drawLowres(tile, msg) {
+  const size = msg.size;
+  const bytes = Uint8Array.from(atob(msg.rgb), (c) => c.charCodeAt(0));
+  tile.lowres.width = size; tile.lowres.height = size;
+  const ctx = tile.lowres.getContext("2d");
+  const img = ctx.createImageData(size, size);
+  for (let i = 0; i < size * size; i++) {
+    img.data[4 * i] = bytes[3 * i]; img.data[4 * i + 1] = bytes[3 * i + 1];
+    img.data[4 * i + 2] = bytes[3 * i + 2]; img.data[4 * i + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+  tile.lowresCount = (tile.lowresCount || 0) + 1;
+}
+
+function onViewMessage(tile, msg) {
+  if (msg.type === "hello") tile.node.querySelector(".label").textContent = msg.label;
+  else if (msg.type === "epoch") tile.epoch = msg.epoch_unix_ms;
+  else if (msg.type === "lowres") drawLowres(tile, msg);
+  else if (msg.type === "stats") {
+    tile.stats = msg;
+  }
+}
+
+async function acceptView(from, data) {
+  const tile = tiles.get(data.session) || newTile(data.session);
+  if (tile.pc) tile.pc.close();
+  const pc = new RTCPeerConnection({ iceServers });
+  tile.pc = pc;
+  const stream = new MediaStream();
+  pc.addEventListener("track", (ev) => {
+    stream.addTrack(ev.track);
+    tile.video.srcObject = stream;
+    tile.video.play().catch(() => {});
+  });
+  pc.addEventListener("datachannel", (ev) => {
+    ev.channel.addEventListener("message", (m) => {
+      if (typeof m.data === "string" && m.data.length < 65536) onViewMessage(tile, JSON.parse(m.data));
+    });
+  });
+  await pc.setRemoteDescription({ type: "offer", sdp: data.sdp });
+  await pc.setLocalDescription(await pc.createAnswer());
+  await gathered(pc);
+  signal(from, { session: data.session, kind: "answer", sdp: pc.localDescription.sdp });
+}
+
+function removeView(session) {
+  const tile = tiles.get(session);
+  if (!tile) return;
+  if (tile.pc) tile.pc.close();
+  tile.node.remove();
+  tiles.delete(session);
+  delete window.talkcodec.tiles[session];
+  document.getElementById("empty").hidden = tiles.size > 0;
+}
+
+// ---- live figures ----------------------------------------------------------------------
+function median(xs) {
+  if (!xs.length) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+function refreshFigures() {
+  const now = Date.now();
+  for (const [session, tile] of tiles) {
+    tile.fpsWindow = tile.fpsWindow.filter((t) => t > now - 2000);
+    const s = tile.stats || {};
+    const fig = {
+      label: s.label || "", frames: tile.frames, lowres: tile.lowresCount || 0,
+      fps: tile.fpsWindow.length / 2, latencyMs: median(tile.latencies),
+      videoKbps: s.video_kbps ?? null, audioKbps: s.audio_kbps ?? 0,
+      totalKbps: s.total_kbps ?? 0, transportKbps: s.transport_kbps ?? 0,
+      loss: s.lowres_loss ?? null, audioLoss: s.audio_loss ?? null,
+      receiver: s.receiver || "", lowLatency: !!s.low_latency,
+    };
+    window.talkcodec.tiles[session] = fig;
+    const q = (c) => tile.node.querySelector(c);
+    q(".video-kbps").textContent = fig.videoKbps === null ? "–" : fig.videoKbps.toFixed(2) + " kbit/s";
+    q(".audio-kbps").textContent = fig.audioKbps.toFixed(2) + " kbit/s";
+    q(".total-kbps").textContent = fig.totalKbps.toFixed(2) + " kbit/s";
+    q(".transport-kbps").textContent = fig.transportKbps.toFixed(2) + " kbit/s (incl. SRTP/SCTP)";
+    q(".fps").textContent = fig.fps.toFixed(1);
+    q(".latency").textContent = fig.latencyMs === null ? "–" : Math.round(fig.latencyMs) + " ms";
+    q(".loss").textContent = fig.loss === null ? "–" :
+      (100 * fig.loss).toFixed(1) + " % 8x8, " + (100 * (fig.audioLoss || 0)).toFixed(1) + " % audio";
+    q(".receiver").textContent = fig.receiver + (fig.lowLatency ? " (low latency)" : "");
+  }
+}
+setInterval(refreshFigures, 500);
+
+// ---- signalling ------------------------------------------------------------------------
+async function onSignal(from, data) {
+  if (!data || typeof data.session !== "string") return;
+  if (data.kind === "offer" && data.session.startsWith("view:")) await acceptView(from, data);
+  else if (data.kind === "answer" && cameraPc && data.session === "camera:" + me) {
+    await cameraPc.setRemoteDescription({ type: "answer", sdp: data.sdp });
+  } else if (data.kind === "bye") {
+    if (data.session.startsWith("view:")) removeView(data.session);
+  }
+}
+
+async function main() {
+  try { iceServers = (await (await fetch("/api/ice")).json()).iceServers || []; } catch (e) { iceServers = []; }
+  await startCamera();
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  ws = new WebSocket(`${proto}//${location.host}/ws`);
+  ws.addEventListener("open", () => {
+    send({ type: "join", room, token, peer: me, role: "viewer", label });
+  });
+  ws.addEventListener("close", (ev) => {
+    setStatus("disconnected" + (ev.reason ? ": " + ev.reason : ""));
+    window.talkcodec.signalling = "closed";
+  });
+  ws.addEventListener("message", async (ev) => {
+    const msg = JSON.parse(ev.data);
+    if (msg.type === "joined") {
+      msg.peers.forEach((p) => peers.set(p.peer, p));
+      setStatus(`in room ${room} as ${label}`);
+      window.talkcodec.signalling = "joined";
+      await sendCamera();
+    } else if (msg.type === "peer-joined") {
+      peers.set(msg.peer, msg);
+      if (msg.role === "agent") await sendCamera();
+    } else if (msg.type === "peer-left") {
+      peers.delete(msg.peer);
+      for (const session of [...tiles.keys()]) if (session.startsWith("view:" + msg.peer + "/")) removeView(session);
+      if (cameraPc && cameraPc.talkcodecAgent === msg.peer) { cameraPc.close(); cameraPc = null; }
+    } else if (msg.type === "signal") {
+      await onSignal(msg.from, msg.data);
+    }
+  });
+}
+
+main();

@@ -1,0 +1,207 @@
+"""``talkcodec send | serve | demo`` (added to ``codec/cli.py`` by ``add_subcommands``).
+
+    talkcodec demo [--clip PATH | --no-clip] [--port 8000] [--low-latency] [--receiver NAME]
+    talkcodec serve [--role all|signalling|receiver] [--host H] [--port P] [--room R]
+    talkcodec send SOURCE|--agent --url http://H:P --room R --token T [--loop] [--name N]
+
+The server secret comes from env TALKCODEC_SECRET (all processes of one deployment share
+it) or is generated at start; room tokens are printed, never stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from codec.errors import InputError, TalkcodecError
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_CLIP = "clips/OpenTalker__SadTalker__test__examples__source_image__WDA_EdMarkey0_000.mp4"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("TALKCODEC_DATA", REPO.parent / "shared" / "data"))
+
+
+def _ws_url(url: str) -> str:
+    url = url.rstrip("/")
+    if url.startswith(("ws://", "wss://")):
+        return url if url.endswith("/ws") else url + "/ws"
+    if url.startswith("http://"):
+        return "ws://" + url[len("http://"):] + "/ws"
+    if url.startswith("https://"):
+        return "wss://" + url[len("https://"):] + "/ws"
+    raise TalkcodecError(f"bad server URL {url!r} (http://host:port or ws://host:port/ws)")
+
+
+def _run(coro: Any) -> int:
+    try:
+        asyncio.run(coro)
+    except KeyboardInterrupt:
+        return 130
+    except (ConnectionError, OSError) as exc:
+        raise TalkcodecError(f"call failed: {exc}") from None
+    return 0
+
+
+def _load_clip(path: str, max_seconds: float | None) -> Any:
+    from codec.sender.canvas import load_face_clip
+
+    return load_face_clip(path, max_seconds=max_seconds)
+
+
+# ---- demo ----------------------------------------------------------------------------
+async def _demo(args: argparse.Namespace) -> None:
+    from server.local_call import start_local_call
+    from server.sender_agent import FileSender
+
+    clip = None
+    if not args.no_clip:
+        path = Path(args.clip) if args.clip else data_dir() / DEMO_CLIP
+        if not path.exists():
+            raise InputError(f"{path}: sample clip not found (give --clip PATH or --no-clip)")
+        print(f"loading sample clip {path.name} ...", flush=True)
+        clip = await asyncio.get_running_loop().run_in_executor(
+            None, _load_clip, str(path), args.clip_seconds
+        )
+    call = await start_local_call(host=args.host, port=args.port, receiver=args.receiver,
+                                  low_latency=args.low_latency)
+    print(f"talkcodec demo: receiver '{call.worker.receiver_name}'"
+          f"{' (low latency)' if args.low_latency else ''}")
+    print(f"open this URL in a browser: {call.page_url()}", flush=True)
+    tasks = []
+    if clip is not None:
+        sender = FileSender(call.client("sender", "sample clip"), clip, loop=True)
+        tasks.append(asyncio.ensure_future(sender.run()))
+    try:
+        await asyncio.Event().wait()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await call.stop()
+
+
+# ---- serve ---------------------------------------------------------------------------
+async def _serve(args: argparse.Namespace) -> None:
+    from server.app import create_app, start_http
+    from server.receiver_worker import ReceiverWorker, WorkerConfig
+    from server.sender_agent import SenderAgent
+    from server.signal_client import SignalClient
+    from server.signalling import SignallingConfig
+    from server.tokens import make_room_token, new_secret
+    from server.transport import enable_loopback_candidates
+
+    secret = new_secret()
+    token = make_room_token(secret, args.room)
+    tasks = []
+    url = _ws_url(args.signal_url) if args.signal_url else f"ws://127.0.0.1:{args.port}/ws"
+    if args.role in ("all", "signalling"):
+        origins = frozenset(args.origin or [])
+        app = create_app(SignallingConfig(secret=secret, allowed_origins=origins))
+        server, task, port = await start_http(app, args.host, args.port)
+        url = f"ws://127.0.0.1:{port}/ws"
+        shown = "localhost" if args.host in ("0.0.0.0", "127.0.0.1") else args.host
+        print(f"signalling on {args.host}:{port}; join: http://{shown}:{port}/?room={args.room}"
+              f"&token={token}", flush=True)
+        tasks.append(task)
+    if args.role in ("all", "receiver"):
+        if args.loopback:
+            enable_loopback_candidates()
+        worker = ReceiverWorker(
+            SignalClient(url, args.room, token, "receiver", "receiver", "receiver worker"),
+            WorkerConfig(receiver=args.receiver, low_latency=args.low_latency),
+        )
+        tasks.append(asyncio.ensure_future(_retrying(worker.run)))
+        print(f"receiver worker ('{worker.receiver_name}') in room {args.room}", flush=True)
+        if args.agent:
+            agent = SenderAgent(SignalClient(url, args.room, token, "agent", "agent", "agent"))
+            tasks.append(asyncio.ensure_future(agent.run()))
+    await asyncio.gather(*tasks)
+
+
+async def _retrying(run: Any) -> None:
+    """Keep a worker in its room across signalling restarts (e.g. container start order)."""
+    while True:
+        with contextlib.suppress(ConnectionError, OSError):
+            await run()
+        await asyncio.sleep(2.0)
+
+
+# ---- send ----------------------------------------------------------------------------
+async def _send(args: argparse.Namespace) -> None:
+    from server.sender_agent import DeviceSender, FileSender, SenderAgent
+    from server.signal_client import SignalClient
+    from server.transport import enable_loopback_candidates
+
+    if args.loopback:
+        enable_loopback_candidates()
+    url = _ws_url(args.url)
+    name = args.name or f"sender-{secrets.token_hex(3)}"
+    if args.agent:
+        client = SignalClient(url, args.room, args.token, name, "agent", name)
+        print(f"sender agent '{name}' serving browser cameras in room {args.room}", flush=True)
+        await SenderAgent(client).run()
+        return
+    if not args.source:
+        raise TalkcodecError("give a video file or camera device, or --agent")
+    client = SignalClient(url, args.room, args.token, name, "sender", args.label or name)
+    if args.source.startswith("/dev/video"):
+        await DeviceSender(client, args.source).run()
+        return
+    clip = await asyncio.get_running_loop().run_in_executor(
+        None, _load_clip, args.source, args.max_seconds
+    )
+    sender = FileSender(client, clip, loop=args.loop)
+    print(f"sending {Path(args.source).name} ({clip.n_frames} frames) to room {args.room}",
+          flush=True)
+    await sender.run()
+    print(f"sent {sender.frames_sent} frames", flush=True)
+
+
+def add_subcommands(sub: Any) -> None:
+    demo = sub.add_parser("demo", help="start a demo call on this machine and print its URL")
+    demo.add_argument("--clip", help="video for the Python sender (default: a sample clip)")
+    demo.add_argument("--no-clip", action="store_true", help="no Python sender, browsers only")
+    demo.add_argument("--clip-seconds", type=float, default=20.0)
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--receiver", default="", help="receiver name (default: best available)")
+    demo.add_argument("--low-latency", action="store_true", help="no wait for the next 8x8 frame")
+    demo.set_defaults(func=lambda a: _run(_demo(a)))
+
+    serve = sub.add_parser("serve", help="signalling server and/or receiver worker")
+    serve.add_argument("--role", choices=("all", "signalling", "receiver"), default="all")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--room", default="demo")
+    serve.add_argument("--signal-url", help="signalling server (for --role receiver)")
+    serve.add_argument("--origin", action="append", help="allowed browser Origin (repeatable)")
+    serve.add_argument("--receiver", default="")
+    serve.add_argument("--low-latency", action="store_true")
+    serve.add_argument("--agent", action="store_true", help="also serve browser cameras here")
+    serve.add_argument("--loopback", action="store_true", help="offer 127.0.0.1 ICE candidates")
+    serve.set_defaults(func=lambda a: _run(_serve(a)))
+
+    send = sub.add_parser("send", help="send a video file or camera over a call")
+    send.add_argument("source", nargs="?", help="video file or /dev/videoN")
+    send.add_argument("--agent", action="store_true", help="serve this machine's browser camera")
+    send.add_argument("--url", required=True, help="server, e.g. http://localhost:8000")
+    send.add_argument("--room", required=True)
+    send.add_argument("--token", default=os.environ.get("TALKCODEC_TOKEN", ""),
+                      help="room token (or env TALKCODEC_TOKEN)")
+    send.add_argument("--name", help="peer id")
+    send.add_argument("--label", help="name shown to viewers")
+    send.add_argument("--loop", action="store_true", help="repeat the file")
+    send.add_argument("--max-seconds", type=float)
+    send.add_argument("--loopback", action="store_true", help="offer 127.0.0.1 ICE candidates")
+    send.set_defaults(func=lambda a: _run(_send(a)))
+
+
+if __name__ == "__main__":  # pragma: no cover - use the talkcodec command
+    sys.exit("use: talkcodec send|serve|demo")
