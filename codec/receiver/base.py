@@ -9,18 +9,34 @@ Timing modes:
 - ``interpolate`` (default): an output frame at time t waits for the first low-res frame at
   or after t, so it can interpolate between the two that bracket it (adds up to one
   low-res frame interval of latency, 200 ms at 5 fps).
-- ``low_latency``: an output frame is produced as soon as its time has come, using the
-  latest low-res frame received (hold / extrapolation); no waiting for the next frame.
+- ``low_latency``: no waiting for the next low-res frame. Without a clock, receiving the
+  low-res frame at time T releases every grid time up to T plus the frames until the next
+  expected one (T + interval - 40 ms), rendered by holding the latest frame. With a clock
+  (``pull(now_ms=...)``), every grid time up to ``now_ms`` is released, holding through loss.
+
+Loss and hostile input: duplicates are ignored, late frames are inserted in order (or
+dropped when far too late), missing frames just widen the interpolation gap. A gap longer
+than ``max_gap_ms`` (e.g. a dropped connection, or a bogus timestamp) is not filled: after
+holding one interval, the output clock jumps to the next low-res frame. Buffers are bounded
+(old inputs are trimmed as the output clock advances, and capped when nobody pulls), so
+memory stays flat over a call of any length. If the identity frame is missing when output
+is due, a placeholder (the smooth upsampling of the first low-res frame) stands in until the
+real one arrives; frames rendered from it carry ``meta["identity"] == "placeholder"``.
 """
 
 from __future__ import annotations
 
 import abc
+import math
+from bisect import bisect_right
+from collections import deque
 from collections.abc import Iterable
 
 import numpy as np
 
-from codec import CANVAS_FPS, CANVAS_SIZE
+from codec import AUDIO_RATE, CANVAS_FPS, CANVAS_SIZE
+from codec.errors import InputError
+from codec.receiver.upsample import Upsampler
 from codec.types import AudioChunk, IdentityFrame, LowResFrame, OutputFrame
 
 FRAME_MS = 1000.0 / CANVAS_FPS
@@ -31,62 +47,108 @@ class Receiver(abc.ABC):
 
     name: str = "base"
 
+    #: A jump in low-res time longer than this is not filled with output frames.
+    max_gap_ms: float = 10_000.0
+    #: Hard caps on the input buffers, for callers that push without pulling.
+    max_buffered_lowres: int = 256
+    max_buffered_audio_s: float = 30.0
+    #: How much low-res time may arrive before output starts without an identity frame.
+    identity_wait_ms: float = 1_000.0
+    #: A low-res frame this much older than the output clock is dropped.
+    max_lateness_ms: float = 1_000.0
+    #: Longest plausible low-res frame interval (1 fps); longer pauses are loss.
+    max_lowres_interval_ms: float = 1_000.0
+
     def __init__(self, *, low_latency: bool = False, canvas_size: int = CANVAS_SIZE) -> None:
         self.low_latency = low_latency
         self.canvas_size = canvas_size
         self.identity: IdentityFrame | None = None
+        self.identity_is_placeholder = False
         self.lowres: list[LowResFrame] = []  # sorted by timestamp
+        self._times: list[int] = []  # their timestamps, kept in step
+        self._intervals: deque[int] = deque(maxlen=8)  # recent steps between low-res frames
         self.audio: list[AudioChunk] = []
         self._next_out = 0  # index of next output frame on the 25 fps grid
-        self._ended = False
 
     # ---- input -------------------------------------------------------------------
     def set_identity(self, identity: IdentityFrame) -> None:
+        image = np.asarray(identity.image)
+        expected = (self.canvas_size, self.canvas_size, 3)
+        if image.shape != expected or image.dtype != np.uint8:
+            raise InputError(
+                f"identity frame must be {expected} uint8, got {image.shape} {image.dtype}"
+            )
         self.identity = identity
+        self.identity_is_placeholder = False
         self.on_identity(identity)
 
     def push_lowres(self, frame: LowResFrame) -> None:
-        ts = frame.timestamp_ms
-        if self.lowres and ts <= self.lowres[-1].timestamp_ms:
-            if any(f.timestamp_ms == ts for f in self.lowres):
-                return  # duplicate
-            if ts < self._out_time(self._next_out) - 1000:
-                return  # far too late to matter
+        pixels = self._checked_pixels(frame.pixels)
+        ts = int(frame.timestamp_ms)
+        if ts < 0:
+            raise InputError(f"low-res frame has a negative timestamp ({ts} ms)")
+        frame = LowResFrame(pixels=pixels, timestamp_ms=ts)
+        if not self._times or ts > self._times[-1]:
+            if self._times and ts - self._times[-1] <= self.max_lowres_interval_ms:
+                self._intervals.append(ts - self._times[-1])
             self.lowres.append(frame)
-            self.lowres.sort(key=lambda f: f.timestamp_ms)
+            self._times.append(ts)
         else:
-            self.lowres.append(frame)
+            j = bisect_right(self._times, ts)
+            if j and self._times[j - 1] == ts:
+                return  # duplicate
+            if ts < self._out_time(self._next_out) - self.max_lateness_ms:
+                return  # far too late to matter
+            self.lowres.insert(j, frame)
+            self._times.insert(j, ts)
         self._trim()
 
     def push_audio(self, chunk: AudioChunk) -> None:
-        self.audio.append(chunk)
+        samples = np.asarray(chunk.samples, dtype=np.float32)
+        if samples.ndim != 1:
+            raise InputError(f"audio chunk must be mono (N,), got shape {samples.shape}")
+        samples = np.clip(np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+        self.audio.append(AudioChunk(samples=samples, timestamp_ms=int(chunk.timestamp_ms)))
+        if len(self.audio) > 1 and self.audio[-1].timestamp_ms < self.audio[-2].timestamp_ms:
+            self.audio.sort(key=lambda c: c.timestamp_ms)
         self._trim()
 
     # ---- output ------------------------------------------------------------------
-    def pull(self) -> list[OutputFrame]:
+    def pull(self, now_ms: float | None = None) -> list[OutputFrame]:
+        """Every output frame that is ready. ``now_ms`` (the presentation clock of a live
+        call) lets low-latency mode hold through loss, and bounds interpolate-mode waiting
+        to one low-res interval."""
         out: list[OutputFrame] = []
-        if self.identity is None or not self.lowres:
+        if not self.lowres or not self._ensure_identity(final=False):
             return out
+        if now_ms is not None and now_ms - self._out_time(self._next_out) > self.max_gap_ms:
+            self._next_out = math.floor(now_ms / FRAME_MS)  # clock far ahead: do not replay
         while True:
+            self._skip_gap()
             t = self._out_time(self._next_out)
-            last = self.lowres[-1].timestamp_ms
-            ready = self._due(t) if self.low_latency else t <= last
-            if not ready:
+            if not self._ready(t, now_ms):
                 break
             out.append(self._render_at(t))
             self._next_out += 1
+        self._trim()
         return out
 
-    def flush(self) -> list[OutputFrame]:
-        """Render every remaining frame up to the last low-res frame's time."""
+    def flush(self, end_ms: float | None = None) -> list[OutputFrame]:
+        """Render every remaining frame: up to ``end_ms`` (exclusive) when the stream's end
+        is known, else until the frame before the next expected low-res frame."""
         out: list[OutputFrame] = []
-        if self.identity is None or not self.lowres:
+        if not self.lowres or not self._ensure_identity(final=True):
             return out
-        last = self.lowres[-1].timestamp_ms
-        while self._out_time(self._next_out) <= last + FRAME_MS * 0.5 + 1e-6 or (
-            self._out_time(self._next_out) <= last + self.lowres_interval_ms() - FRAME_MS + 1e-6
-        ):
-            out.append(self._render_at(self._out_time(self._next_out)))
+        last = self._times[-1]
+        stop = last + max(self.lowres_interval_ms(), FRAME_MS) - FRAME_MS * 0.5
+        if end_ms is not None:
+            stop = min(float(end_ms) - FRAME_MS * 0.5, last + self.max_gap_ms)
+        while True:
+            self._skip_gap()
+            t = self._out_time(self._next_out)
+            if t > stop + 1e-6:
+                break
+            out.append(self._render_at(t))
             self._next_out += 1
         return out
 
@@ -95,8 +157,11 @@ class Receiver(abc.ABC):
         identity: IdentityFrame,
         lowres: Iterable[LowResFrame],
         audio: Iterable[AudioChunk] = (),
+        *,
+        end_ms: float | None = None,
     ) -> list[OutputFrame]:
-        """Offline convenience: feed everything, return every output frame."""
+        """Offline convenience: feed everything, return every output frame (those before
+        ``end_ms`` when given: low-latency mode may have rendered a few beyond it)."""
         self.set_identity(identity)
         for chunk in audio:
             self.push_audio(chunk)
@@ -104,12 +169,14 @@ class Receiver(abc.ABC):
         for f in lowres:
             self.push_lowres(f)
             frames.extend(self.pull())
-        frames.extend(self.flush())
+        frames.extend(self.flush(end_ms))
+        if end_ms is not None:
+            frames = [f for f in frames if f.timestamp_ms < end_ms - FRAME_MS * 0.5]
         return frames
 
     # ---- for subclasses ------------------------------------------------------------
     def on_identity(self, identity: IdentityFrame) -> None:  # noqa: B027 - optional hook
-        """Called when a (new) identity frame arrives."""
+        """Called when a (new) identity frame arrives (also for the placeholder)."""
 
     @abc.abstractmethod
     def render(self, t_ms: float) -> np.ndarray:
@@ -117,28 +184,34 @@ class Receiver(abc.ABC):
 
     # ---- helpers -------------------------------------------------------------------
     def lowres_interval_ms(self) -> float:
-        if len(self.lowres) >= 2:
-            d = np.diff([f.timestamp_ms for f in self.lowres[-8:]])
-            return float(np.median(d))
+        """The low-res stream's frame interval: median of the recent in-order steps that
+        were not gaps (200 ms until known)."""
+        if self._intervals:
+            return min(max(float(np.median(self._intervals)), FRAME_MS), self.max_lowres_interval_ms)
         return 200.0
+
+    def bracket(self, t_ms: float) -> tuple[int, int, float]:
+        """Indices (i, j) of the low-res frames around t and the weight of j in [0, 1]
+        (i == j outside the received range: hold)."""
+        j = bisect_right(self._times, t_ms)
+        if j == 0:
+            return 0, 0, 0.0
+        if j == len(self._times):
+            return j - 1, j - 1, 0.0
+        a, b = self._times[j - 1], self._times[j]
+        return j - 1, j, float(t_ms - a) / max(1, b - a)
 
     def lowres_at(self, t_ms: float) -> np.ndarray:
         """Low-res frame at time t: linear interpolation between the bracketing frames
         (hold outside the received range). Returns float32 (s, s, 3)."""
-        frames = self.lowres
-        if t_ms <= frames[0].timestamp_ms:
-            return frames[0].pixels
-        if t_ms >= frames[-1].timestamp_ms:
-            return frames[-1].pixels
-        times = [f.timestamp_ms for f in frames]
-        j = int(np.searchsorted(times, t_ms, side="right"))
-        a, b = frames[j - 1], frames[j]
-        w = (t_ms - a.timestamp_ms) / max(1, b.timestamp_ms - a.timestamp_ms)
-        return (1.0 - w) * a.pixels + w * b.pixels
+        i, j, w = self.bracket(t_ms)
+        if i == j or w == 0.0:
+            return self.lowres[i].pixels
+        return (1.0 - w) * self.lowres[i].pixels + w * self.lowres[j].pixels
 
     def audio_window(self, t_ms: float, before_ms: float, after_ms: float) -> np.ndarray:
         """Audio samples covering [t - before, t + after], zero-filled where missing."""
-        rate = 16000
+        rate = AUDIO_RATE
         n = int(round((before_ms + after_ms) * rate / 1000))
         out = np.zeros(n, np.float32)
         start = t_ms - before_ms
@@ -151,23 +224,90 @@ class Receiver(abc.ABC):
 
     def _render_at(self, t: float) -> OutputFrame:
         img = self.render(t)
-        return OutputFrame(image=img, timestamp_ms=int(round(t)))
+        meta = {"identity": "placeholder"} if self.identity_is_placeholder else {}
+        return OutputFrame(image=img, timestamp_ms=int(round(t)), meta=meta)
 
     def _out_time(self, k: int) -> float:
         return k * FRAME_MS
 
-    def _due(self, t: float) -> bool:
-        # Low-latency: every grid time up to the newest low-res frame's time, plus the
-        # frames between it and the next expected one (they are extrapolated by hold).
-        last = self.lowres[-1].timestamp_ms
-        return t <= last + self.lowres_interval_ms() - FRAME_MS + 1e-6
+    def _ready(self, t: float, now_ms: float | None) -> bool:
+        last = self._times[-1]
+        if self.low_latency:
+            if now_ms is not None:
+                return t <= now_ms + 1e-6
+            return t <= last + self.lowres_interval_ms() - FRAME_MS + 1e-6
+        if now_ms is not None and t <= now_ms - self.lowres_interval_ms() - 1e-6:
+            return True  # waited a whole interval for the next frame: hold
+        return t <= last
+
+    def _skip_gap(self) -> None:
+        """Jump the output clock over a gap in low-res time longer than max_gap_ms."""
+        t = self._out_time(self._next_out)
+        j = bisect_right(self._times, t)
+        if j == len(self._times):
+            return
+        nxt = self._times[j]
+        if j == 0:
+            jump = nxt - t > self.max_gap_ms
+        else:
+            prev = self._times[j - 1]
+            hold_end = prev + self.lowres_interval_ms()
+            jump = nxt - prev > self.max_gap_ms and t >= hold_end
+        if jump:
+            self._next_out = math.ceil(nxt / FRAME_MS - 1e-9)
+
+    def _ensure_identity(self, *, final: bool) -> bool:
+        if self.identity is not None:
+            return True
+        if not final and self._times[-1] - self._times[0] < self.identity_wait_ms:
+            return False
+        first = self.lowres[0].pixels
+        image = Upsampler(self.canvas_size)(first)
+        placeholder = IdentityFrame(
+            image=np.clip(np.rint(image), 0, 255).astype(np.uint8),
+            timestamp_ms=self._times[0],
+        )
+        self.identity = placeholder
+        self.identity_is_placeholder = True
+        self.on_identity(placeholder)
+        return True
+
+    def _checked_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        x = np.asarray(pixels, dtype=np.float32)
+        if (
+            x.ndim != 3
+            or x.shape[0] != x.shape[1]
+            or x.shape[2] != 3
+            or x.shape[0] == 0
+            or self.canvas_size % x.shape[0]
+        ):
+            raise InputError(
+                f"low-res frame must be (s, s, 3) with s dividing {self.canvas_size}, "
+                f"got shape {x.shape}"
+            )
+        return np.clip(np.nan_to_num(x, nan=128.0, posinf=255.0, neginf=0.0), 0.0, 255.0)
 
     def _trim(self) -> None:
-        # Bounded memory: keep what the output clock can still need.
+        # Bounded memory: keep what the output clock can still need ...
         horizon = self._out_time(self._next_out) - 2000
-        while len(self.lowres) > 2 and self.lowres[1].timestamp_ms < horizon:
-            self.lowres.pop(0)
+        drop = 0
+        while len(self._times) - drop > 2 and self._times[drop + 1] < horizon:
+            drop += 1
+        # ... and never more than the caps, even if nobody pulls (then the unrendered
+        # time of the dropped frames is skipped).
+        over_cap = len(self._times) - self.max_buffered_lowres > drop
+        drop = max(drop, len(self._times) - self.max_buffered_lowres)
+        if drop > 0:
+            del self.lowres[:drop]
+            del self._times[:drop]
+            if over_cap:
+                self._next_out = max(self._next_out, math.ceil(self._times[0] / FRAME_MS - 1e-9))
         while len(self.audio) > 1 and (
-            self.audio[0].timestamp_ms + 1000 * len(self.audio[0].samples) / 16000 < horizon
+            self.audio[0].timestamp_ms + 1000 * len(self.audio[0].samples) / AUDIO_RATE
+            < horizon
         ):
             self.audio.pop(0)
+        cap = int(self.max_buffered_audio_s * AUDIO_RATE)
+        total = sum(len(c.samples) for c in self.audio)
+        while len(self.audio) > 1 and total > cap:
+            total -= len(self.audio.pop(0).samples)

@@ -1,0 +1,128 @@
+"""Quick quality and speed of the baseline receivers on the val clips.
+
+For each val clip (first ``--seconds`` s of its 256x256, 25 fps canvas): the identity frame
+is canvas frame 0, the low-res stream is the exact 8x8 box downsampling of every 5th canvas
+frame (5 fps, unquantised), and each receiver rebuilds 25 fps. Prints PSNR (dB, RGB) and
+SSIM (luma) against the canvas, excluding frame 0 (the identity frame itself), per clip and
+averaged over clips, and each receiver's speed in output frames/s on one thread.
+The full benchmark through the bitstream, with every metric, is ``bench_bpp.py``.
+
+    nice .venv/bin/python benchmarks/bench_receivers.py [--seconds 10] [--receivers a,b]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # one core: set before numpy loads BLAS
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from codec.metrics.fidelity import mean_psnr, psnr, ssim  # noqa: E402
+from codec.receiver.registry import get_receiver  # noqa: E402
+from codec.sender.downsample import box_downsample  # noqa: E402
+from codec.types import IdentityFrame, LowResFrame  # noqa: E402
+
+BASELINES = ("identity", "bicubic", "backproject", "align")
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("TALKCODEC_DATA", REPO.parent / "shared" / "data"))
+
+
+def load_canvas(path: Path, seconds: float) -> np.ndarray:
+    """(T, 256, 256, 3) uint8 canvas frames at 25 fps: the sender's own front end when it is
+    there, else a centre square crop resized to 256 (nearest frame in time)."""
+    try:
+        from codec.sender.canvas import load_face_clip
+    except ImportError:
+        pass
+    else:
+        return load_face_clip(path, max_seconds=seconds).frames
+    from codec.sender.video_io import iter_video_frames
+
+    frames: list[np.ndarray] = []
+    times: list[float] = []
+    for f in iter_video_frames(path, max_side=720, max_seconds=seconds):
+        h, w = f.image.shape[:2]
+        s = min(h, w)
+        y0, x0 = (h - s) // 2, (w - s) // 2
+        crop = f.image[y0 : y0 + s, x0 : x0 + s]
+        frames.append(cv2.resize(crop, (256, 256), interpolation=cv2.INTER_AREA))
+        times.append(f.time_s)
+    n = int(np.floor(times[-1] * 25.0)) + 1
+    pick = np.searchsorted(times, np.arange(n) / 25.0 - 1e-6).clip(0, len(frames) - 1)
+    return np.stack([frames[i] for i in pick])
+
+
+def val_clips(limit: int | None) -> list[Path]:
+    root = data_root()
+    with open(root / "manifest.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "val"]
+    paths = [root / r["file"] for r in rows]
+    return paths[:limit] if limit else paths
+
+
+def evaluate(name: str, canvas: np.ndarray, **kw: object) -> tuple[float, float, float]:
+    """(mean PSNR, mean SSIM, output frames/s) of one receiver on one canvas clip."""
+    identity = IdentityFrame(image=canvas[0])
+    keys = range(0, len(canvas), 5)
+    lowres = [LowResFrame(box_downsample(canvas[k], 32), int(k * 40)) for k in keys]
+    receiver = get_receiver(name, **kw)
+    t0 = time.perf_counter()
+    out = receiver.run(identity, lowres, end_ms=len(canvas) * 40.0)
+    elapsed = time.perf_counter() - t0
+    if len(out) != len(canvas):
+        raise RuntimeError(f"{name}: {len(out)} frames for a {len(canvas)}-frame clip")
+    p = [psnr(o.image, c) for o, c in zip(out[1:], canvas[1:], strict=True)]
+    s = [ssim(o.image, c) for o, c in zip(out[1:], canvas[1:], strict=True)]
+    return mean_psnr(p), float(np.mean(s)), len(out) / elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--receivers", default=",".join(BASELINES))
+    ap.add_argument("--clips", type=int, default=None, help="only the first N val clips")
+    ap.add_argument("--kind", default=None, help="upsampler kind for all: cubic or linear")
+    ap.add_argument("--plain", action="store_true", help="plain (not box-consistent) cubic")
+    args = ap.parse_args()
+    cv2.setNumThreads(1)
+    names = args.receivers.split(",")
+    kw: dict[str, object] = {}
+    if args.kind:
+        kw["kind"] = args.kind
+    results: dict[str, list[tuple[float, float, float]]] = {n: [] for n in names}
+    print(f"{'clip':44s} " + " ".join(f"{n:>22s}" for n in names))
+    for path in val_clips(args.clips):
+        canvas = load_canvas(path, args.seconds)
+        row = []
+        for n in names:
+            extra = dict(kw)
+            if args.plain and n in ("bicubic", "backproject"):
+                extra["consistent"] = False
+            r = evaluate(n, canvas, **extra)
+            results[n].append(r)
+            row.append(f"{r[0]:6.2f} dB {r[1]:.3f} {r[2]:5.0f}/s")
+        print(f"{path.name[-44:]:44s} " + " ".join(f"{c:>22s}" for c in row), flush=True)
+    print(f"{'mean over clips':44s} " + " ".join(
+        f"{np.mean([r[0] for r in results[n]]):6.2f} dB "
+        f"{np.mean([r[1] for r in results[n]]):.3f} "
+        f"{np.mean([r[2] for r in results[n]]):5.0f}/s"
+        for n in names
+    ))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Receivers by name: the baselines and, when its module and weights are there, ``neural``.
+
+``RECEIVERS`` maps each name to ``"module:Class"``; classes are imported on first use, so
+importing the registry loads no model and no ONNX Runtime. A new receiver registers by
+adding its entry (or calling ``register_receiver``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from codec.receiver.base import Receiver
+
+RECEIVERS: dict[str, str] = {
+    "identity": "codec.receiver.identity:IdentityReceiver",
+    "bicubic": "codec.receiver.bicubic:BicubicReceiver",
+    "backproject": "codec.receiver.backproject:BackprojectReceiver",
+    "align": "codec.receiver.align:AlignReceiver",
+    # The trained receiver: its module provides NeuralReceiver and weights_available().
+    "neural": "codec.receiver.neural:NeuralReceiver",
+}
+
+FALLBACK_RECEIVER = "align"
+
+
+def register_receiver(name: str, target: str) -> None:
+    """Add (or replace) a receiver: ``target`` is ``"package.module:ClassName"``."""
+    if ":" not in target:
+        raise ValueError(f"receiver target must be 'module:Class', got {target!r}")
+    RECEIVERS[name] = target
+
+
+def receiver_class(name: str) -> type[Receiver]:
+    if name not in RECEIVERS:
+        raise ValueError(f"unknown receiver {name!r}; known: {', '.join(sorted(RECEIVERS))}")
+    module_name, cls_name = RECEIVERS[name].split(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    if not (isinstance(cls, type) and issubclass(cls, Receiver)):
+        raise TypeError(f"{RECEIVERS[name]} is not a Receiver subclass")
+    return cls
+
+
+def get_receiver(name: str, **kw: Any) -> Receiver:
+    """A new receiver by name; keyword arguments go to its constructor
+    (``low_latency=True`` for every receiver, plus receiver-specific options)."""
+    return receiver_class(name)(**kw)
+
+
+def neural_available() -> bool:
+    """True when the neural receiver's module imports and says its weights are present."""
+    module_name = RECEIVERS.get("neural", "").split(":")[0]
+    if not module_name:
+        return False
+    try:
+        module = importlib.import_module(module_name)
+    except Exception:  # noqa: BLE001 - a broken optional receiver must not break decoding
+        return False
+    check = getattr(module, "weights_available", None)
+    if not callable(check):
+        return False
+    try:
+        return bool(check())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def default_receiver_name() -> str:
+    """``"neural"`` if it can run here, else ``"align"`` (cheap, no weights)."""
+    return "neural" if neural_available() else FALLBACK_RECEIVER
