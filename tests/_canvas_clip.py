@@ -44,3 +44,15 @@ def stream(n: int = 40, every: int = 5) -> tuple[IdentityFrame, list[LowResFrame
         for k in range(0, len(canvas), every)
     ]
     return identity, lowres
+
+
+@lru_cache(maxsize=2)
+def clip_audio(seconds: float) -> np.ndarray:
+    """The clip's first seconds of speech, 16 kHz mono float32 (read-only)."""
+    from codec.sender.video_io import read_audio
+
+    canvas_frames(1)  # skips when the data is absent
+    audio = read_audio(DATA / CLIP, max_seconds=seconds)
+    assert audio is not None
+    audio.flags.writeable = False
+    return audio
