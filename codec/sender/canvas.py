@@ -91,12 +91,13 @@ def plan_crops(path: str | os.PathLike[str], *, start_s: float = 0.0,
     src_size = (0, 0)
     scale = 1.0
     n_looked = 0
-    frames = iter_video_frames(path, max_side=DETECT_SIDE, start_s=start_s, max_seconds=max_seconds)
+    frames = iter_video_frames(path, max_side=DETECT_SIDE, start_s=start_s,
+                               max_seconds=max_seconds, fast_scaling=True)
     for vf in resample_to_grid(frames, start_s=start_s):
         if not faces:
             src_size = vf.source_size
-            scale = src_size[0] / vf.image.shape[1]
-        face = schedule.observe(vf.image)
+            scale = src_size[0] / vf.size[0]
+        face = schedule.look(vf.image) if schedule.tick() else None
         n_looked += int(schedule.looked)
         faces.append(face.scaled(scale) if face is not None else None)
     w, h = src_size
@@ -146,7 +147,7 @@ def _cut_canvas(path: str | os.PathLike[str], plan: CropPlan, *, start_s: float,
         cx, cy, side = plan.boxes[k]
         box = CropBox(cx, cy, side)
         img = vf.image
-        if img.shape[1] != work_w:  # decoder gave another size (mid-stream change)
+        if vf.size[0] != work_w:  # decoder gave another size (mid-stream change)
             box = box.scaled(img.shape[1] / w)
         else:
             box = box.scaled(s)

@@ -16,6 +16,7 @@ coordinates of the frame that was passed in.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import cv2
@@ -51,6 +52,14 @@ class FaceBox:
         return FaceBox(self.x * s, self.y * s, self.w * s, self.h * s, self.score)
 
 
+@lru_cache(maxsize=1)
+def _hog_detector() -> Any:
+    """dlib's HOG detector, built once per process on first use (it takes about a second)."""
+    import dlib
+
+    return dlib.get_frontal_face_detector()
+
+
 class FaceDetector:
     """dlib HOG detector with whole-frame search and region-of-interest modes."""
 
@@ -61,9 +70,7 @@ class FaceDetector:
 
     def _detector(self) -> Any:
         if self._dlib is None:
-            import dlib  # deferred: loading the model costs time, do it on first use
-
-            self._dlib = dlib.get_frontal_face_detector()
+            self._dlib = _hog_detector()
         return self._dlib
 
     def _run(self, image: np.ndarray, scale: float, ox: float = 0.0, oy: float = 0.0) -> list[FaceBox]:
@@ -127,18 +134,26 @@ class DetectionSchedule:
         self._since = 10**9  # frames since the last look: look on the first frame
 
     def observe(self, frame: np.ndarray) -> FaceBox | None:
+        """Advance one frame; look at it if due. Returns the face found, if any."""
+        return self.look(frame) if self.tick() else None
+
+    def tick(self) -> bool:
+        """Advance one frame; True when this frame is to be looked at (then call ``look``).
+
+        Lets a caller skip converting the pixels of frames nobody looks at.
+        """
         period = self.track_every if self.last is not None else self.search_every
         self._since += 1
         self.looked = self._since >= period
-        if not self.looked:
-            return None
-        self._since = 0
+        if self.looked:
+            self._since = 0
+        return self.looked
+
+    def look(self, frame: np.ndarray) -> FaceBox | None:
         found = self.detector.near(frame, self.last) if self.last is not None else None
         if found is None:
             faces = self.detector.search(frame)
             found = faces[0] if faces else None
-        if found is not None:
-            self.last = found
-        else:
-            self.last = None  # lost: go back to searching (the crop holds meanwhile)
+        # Lost: go back to searching (the crop holds meanwhile).
+        self.last = found
         return found

@@ -42,13 +42,41 @@ class VideoInfo:
     codec: str
 
 
-@dataclass
 class VideoFrame:
-    """One decoded frame: contiguous RGB uint8 pixels and its presentation time."""
+    """One decoded frame and its presentation time.
 
-    image: np.ndarray  # (H, W, 3) uint8, C-contiguous
-    time_s: float
-    source_size: tuple[int, int]  # (width, height) of the frame before any scaling
+    The RGB pixels (``image``: C-contiguous (H, W, 3) uint8, scaled to at most ``max_side``)
+    are converted from the decoder's picture on first access only, so frames that a caller
+    skips (rate conversion, detection every few frames) cost no colour conversion.
+    """
+
+    __slots__ = ("_picture", "_image", "_size", "_interp", "time_s", "source_size")
+
+    def __init__(self, picture: av.VideoFrame | np.ndarray, time_s: float,
+                 source_size: tuple[int, int], size: tuple[int, int] | None = None,
+                 interpolation: str = "AREA") -> None:
+        self._picture = picture if isinstance(picture, av.VideoFrame) else None
+        self._image = None if self._picture is not None else np.ascontiguousarray(picture)
+        self._size = size or source_size
+        self._interp = interpolation
+        self.time_s = time_s
+        self.source_size = source_size
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of ``image``."""
+        return self._size
+
+    @property
+    def image(self) -> np.ndarray:
+        if self._image is None:
+            assert self._picture is not None
+            w, h = self._size
+            rgb = self._picture.to_ndarray(format="rgb24", width=w, height=h,
+                                           interpolation=self._interp)
+            self._image = np.ascontiguousarray(rgb)
+            self._picture = None
+        return self._image
 
 
 def _open(path: str | os.PathLike[str]) -> av.container.InputContainer:
@@ -112,11 +140,13 @@ def iter_video_frames(
     max_side: int | None = None,
     start_s: float = 0.0,
     max_seconds: float | None = None,
+    fast_scaling: bool = False,
 ) -> Iterator[VideoFrame]:
     """Yield frames in presentation order, times relative to the stream's first frame.
 
-    ``max_side`` scales frames down inside the decoder (swscale) before they become numpy
-    arrays. Frames before ``start_s`` are skipped, decoding stops after ``max_seconds``.
+    ``max_side`` scales frames down inside the decoder (swscale, area averaging; or
+    bilinear with ``fast_scaling``, three times cheaper, for analysis) before they become
+    numpy arrays. Frames before ``start_s`` are skipped, decoding stops after ``max_seconds``.
     A decode error mid-stream ends the iteration with InputError unless at least one frame
     was produced, in which case the readable part is kept (a truncated download plays up to
     where it was cut, as players do).
@@ -131,6 +161,7 @@ def iter_video_frames(
         t_first: float | None = None
         t_prev: float | None = None
         end_s = None if max_seconds is None else start_s + max_seconds
+        interp = "FAST_BILINEAR" if fast_scaling else "AREA"
         n_out = 0
         try:
             for frame in container.decode(stream):
@@ -147,9 +178,8 @@ def iter_video_frames(
                     continue
                 if end_s is not None and rel >= end_s - 1e-9:
                     break
-                w, h = scaled_size(frame.width, frame.height, max_side)
-                rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
-                yield VideoFrame(np.ascontiguousarray(rgb), rel, (frame.width, frame.height))
+                size = scaled_size(frame.width, frame.height, max_side)
+                yield VideoFrame(frame, rel, (frame.width, frame.height), size, interp)
                 n_out += 1
         except av.FFmpegError as e:
             if n_out == 0:
