@@ -24,6 +24,9 @@ import numpy as np
 
 # dlib's HOG window is 80x80: a face smaller than this in the analysed image is missed.
 HOG_MIN_FACE_PX = 80
+# Small frames are enlarged for the search, but at most this much (faces of 1/10 of a
+# 256 px frame are still found; tiny frames do not cost a full-size search).
+MAX_SEARCH_UPSCALE = 3.0
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ class FaceDetector:
     def search(self, frame: np.ndarray) -> list[FaceBox]:
         """All faces in the whole frame, largest first."""
         h, w = frame.shape[:2]
-        scale = self.search_side / max(h, w)
+        scale = min(self.search_side / max(h, w), MAX_SEARCH_UPSCALE)
         faces = self._run(frame, scale)
         return sorted(faces, key=lambda b: -b.size)
 
