@@ -1,0 +1,133 @@
+"""Every quality measure of one decoded clip against its ground-truth canvas.
+
+Frame 0 is left out for every codec (it is talkcodec's identity frame and every standard
+codec's keyframe). The expensive measures look at a subsample of frames, given by
+:class:`Sampling`; the ground truth's face boxes, landmarks, descriptors and Inception
+features are computed once per clip in :class:`GroundTruth` and reused for every codec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from codec.metrics.erqa import erqa
+from codec.metrics.fid import inception_features
+from codec.metrics.fidelity import mean_psnr, psnr, ssim
+from codec.metrics.identity import descriptor_distance, face_descriptor, same_person_fraction
+from codec.metrics.landmarks import (
+    MOUTH,
+    FaceBox,
+    detect_face,
+    landmark_distance,
+    landmarks,
+    motion_correlation,
+    mouth_opening,
+)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Every how many frames each measure looks (1 = every frame)."""
+
+    psnr: int = 1
+    ssim: int = 2
+    landmarks: int = 2  # also the mouth-motion series: 12.5 Hz at every 2nd frame
+    erqa: int = 5
+    identity: int = 25
+    fid: int = 50
+
+    def frames(self, every: int, n: int) -> np.ndarray:
+        return np.arange(1, n, every)
+
+
+@dataclass
+class GroundTruth:
+    """Per-clip ground-truth quantities, computed once."""
+
+    frames: np.ndarray
+    sampling: Sampling
+    boxes: dict[int, FaceBox] = field(default_factory=dict)
+    points: dict[int, np.ndarray] = field(default_factory=dict)
+    descriptors: dict[int, np.ndarray] = field(default_factory=dict)
+    fid_features: np.ndarray | None = None
+
+    @classmethod
+    def build(cls, frames: np.ndarray, sampling: Sampling, with_fid: bool = True) -> GroundTruth:
+        gt = cls(frames=frames, sampling=sampling)
+        n = len(frames)
+        wanted = set(sampling.frames(sampling.landmarks, n)) | set(
+            sampling.frames(sampling.identity, n)
+        )
+        for k in sorted(wanted):
+            box = detect_face(frames[k])
+            if box is not None:
+                gt.boxes[int(k)] = box
+        for k in sampling.frames(sampling.landmarks, n):
+            if int(k) in gt.boxes:
+                gt.points[int(k)] = landmarks(frames[k], gt.boxes[int(k)])
+        for k in sampling.frames(sampling.identity, n):
+            if int(k) in gt.boxes:
+                gt.descriptors[int(k)] = face_descriptor(frames[k], gt.boxes[int(k)])
+        if with_fid:
+            gt.fid_features = inception_features(frames[sampling.frames(sampling.fid, n)])
+        return gt
+
+    @property
+    def face_fraction(self) -> float:
+        n = len(self.sampling.frames(self.sampling.landmarks, len(self.frames)))
+        return len(self.points) / n if n else 0.0
+
+
+@dataclass
+class ClipScores:
+    """Per-clip averages (NaN where the clip gives no sample, e.g. no face found)."""
+
+    psnr: float
+    ssim: float
+    erqa: float
+    lmd: float  # mean landmark distance, 68 points, pixels at 256x256
+    lmd_mouth: float  # the same on the 20 mouth points
+    mouth_corr: float  # Pearson r of the mouth opening over time, output vs ground truth
+    id_distance: float  # mean dlib descriptor distance to the ground truth frame
+    id_match: float  # fraction of sampled frames with distance < 0.6
+    fid_features: np.ndarray | None = None  # pooled over clips into one FID per codec point
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def score_clip(output: np.ndarray, gt: GroundTruth, with_fid: bool = True) -> ClipScores:
+    """All measures of ``output`` (T, 256, 256, 3) uint8 against the ground truth."""
+    truth, s = gt.frames, gt.sampling
+    if output.shape != truth.shape:
+        raise ValueError(f"output {output.shape} does not match ground truth {truth.shape}")
+    n = len(truth)
+    p = [psnr(output[k], truth[k]) for k in s.frames(s.psnr, n)]
+    q = [ssim(output[k], truth[k]) for k in s.frames(s.ssim, n)]
+    e = [erqa(output[k], truth[k]) for k in s.frames(s.erqa, n)]
+    lmd, lmd_mouth, open_out, open_gt = [], [], [], []
+    for k, gt_pts in gt.points.items():
+        pts = landmarks(output[k], gt.boxes[k])
+        lmd.append(landmark_distance(pts, gt_pts))
+        lmd_mouth.append(landmark_distance(pts, gt_pts, MOUTH))
+        open_out.append(mouth_opening(pts))
+        open_gt.append(mouth_opening(gt_pts))
+    dist = [
+        descriptor_distance(face_descriptor(output[k], gt.boxes[k]), d)
+        for k, d in gt.descriptors.items()
+    ]
+    feats = inception_features(output[s.frames(s.fid, n)]) if with_fid else None
+    return ClipScores(
+        psnr=mean_psnr(p),
+        ssim=_mean(q),
+        erqa=_mean(e),
+        lmd=_mean(lmd),
+        lmd_mouth=_mean(lmd_mouth),
+        mouth_corr=motion_correlation(open_out, open_gt) if open_gt else float("nan"),
+        id_distance=_mean(dist),
+        id_match=same_person_fraction(dist) if dist else float("nan"),
+        fid_features=feats,
+    )
