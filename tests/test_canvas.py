@@ -221,3 +221,14 @@ def test_audio_and_video_stay_in_sync_over_60_s(tmp_path: Path) -> None:
     assert len(v_on) == len(flash_frames) == len(a_on)
     offsets = v_on / 25 - a_on / 16000
     assert np.max(np.abs(offsets)) < 0.04, f"A/V offsets (s): {np.round(offsets, 3)}"
+
+
+def test_in_memory_clip_length_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import codec.sender.canvas as canvas
+
+    path = write_video(tmp_path / "long.mp4", lambda k: scene(320, 288, 40, 0), 75, Fraction(25))
+    monkeypatch.setattr(canvas, "MAX_IN_MEMORY_SECONDS", 2.0)
+    with pytest.raises(InputError, match="longer than 2 s"):
+        load_face_clip(path)
+    assert load_face_clip(path, max_seconds=1.5).n_frames == 38
+    assert sum(1 for _ in iter_face_canvas(path)) == 75  # streaming has no such limit

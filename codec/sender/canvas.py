@@ -36,6 +36,9 @@ NoFacePolicy = Literal["error", "center"]
 
 DETECT_SIDE = 960  # longest side of the frames the detection pass decodes
 CROP_OVERSAMPLE = 1.5  # decode so the smallest crop still has >= 1.5 x 256 source pixels
+# load_face_clip holds every canvas frame (196 KiB each): 5 minutes are 1.5 GB. Longer
+# material goes through iter_face_canvas (streaming) or a max_seconds window.
+MAX_IN_MEMORY_SECONDS = 300.0
 
 
 @dataclass
@@ -165,10 +168,16 @@ def load_face_clip(
 ) -> FaceClip:
     """The whole canvas clip in memory: frames (T, 256, 256, 3) uint8 at 25 fps, the 16 kHz
     mono speech aligned to frame 0 (None when the file has no audio track) and the boxes."""
+    bounded = max_seconds is not None and max_seconds <= MAX_IN_MEMORY_SECONDS
+    window = max_seconds if bounded else MAX_IN_MEMORY_SECONDS + 1.0  # one second to notice
+    max_frames = int(round(MAX_IN_MEMORY_SECONDS * CANVAS_FPS))
     frames: list[np.ndarray] = []
     boxes: list[tuple[float, float, float]] = []
-    for cf in iter_face_canvas(path, max_seconds=max_seconds, start_s=start_s,
+    for cf in iter_face_canvas(path, max_seconds=window, start_s=start_s,
                                on_no_face=on_no_face, cfg=cfg):
+        if len(frames) >= max_frames:
+            raise InputError(f"{Path(path).name}: longer than {MAX_IN_MEMORY_SECONDS:.0f} s; "
+                             "pass max_seconds or stream it with iter_face_canvas")
         frames.append(cf.image)
         boxes.append(cf.box)
     if not frames:

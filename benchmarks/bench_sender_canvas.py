@@ -1,0 +1,82 @@
+"""Sender front end: canvas frames per second of ``load_face_clip``, crop jitter, A/V length.
+
+Usage: nice .venv/bin/python benchmarks/bench_sender_canvas.py [--clips PATTERN ...]
+       [--max-seconds N]
+
+For each clip (default: the 71 s 512x512 news clip and a few clips whose crop is smaller
+than the frame) it prints: source size and fps, canvas frames, wall time and canvas
+frames/s of ``load_face_clip`` (both decoding passes, detection, cropping, audio), the crop
+jitter (mean frame-to-frame movement of the crop centre in canvas pixels,
+``canvas_jitter``), the crop shake (mean absolute second difference of the centre: what is
+left after smooth re-centring) and the difference between the audio and canvas durations.
+The machine's load average is printed too: timings on a shared box move with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from codec.sender.canvas import load_face_clip  # noqa: E402
+from codec.sender.face_tracker import canvas_jitter  # noqa: E402
+
+DEFAULT_CLIPS = [
+    "sstzal__DFRF__dataset__vids__cnn2_25fps.mp4",  # 512x512, 71 s
+    "video-retalking__examples__face__1.mp4",  # 700x700, 22 fps (val)
+    "icpr2020dfdc__notebook__samples__lynaeydofd.mp4",  # 1920x1080 wide shot, 29.97 fps
+    "ajay-sainy__Wav2Lip-GFPGAN__inputs__kim_7s_raw.mp4",  # 1920x1080, 30 fps
+    "bytedance__LatentSync__assets__demo2_video.mp4",  # portrait 1080x1920 HEVC
+    "VisualVoice__test_videos__interview.mp4",  # split screen, two people
+]
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("TALKCODEC_DATA", REPO.parent / "shared" / "data"))
+
+
+def shake(boxes_xys: np.ndarray, size: int = 256) -> float:
+    b = np.asarray(boxes_xys, dtype=np.float64)
+    if len(b) < 3:
+        return 0.0
+    c = (b[:, :2] + b[:, 2:3] / 2) * size / b[:, 2:3]
+    return float(np.hypot(*np.diff(c, n=2, axis=0).T).mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clips", nargs="*", default=DEFAULT_CLIPS, help="file name parts")
+    ap.add_argument("--max-seconds", type=float, default=None)
+    args = ap.parse_args()
+    with open(data_root() / "manifest.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    print(f"load average before: {os.getloadavg()[0]:.1f}  (cpus: {os.cpu_count()})")
+    print(f"{'clip':44s} {'source':>15s} {'frames':>6s} {'wall s':>7s} {'canvas f/s':>10s} "
+          f"{'jitter':>7s} {'shake':>6s} {'A-V ms':>7s}")
+    for part in args.clips:
+        row = next((r for r in rows if part in r["file"]), None)
+        if row is None:
+            print(f"{part[:44]:44s} not in the manifest")
+            continue
+        t0 = time.perf_counter()
+        clip = load_face_clip(data_root() / row["file"], max_seconds=args.max_seconds)
+        wall = time.perf_counter() - t0
+        assert clip.boxes is not None
+        av_ms = (len(clip.audio) / clip.sample_rate - clip.duration_s) * 1000 if clip.audio is not None else float("nan")
+        src = f"{row['width']}x{row['height']}@{float(row['fps']):.3g}"
+        name = Path(row["file"]).name.split("__", 1)[-1]
+        print(f"{name[:44]:44s} {src:>15s} {clip.n_frames:6d} {wall:7.1f} {clip.n_frames / wall:10.1f} "
+              f"{canvas_jitter(clip.boxes):7.3f} {shake(clip.boxes):6.3f} {av_ms:7.1f}")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
