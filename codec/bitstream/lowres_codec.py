@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from codec.bitstream.entropy import BitModel, RangeDecoder, RangeEncoder
+from codec.bitstream.lowres_priors import PRIORS, SHIFT
 from codec.errors import CorruptError
 
 PIX_SCALE = 16  # decoded pixels are integers in 1/16 of a grey level
@@ -105,24 +106,24 @@ def _grey(size: int) -> np.ndarray:
 
 
 class _Models:
-    """Adaptive probabilities, one set for intra and one for inter frames."""
+    """Adaptive probabilities, one set for intra and one for inter frames, starting from
+    the priors fitted on the train split (``lowres_priors.py``; part of the format)."""
 
     def __init__(self) -> None:
         self.sets = [self._new_set(intra) for intra in (False, True)]
 
     @staticmethod
     def _new_set(intra: bool) -> dict[str, list[list[BitModel]]]:
-        def grid(n: int, p0: float) -> list[list[BitModel]]:
-            return [[BitModel(p0) for _ in range(n)] for _ in range(3)]
+        priors = PRIORS["intra" if intra else "inter"]
 
-        return {
-            "cbf": grid(1, 0.2 if intra else 0.6),
-            "sig": grid(_N_BUCKETS, 0.6 if intra else 0.8),
-            "last": grid(_N_BUCKETS, 0.8),
-            "gt1": grid(4, 0.4),
-            "gt2": grid(4, 0.5),
-            "rem": grid(6, 0.5),
-        }
+        def grid(name: str, n: int) -> list[list[BitModel]]:
+            rows = priors.get(name)
+            return [[BitModel(rows[ch][i] if rows else 0.5, SHIFT) for i in range(n)]
+                    for ch in range(3)]
+
+        return {"cbf": grid("cbf", 1), "sig": grid("sig", _N_BUCKETS),
+                "last": grid("last", _N_BUCKETS), "gt1": grid("gt1", 4), "gt2": grid("gt2", 4),
+                "rem": grid("rem", 6)}
 
 
 def _bucket(i: int) -> int:
