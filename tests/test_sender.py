@@ -88,3 +88,16 @@ def test_streaming_api_guards() -> None:
     assert refresh[1].flags & PacketFlag.REFRESH and refresh[1].payload[0] == 1
     with pytest.raises(ValueError):
         Sender(SenderConfig(lowres_size=12))
+
+
+def test_requested_intra_comes_next() -> None:
+    clip = canvas_clip(30, with_audio=False)
+    sender = Sender(with_audio=False)
+    sender.start(clip.frames[0])
+    flags = []
+    for k, img in enumerate(clip.frames):
+        if k == 12:
+            sender.request_intra()
+        flags += [bool(p.flags & PacketFlag.INTRA) for p in sender.push_canvas_frame(img, 40 * k)
+                  if p.kind is StreamKind.LOWRES]
+    assert [i for i, f in enumerate(flags) if f] == [0, 3]  # frame 15 (t=600 ms) is intra

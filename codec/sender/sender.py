@@ -107,6 +107,10 @@ class Sender:
         return [self._config_packet(ts_ms),
                 self._packet(StreamKind.IDENTITY, ts_ms, payload, PacketFlag.REFRESH)]
 
+    def request_intra(self) -> None:
+        """Make the next low-res frame an intra frame (e.g. on a receiver's loss report)."""
+        self._lowres.force_intra()
+
     def push_canvas_frame(self, image: np.ndarray, ts_ms: int) -> list[Packet]:
         """One 25 fps canvas frame; a LOWRES packet when it falls on the low-res grid."""
         self._require_started()
