@@ -47,8 +47,10 @@ def write_video(
     audio: np.ndarray | None = None,
     audio_rate: int = 48000,
     codec: str = "libx264",
+    display_rotation: int = 0,
 ) -> Path:
-    """Encode frames ``frame_at(k)`` (RGB uint8, even sizes) at ``fps``, with mono audio."""
+    """Encode frames ``frame_at(k)`` (RGB uint8, even sizes) at ``fps``, with mono audio;
+    ``display_rotation`` (counter-clockwise degrees) goes into the display matrix."""
     with av.open(str(path), "w") as out:
         first = frame_at(0)
         vs = out.add_stream(codec, rate=fps)
@@ -56,6 +58,8 @@ def write_video(
         vs.pix_fmt = "yuv420p"
         vs.time_base = 1 / fps
         vs.options = {"preset": "ultrafast"} if codec == "libx264" else {}
+        if display_rotation:
+            vs.set_display_rotation(display_rotation)
         a_s = None
         if audio is not None:
             a_s = out.add_stream("aac", rate=audio_rate)

@@ -60,6 +60,12 @@ def test_grid_takes_the_nearest_frame_by_timestamp(fps: float) -> None:
     assert np.max(np.abs(picked - grid)) < 1 / fps  # the last frame is held to the end
 
 
+def test_grid_stops_at_max_seconds() -> None:
+    frames = [VideoFrame(np.zeros((2, 2, 3), np.uint8), i / 29.97, (2, 2)) for i in range(60)]
+    assert sum(1 for _ in resample_to_grid(frames, max_seconds=2.0)) == 50
+    assert sum(1 for _ in resample_to_grid(frames)) == 51  # 60 frames last 2.002 s
+
+
 def test_grid_uses_timestamps_not_counts() -> None:
     # Variable frame rate: a burst at 60 fps then 10 fps; counting frames would drift.
     times = list(np.arange(0, 1, 1 / 60)) + list(1 + np.arange(0, 2, 1 / 10))
@@ -232,3 +238,15 @@ def test_in_memory_clip_length_is_bounded(tmp_path: Path, monkeypatch: pytest.Mo
         load_face_clip(path)
     assert load_face_clip(path, max_seconds=1.5).n_frames == 38
     assert sum(1 for _ in iter_face_canvas(path)) == 75  # streaming has no such limit
+
+
+def test_phone_portrait_with_display_rotation(tmp_path: Path) -> None:
+    upright = scene(288, 512, 16, 120)
+    coded = np.ascontiguousarray(np.rot90(upright, 1))  # stored sideways, as phones do
+    path = write_video(tmp_path / "phone.mp4", lambda k: coded, 10, Fraction(30),
+                       display_rotation=-90)
+    clip = load_face_clip(path)
+    assert clip.boxes is not None
+    assert np.all(clip.boxes[:, 2] <= 288)  # portrait: the crop fits the 288 px width
+    faces = FaceDetector().search(clip.frames[0])
+    assert faces, "canvas is not upright"

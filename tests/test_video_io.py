@@ -139,10 +139,12 @@ def test_truncated_mp4(ntsc_video: Path, tmp_path: Path, keep: float) -> None:
         assert 0 < len(frames) <= 60
 
 
-def test_corrupted_payload_does_not_crash(ntsc_video: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("seed,start", [(1, 0.25), (2, 0.0), (3, 0.6)])
+def test_corrupted_payload_does_not_crash(ntsc_video: Path, tmp_path: Path, seed: int,
+                                          start: float) -> None:
     data = bytearray(ntsc_video.read_bytes())
-    rng = np.random.default_rng(1)
-    for i in rng.integers(len(data) // 4, len(data), 400):
+    rng = np.random.default_rng(seed)
+    for i in rng.integers(int(len(data) * start), len(data), 400):
         data[i] = int(rng.integers(0, 256))
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(bytes(data))
@@ -164,3 +166,18 @@ def test_real_portrait_clip_decodes_upright() -> None:
     f = next(iter_video_frames(path, max_side=480))
     assert f.image.shape == (480, 270, 3)
     assert f.source_size == (1080, 1920)
+
+
+@pytest.mark.parametrize("degrees", [90, -90, 180])
+def test_display_rotation_is_applied(tmp_path: Path, degrees: int) -> None:
+    coded = np.zeros((64, 96, 3), np.uint8)
+    coded[:16, :16] = 255  # a white block in the coded top-left corner
+    path = write_video(tmp_path / "rot.mp4", lambda k: coded, 3, Fraction(25),
+                       display_rotation=degrees)
+    f = next(iter_video_frames(path))
+    upright = np.rot90(coded, degrees // 90)  # counter-clockwise, as the matrix says
+    assert f.image.shape == upright.shape and f.image.flags["C_CONTIGUOUS"]
+    assert f.source_size == (upright.shape[1], upright.shape[0])
+    assert np.abs(f.image.astype(int) - upright).mean() < 8
+    small = next(iter_video_frames(path, max_side=48))
+    assert small.image.shape[:2] == tuple(s // 2 for s in upright.shape[:2])

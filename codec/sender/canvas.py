@@ -61,12 +61,14 @@ class CropPlan:
 
 
 def resample_to_grid(frames: Iterable[VideoFrame], fps: float = CANVAS_FPS,
-                     start_s: float = 0.0) -> Iterator[VideoFrame]:
+                     start_s: float = 0.0, max_seconds: float | None = None) -> Iterator[VideoFrame]:
     """For every grid time ``start_s + k / fps`` inside the video, the nearest source frame.
 
-    The video ends one source frame interval after its last frame's presentation time.
-    Yields the source frame objects (repeated or skipped as the rates require).
+    The video ends one source frame interval after its last frame's presentation time, or
+    at ``start_s + max_seconds``. Yields the source frame objects (repeated or skipped as
+    the rates require).
     """
+    limit = None if max_seconds is None else int(np.ceil(max_seconds * fps - 1e-6))
     k = 0
     prev: VideoFrame | None = None
     dt = 1.0 / fps
@@ -74,13 +76,13 @@ def resample_to_grid(frames: Iterable[VideoFrame], fps: float = CANVAS_FPS,
         if prev is not None:
             dt = max(1e-3, cur.time_s - prev.time_s)
             mid = (prev.time_s + cur.time_s) / 2
-            while start_s + k / fps < mid - 1e-9:
+            while start_s + k / fps < mid - 1e-9 and (limit is None or k < limit):
                 yield prev
                 k += 1
         prev = cur
     if prev is not None:
         end = prev.time_s + dt
-        while start_s + k / fps < end - 1e-6:
+        while start_s + k / fps < end - 1e-6 and (limit is None or k < limit):
             yield prev
             k += 1
 
@@ -96,7 +98,7 @@ def plan_crops(path: str | os.PathLike[str], *, start_s: float = 0.0,
     n_looked = 0
     frames = iter_video_frames(path, max_side=DETECT_SIDE, start_s=start_s,
                                max_seconds=max_seconds, fast_scaling=True)
-    for vf in resample_to_grid(frames, start_s=start_s):
+    for vf in resample_to_grid(frames, start_s=start_s, max_seconds=max_seconds):
         if not faces:
             src_size = vf.source_size
             scale = src_size[0] / vf.size[0]
@@ -144,7 +146,7 @@ def _cut_canvas(path: str | os.PathLike[str], plan: CropPlan, *, start_s: float,
     s = work_w / w
     frames = iter_video_frames(path, max_side=max(work_w, work_h), start_s=start_s,
                                max_seconds=max_seconds)
-    for k, vf in enumerate(resample_to_grid(frames, start_s=start_s)):
+    for k, vf in enumerate(resample_to_grid(frames, start_s=start_s, max_seconds=max_seconds)):
         if k >= len(plan.boxes):
             break
         cx, cy, side = plan.boxes[k]

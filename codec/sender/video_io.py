@@ -45,38 +45,56 @@ class VideoInfo:
 class VideoFrame:
     """One decoded frame and its presentation time.
 
-    The RGB pixels (``image``: C-contiguous (H, W, 3) uint8, scaled to at most ``max_side``)
-    are converted from the decoder's picture on first access only, so frames that a caller
-    skips (rate conversion, detection every few frames) cost no colour conversion.
+    The RGB pixels (``image``: C-contiguous (H, W, 3) uint8, scaled to at most ``max_side``,
+    turned upright when the container asks for a display rotation, as phones do for
+    portrait video) are converted from the decoder's picture on first access only, so
+    frames that a caller skips (rate conversion, detection every few frames) cost no colour
+    conversion. ``size`` and ``source_size`` are (width, height) as displayed.
     """
 
-    __slots__ = ("_picture", "_image", "_size", "_interp", "time_s", "source_size")
+    __slots__ = ("_picture", "_image", "_coded", "_interp", "_turns", "time_s", "source_size")
 
     def __init__(self, picture: av.VideoFrame | np.ndarray, time_s: float,
                  source_size: tuple[int, int], size: tuple[int, int] | None = None,
-                 interpolation: str = "AREA") -> None:
+                 interpolation: str = "AREA", quarter_turns: int = 0) -> None:
+        """``size``/``source_size`` are coded (pre-rotation) sizes; ``quarter_turns`` the
+        counter-clockwise quarter turns that make the picture upright."""
         self._picture = picture if isinstance(picture, av.VideoFrame) else None
         self._image = None if self._picture is not None else np.ascontiguousarray(picture)
-        self._size = size or source_size
+        self._coded = size or source_size
         self._interp = interpolation
+        self._turns = quarter_turns % 4
         self.time_s = time_s
-        self.source_size = source_size
+        self.source_size = _turned(source_size, self._turns)
 
     @property
     def size(self) -> tuple[int, int]:
         """(width, height) of ``image``."""
-        return self._size
+        return _turned(self._coded, self._turns)
 
     @property
     def image(self) -> np.ndarray:
         if self._image is None:
             assert self._picture is not None
-            w, h = self._size
+            w, h = self._coded
             rgb = self._picture.to_ndarray(format="rgb24", width=w, height=h,
                                            interpolation=self._interp)
+            if self._turns:
+                rgb = np.rot90(rgb, self._turns)
             self._image = np.ascontiguousarray(rgb)
             self._picture = None
         return self._image
+
+
+def _turned(size: tuple[int, int], turns: int) -> tuple[int, int]:
+    return (size[1], size[0]) if turns % 2 else size
+
+
+def _quarter_turns(frame: av.VideoFrame) -> int:
+    try:
+        return int(round(float(frame.rotation) / 90.0)) % 4
+    except (AttributeError, TypeError, ValueError):
+        return 0
 
 
 def _open(path: str | os.PathLike[str]) -> av.container.InputContainer:
@@ -179,9 +197,10 @@ def iter_video_frames(
                 if end_s is not None and rel >= end_s - 1e-9:
                     break
                 size = scaled_size(frame.width, frame.height, max_side)
-                yield VideoFrame(frame, rel, (frame.width, frame.height), size, interp)
+                yield VideoFrame(frame, rel, (frame.width, frame.height), size, interp,
+                                 _quarter_turns(frame))
                 n_out += 1
-        except av.FFmpegError as e:
+        except (av.FFmpegError, OSError, ValueError, EOFError) as e:
             if n_out == 0:
                 raise InputError(f"{name}: video cannot be decoded ({_short(e)})") from None
         if n_out == 0:
