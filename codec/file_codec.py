@@ -2,9 +2,10 @@
 
 ``encode_file`` streams canvas frames from the sender's face tracker through ``Sender``
 into a ``ContainerWriter`` (bounded memory: the video is never held whole).
-``decode_file`` streams packets from the container through ``StreamDecoder`` into a
-``Receiver`` and writes its 25 fps frames as H.264 with the decoded speech as AAC, placed
-by packet timestamps (gaps from lost audio are filled with silence), so both stay in sync.
+``decode_file`` streams packets from the container through the receiver pipeline
+(``StreamDecoder`` -> ``Receiver``) and writes its 25 fps frames as H.264 with the decoded
+speech as AAC, placed by packet timestamps (gaps from lost audio are filled with silence),
+so both stay in sync.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from codec import AUDIO_RATE, CANVAS_FPS, CANVAS_SIZE, __version__
 from codec.bitstream.container import ContainerReader, ContainerWriter
-from codec.bitstream.stream import StreamDecoder, StreamEvents
+from codec.bitstream.stream import StreamDecoder
 from codec.errors import CorruptError, InputError
 from codec.receiver.base import Receiver
 from codec.sender.sender import Sender, SenderConfig
@@ -131,20 +132,21 @@ class Mp4Writer:
 
 def decode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
                 receiver: Receiver) -> dict[str, Any]:
-    """Decode a talkcodec file to an mp4 through ``receiver``; returns a summary."""
+    """Decode a talkcodec file to an mp4 through ``receiver`` (streaming, via
+    ``codec.receiver.pipeline.iter_decoded``); returns a summary."""
+    from codec.receiver.pipeline import iter_decoded
+
     decoder = StreamDecoder()
     tmp = Path(f"{dst}.part")
     with open(src, "rb") as fh:
         reader = ContainerReader(fh)
         writer = Mp4Writer(tmp)
         try:
-            for packet in reader:
-                _feed(decoder.push(packet), receiver, writer)
-                for frame in receiver.pull():
-                    writer.write_frame(frame)
-            _feed(decoder.flush(), receiver, writer)
-            for frame in receiver.pull() + receiver.flush():
-                writer.write_frame(frame)
+            for item in iter_decoded(reader, receiver, decoder):
+                if isinstance(item, OutputFrame):
+                    writer.write_frame(item)
+                else:
+                    writer.write_audio(item)
             writer.close()
         except BaseException:
             writer.abort()
@@ -159,13 +161,3 @@ def decode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
     lr = decoder.lowres.stats if decoder.lowres is not None else None
     return {"frames": writer.frames, "lowres_decoded": lr.decoded if lr else 0,
             "lowres_skipped": lr.skipped if lr else 0, "corrupt_packets": decoder.corrupt}
-
-
-def _feed(ev: StreamEvents, receiver: Receiver, writer: Mp4Writer) -> None:
-    for identity in ev.identities:
-        receiver.set_identity(identity)
-    for chunk in ev.audio:
-        receiver.push_audio(chunk)
-        writer.write_audio(chunk)
-    for frame in ev.lowres:
-        receiver.push_lowres(frame)
