@@ -1,0 +1,198 @@
+"""Val quality of the neural receiver vs baselines, the interpolator vs linear, and the
+audio ablation (true speech vs another clip's speech vs silence).
+
+Per val clip (first ``--seconds`` s of the sender's 256x256 25 fps canvas): identity =
+canvas frame 0; low-res stream = 8x8 box means of every 5th frame through the bitstream's
+low-res codec (default parameters; ``--exact`` skips it); audio through Opus at 8 kbit/s
+(``--raw-audio`` skips it). Metrics over all frames but frame 0: PSNR (RGB), SSIM (luma),
+mouth landmark distance (px, box found on the ground truth), mouth-motion correlation
+(inner-lip opening over time), mouth-box PSNR. The interpolator is scored at 8x8 on the 4
+in-between frames of every key pair (PSNR against the exact box means).
+
+    nice .venv/bin/python benchmarks/eval_neural.py [--seconds 10] [--receivers align,neural]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from codec.audio.opus import OpusDecoder, OpusEncoder  # noqa: E402
+from codec.bitstream.lowres_codec import LowResEncoder, LowResParams  # noqa: E402
+from codec.metrics.fidelity import mean_psnr, psnr, ssim  # noqa: E402
+from codec.metrics.landmarks import (  # noqa: E402
+    MOUTH,
+    detect_face,
+    landmark_distance,
+    landmarks,
+    motion_correlation,
+    mouth_opening,
+)
+from codec.receiver.registry import get_receiver  # noqa: E402
+from codec.sender.downsample import box_downsample  # noqa: E402
+from codec.types import AudioChunk, IdentityFrame, LowResFrame  # noqa: E402
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("TALKCODEC_DATA", REPO.parent / "shared" / "data"))
+
+
+def val_rows() -> list[dict]:
+    with open(data_root() / "manifest.csv", newline="") as fh:
+        return [r for r in csv.DictReader(fh) if r["split"] == "val"]
+
+
+def load_val(row: dict, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """(canvas frames, 16 kHz audio) through the sender's front end, cached in cache/eval."""
+    store = REPO / "cache" / "eval" / f"{Path(row['file']).stem}-{seconds:g}s.npz"
+    if store.exists():
+        z = np.load(store)
+        return z["frames"], z["audio"]
+    from codec.sender.canvas import load_face_clip
+
+    clip = load_face_clip(str(data_root() / row["file"]), max_seconds=seconds)
+    audio = clip.audio if clip.audio is not None else np.zeros(0, np.float32)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(store, frames=clip.frames, audio=audio)
+    return clip.frames, audio
+
+
+def lowres_stream(canvas: np.ndarray, exact: bool) -> list[LowResFrame]:
+    enc = LowResEncoder(LowResParams())
+    out = []
+    for k in range(0, len(canvas), 5):
+        px = box_downsample(canvas[k], 32)
+        if not exact:
+            enc.encode(px)
+            px = enc.reconstruction()
+        out.append(LowResFrame(px.astype(np.float32), int(k * 40)))
+    return out
+
+
+def audio_chunks(audio: np.ndarray, raw: bool) -> list[AudioChunk]:
+    if raw:
+        return [AudioChunk(audio[i : i + 320], i // 16) for i in range(0, len(audio), 320)]
+    enc, dec = OpusEncoder(bitrate=8000), OpusDecoder()
+    packets = enc.encode(audio) + enc.flush()
+    return [dec.decode(p, ts) for p, ts in packets]
+
+
+class MouthTruth:
+    """Face boxes and landmarks of the ground-truth frames (the reference for mouth scores)."""
+
+    def __init__(self, canvas: np.ndarray) -> None:
+        self.boxes = [detect_face(f) for f in canvas]
+        self.points = [landmarks(f, b) if b is not None else None
+                       for f, b in zip(canvas, self.boxes, strict=True)]
+
+    def scores(self, frames: list[np.ndarray], canvas: np.ndarray) -> dict[str, float]:
+        dist, op_out, op_gt, mouth_p = [], [], [], []
+        for i in range(1, len(canvas)):
+            box, gt = self.boxes[i], self.points[i]
+            if box is None or gt is None:
+                continue
+            pts = landmarks(frames[i], box)
+            dist.append(landmark_distance(pts, gt, MOUTH))
+            op_out.append(mouth_opening(pts))
+            op_gt.append(mouth_opening(gt))
+            (x0, y0), (x1, y1) = gt[MOUTH].min(0).astype(int) - 6, gt[MOUTH].max(0).astype(int) + 6
+            x0, y0 = max(0, x0), max(0, y0)
+            mouth_p.append(psnr(frames[i][y0:y1, x0:x1], canvas[i][y0:y1, x0:x1]))
+        return {"mouth_dist": float(np.mean(dist)) if dist else float("nan"),
+                "mouth_corr": motion_correlation(np.array(op_out), np.array(op_gt))
+                if len(op_gt) >= 3 else float("nan"),
+                "mouth_psnr": mean_psnr(mouth_p) if mouth_p else float("nan")}
+
+
+def run_receiver(name: str, canvas: np.ndarray, lows: list[LowResFrame],
+                 audio: list[AudioChunk], **kw: object) -> tuple[list[np.ndarray], float]:
+    rx = get_receiver(name, **kw)
+    t0 = time.perf_counter()
+    out = rx.run(IdentityFrame(image=canvas[0]), lows, audio, end_ms=len(canvas) * 40.0)
+    fps = len(out) / (time.perf_counter() - t0)
+    frames = [o.image for o in out][: len(canvas)]
+    if len(frames) != len(canvas):
+        raise RuntimeError(f"{name}: {len(frames)} frames for a {len(canvas)}-frame clip")
+    return frames, fps
+
+
+def fidelity(frames: list[np.ndarray], canvas: np.ndarray) -> dict[str, float]:
+    p = [psnr(o, c) for o, c in zip(frames[1:], canvas[1:], strict=True)]
+    s = [ssim(o, c) for o, c in zip(frames[1:], canvas[1:], strict=True)]
+    return {"psnr": mean_psnr(p), "ssim": float(np.mean(s))}
+
+
+def interpolator_scores(canvas: np.ndarray, lows: list[LowResFrame]) -> tuple[float, float]:
+    """(interpolator PSNR, linear PSNR) at 8x8 on the in-between frames of this clip."""
+    from codec.receiver.neural import NeuralReceiver
+
+    rx = NeuralReceiver(threads=1)
+    exact = box_downsample(canvas, 32)
+    for f in lows:
+        rx.push_lowres(f)
+    net, lin = [], []
+    for j in range(len(lows) - 1):
+        mids = rx._in_between(j)  # noqa: SLF001 - the interpolator stage itself
+        for i in range(4):
+            t = lows[j].timestamp_ms // 40 + i + 1
+            w = (i + 1) / 5
+            net.append(psnr(mids[i], exact[t]))
+            lin.append(psnr((1 - w) * lows[j].pixels + w * lows[j + 1].pixels, exact[t]))
+    return mean_psnr(net), mean_psnr(lin)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--receivers", default="bicubic,backproject,align,neural")
+    ap.add_argument("--clips", type=int, default=None)
+    ap.add_argument("--exact", action="store_true", help="unquantised 8x8 stream")
+    ap.add_argument("--raw-audio", action="store_true", help="skip Opus")
+    args = ap.parse_args()
+    rows = val_rows()[: args.clips] if args.clips else val_rows()
+    clips = [(r, *load_val(r, args.seconds)) for r in rows]
+    speech = [i for i, (r, _, a) in enumerate(clips) if r["speech"] == "yes" and len(a)]
+    table: dict[str, list[dict[str, float]]] = {}
+    interp = []
+    for ci, (row, canvas, audio) in enumerate(clips):
+        lows = lowres_stream(canvas, args.exact)
+        chunks = audio_chunks(audio, args.raw_audio)
+        truth = MouthTruth(canvas)
+        runs: dict[str, tuple[str, dict, list[AudioChunk]]] = {
+            n: (n, {}, chunks) for n in args.receivers.split(",")}
+        if "neural" in runs and ci in speech and len(speech) > 1:
+            other = clips[speech[(speech.index(ci) + 1) % len(speech)]][2]
+            other = np.resize(other, max(len(audio), 1)).astype(np.float32)
+            runs["neural:swapped"] = ("neural", {}, audio_chunks(other, args.raw_audio))
+            runs["neural:silence"] = ("neural", {"use_audio": False}, chunks)
+            runs["neural:true"] = ("neural", {}, chunks)
+        for label, (name, kw, ch) in runs.items():
+            frames, fps = run_receiver(name, canvas, lows, ch, **kw)
+            res = {**fidelity(frames, canvas), **truth.scores(frames, canvas), "fps": fps}
+            table.setdefault(label, []).append(res)
+            print(f"{Path(row['file']).stem[-40:]:40s} {label:15s} " + " ".join(
+                f"{k} {v:.3f}" for k, v in res.items()), flush=True)
+        if "neural" in runs:
+            interp.append(interpolator_scores(canvas, lows))
+    print("\nmean over clips (val, all frames but the identity frame):")
+    for label, res in table.items():
+        keys = res[0].keys()
+        print(f"  {label:15s} n={len(res):2d} " + " ".join(
+            f"{k} {np.nanmean([r[k] for r in res]):.3f}" for k in keys))
+    if interp:
+        a = np.array(interp)
+        print(f"  interpolator 8x8 in-between PSNR {a[:, 0].mean():.2f} dB "
+              f"vs linear {a[:, 1].mean():.2f} dB")
+
+
+if __name__ == "__main__":
+    main()

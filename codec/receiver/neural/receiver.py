@@ -1,0 +1,130 @@
+"""The neural receiver: identity frame + 8x8 stream + speech -> 256x256 at 25 fps.
+
+Runs three ONNX networks through ONNX Runtime (no torch at run time):
+- ``identity_encoder`` once per identity frame (its encoding is cached);
+- ``interpolator`` once per pair of consecutive low-res frames (5 -> 25 fps, cached);
+- ``animator`` once per output frame: the interpolated 8x8 window around t, the identity
+  encoding and the 200 ms log-mel window of the speech.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codec.audio.features import window_features, window_span_ms
+from codec.receiver.base import FRAME_MS, Receiver
+from codec.receiver.neural.weights import ROLES, find_model, load_verified
+from codec.sender.downsample import box_downsample
+from codec.types import IdentityFrame, LowResFrame
+
+WINDOW = 5
+NET_LOWRES = 8
+N_BETWEEN = 4
+_CACHE_PAIRS = 16
+
+
+def _as_8x8(frame: LowResFrame) -> np.ndarray:
+    """The networks see 8x8 frames; a 16x16 or 32x32 stream is box-averaged down to 8x8."""
+    px = frame.pixels
+    return px if px.shape[0] == NET_LOWRES else box_downsample(px, px.shape[0] // NET_LOWRES)
+
+
+def _session(data: bytes, threads: int) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    available = ort.get_available_providers()
+    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    return ort.InferenceSession(data, sess_options=opts, providers=providers)
+
+
+class NeuralReceiver(Receiver):
+    name = "neural"
+
+    def __init__(self, *, low_latency: bool = False, canvas_size: int = 256,
+                 models_dir: Path | None = None, threads: int = 2,
+                 use_audio: bool = True) -> None:
+        super().__init__(low_latency=low_latency, canvas_size=canvas_size)
+        if canvas_size != 256:
+            raise ValueError("the neural receiver renders 256x256 canvases only")
+        self.sessions = {role: _session(load_verified(find_model(role, models_dir)), threads)
+                         for role in ROLES}
+        self.use_audio = use_audio
+        self._id_inputs: dict[str, np.ndarray] = {}
+        self._between: dict[tuple[int, int], np.ndarray] = {}
+
+    # ---- identity --------------------------------------------------------------------
+    def on_identity(self, identity: IdentityFrame) -> None:
+        img = np.asarray(identity.image, np.float32)
+        if img.shape != (256, 256, 3):
+            raise ValueError(f"identity frame must be 256x256x3, got {img.shape}")
+        x = np.ascontiguousarray(img.transpose(2, 0, 1)[None])
+        id_lr, f32, f16 = self.sessions["identity_encoder"].run(None, {"identity": x})
+        self._id_inputs = {"identity": x, "id_lr": id_lr, "f32": f32, "f16": f16}
+
+    # ---- low-res stream at 25 fps -------------------------------------------------------
+    def _in_between(self, j: int) -> np.ndarray:
+        """(4, s, s, 3) interpolator output between received frames j and j+1."""
+        a, b = self.lowres[j], self.lowres[j + 1]
+        key = (a.timestamp_ms, b.timestamp_ms)
+        hit = self._between.get(key)
+        if hit is not None:
+            return hit
+        ctx = [_as_8x8(self.lowres[max(0, j + d)]) for d in (-2, -1, 0, 1)]
+        x = np.stack(ctx).astype(np.float32).transpose(3, 0, 1, 2)[None]
+        (y,) = self.sessions["interpolator"].run(None, {"keys": np.ascontiguousarray(x)})
+        out = np.clip(y[0].transpose(1, 2, 3, 0), 0.0, 255.0)
+        if len(self._between) >= _CACHE_PAIRS:
+            self._between.pop(next(iter(self._between)))
+        self._between[key] = out
+        return out
+
+    def stream_at(self, t_ms: float, horizon_ms: float) -> np.ndarray:
+        """Low-res frame at t as the 25 fps stream has it: held outside the received
+        range and beyond ``horizon_ms``, interpolated in between."""
+        frames = self.lowres
+        t_ms = min(t_ms, horizon_ms)
+        if t_ms <= frames[0].timestamp_ms:
+            return _as_8x8(frames[0])
+        if t_ms >= frames[-1].timestamp_ms:
+            return _as_8x8(frames[-1])
+        times = [f.timestamp_ms for f in frames]
+        j = int(np.searchsorted(times, t_ms, side="right")) - 1
+        a, b = frames[j], frames[j + 1]
+        w = (t_ms - a.timestamp_ms) / max(1, b.timestamp_ms - a.timestamp_ms)
+        if w <= 0.0:
+            return _as_8x8(a)
+        seq = [_as_8x8(a), *self._in_between(j), _as_8x8(b)]
+        pos = w * (N_BETWEEN + 1)
+        i = min(int(pos), N_BETWEEN)
+        f = pos - i
+        return (1.0 - f) * seq[i] + f * seq[i + 1]
+
+    def window_at(self, t_ms: float) -> np.ndarray:
+        """(5, 3, s, s) stream frames at t-80..t+80 ms, nothing past the next frame."""
+        times = [f.timestamp_ms for f in self.lowres]
+        j = int(np.searchsorted(times, t_ms, side="left"))
+        horizon = float(times[j]) if j < len(times) else float(times[-1])
+        half = WINDOW // 2
+        win = [self.stream_at(t_ms + d * FRAME_MS, horizon) for d in range(-half, half + 1)]
+        return np.stack(win).astype(np.float32).transpose(0, 3, 1, 2)
+
+    # ---- rendering -------------------------------------------------------------------
+    def mel_at(self, t_ms: float) -> np.ndarray:
+        before, after = window_span_ms()
+        samples = self.audio_window(t_ms, before, after)
+        if not self.use_audio:
+            samples = np.zeros_like(samples)
+        return window_features(samples)
+
+    def render(self, t_ms: float) -> np.ndarray:
+        feeds = {"window": self.window_at(t_ms)[None], "mel": self.mel_at(t_ms)[None],
+                 **self._id_inputs}
+        (out,) = self.sessions["animator"].run(None, feeds)
+        return np.clip(np.rint(out[0].transpose(1, 2, 0)), 0, 255).astype(np.uint8)

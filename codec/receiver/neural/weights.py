@@ -1,0 +1,77 @@
+"""Shipped ONNX weights: files ``models/<role>-<sha256[:12]>.onnx``, verified on load.
+
+Each network of the neural receiver has one role (``interpolator``, ``identity_encoder``,
+``animator``). A file whose content hash does not match its name is refused with
+``ModelIntegrityError``; nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from codec.errors import TalkcodecError
+
+ROLES = ("interpolator", "identity_encoder", "animator")
+HASH_LEN = 12
+_NAME = re.compile(r"^(?P<role>[a-z_]+)-(?P<hash>[0-9a-f]{12})\.onnx$")
+MAX_MODEL_BYTES = 64 << 20
+
+
+class ModelError(TalkcodecError):
+    """The neural receiver's weights are missing or unusable."""
+
+
+class ModelIntegrityError(ModelError):
+    """A weights file's content does not match the hash in its name."""
+
+
+def models_dir() -> Path:
+    """``models/`` at the repository root, or TALKCODEC_MODELS when set."""
+    env = os.environ.get("TALKCODEC_MODELS")
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "models"
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:HASH_LEN]
+
+
+def hashed_name(role: str, data: bytes) -> str:
+    return f"{role}-{content_hash(data)}.onnx"
+
+
+def find_model(role: str, directory: Path | None = None) -> Path:
+    """The one weights file of ``role`` in the models directory."""
+    d = directory or models_dir()
+    found = sorted(p for p in d.glob(f"{role}-*.onnx")
+                   if (m := _NAME.match(p.name)) and m["role"] == role)
+    if not found:
+        raise ModelError(f"no {role} weights in {d}")
+    if len(found) > 1:
+        raise ModelError(f"several {role} weights in {d}: {[p.name for p in found]}")
+    return found[0]
+
+
+def load_verified(path: Path) -> bytes:
+    """The file's bytes, after checking them against the hash in its name."""
+    m = _NAME.match(path.name)
+    if m is None:
+        raise ModelError(f"{path.name} is not named <role>-<sha256[:12]>.onnx")
+    if path.stat().st_size > MAX_MODEL_BYTES:
+        raise ModelError(f"{path.name} is larger than {MAX_MODEL_BYTES} bytes")
+    data = path.read_bytes()
+    if content_hash(data) != m["hash"]:
+        raise ModelIntegrityError(f"{path.name}: content hash {content_hash(data)} does not "
+                                  f"match its name (tampered or corrupt file)")
+    return data
+
+
+def weights_available(directory: Path | None = None) -> bool:
+    try:
+        for role in ROLES:
+            find_model(role, directory)
+    except ModelError:
+        return False
+    return True

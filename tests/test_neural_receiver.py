@@ -1,0 +1,142 @@
+"""Neural receiver: ONNX vs PyTorch agreement, weights hash verification, streaming output."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codec.receiver.neural import weights
+from codec.receiver.neural.weights import (
+    ROLES,
+    ModelError,
+    ModelIntegrityError,
+    find_model,
+    hashed_name,
+    load_verified,
+    weights_available,
+)
+from codec.types import AudioChunk, IdentityFrame, LowResFrame
+
+torch = pytest.importorskip("torch")
+
+SHIPPED = weights_available()
+needs_shipped = pytest.mark.skipif(not SHIPPED, reason="no trained weights in models/")
+
+
+def _fresh_modules() -> dict[str, "torch.nn.Module"]:
+    from codec.receiver.neural.interpolator import Interpolator
+    from codec.receiver.neural.network import ReceiverNet
+    from training.export_onnx import _AnimatorByName
+
+    torch.manual_seed(0)
+    net = ReceiverNet()
+    # Non-trivial weights everywhere (the zero-initialised heads would hide disagreements).
+    with torch.no_grad():
+        for m in (net, interp := Interpolator()):
+            for p in m.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    return {"interpolator": interp.eval(), "identity_encoder": net.identity_encoder.eval(),
+            "animator": _AnimatorByName(net).eval()}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    from training.export_onnx import to_onnx
+
+    d = tmp_path_factory.mktemp("models")
+    mods = _fresh_modules()
+    for role, m in mods.items():
+        data = to_onnx(m, role)
+        (d / hashed_name(role, data)).write_bytes(data)
+    return mods, d
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_onnx_runtime_agrees_with_pytorch(exported: tuple[dict, Path], role: str) -> None:
+    from training.export_onnx import max_abs_diff
+
+    mods, d = exported
+    data = load_verified(find_model(role, d))
+    # Outputs are pixel values in [0, 255] or features of order 1.
+    assert max_abs_diff(mods[role], data, role, seed=3) < 0.05
+
+
+def test_tampered_weights_are_refused(exported: tuple[dict, Path], tmp_path: Path) -> None:
+    _, d = exported
+    src = find_model("animator", d)
+    bad = tmp_path / src.name
+    data = bytearray(src.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelIntegrityError):
+        load_verified(bad)
+    renamed = tmp_path / "animator.onnx"
+    shutil.copy(src, renamed)
+    with pytest.raises(ModelError):
+        load_verified(renamed)
+
+
+def test_missing_or_ambiguous_weights(exported: tuple[dict, Path], tmp_path: Path) -> None:
+    _, d = exported
+    assert weights_available(d)
+    assert not weights_available(tmp_path)
+    with pytest.raises(ModelError):
+        find_model("animator", tmp_path)
+    for p in d.glob("*.onnx"):
+        shutil.copy(p, tmp_path / p.name)
+    fake = tmp_path / "animator-000000000000.onnx"
+    fake.write_bytes(b"x")
+    with pytest.raises(ModelError):
+        find_model("animator", tmp_path)
+
+
+def _stream(n_lowres: int, seed: int = 0) -> tuple[IdentityFrame, list, list]:
+    rng = np.random.default_rng(seed)
+    ident = IdentityFrame(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8))
+    lows = [LowResFrame(rng.uniform(0, 255, (8, 8, 3)).astype(np.float32), 200 * i)
+            for i in range(n_lowres)]
+    audio = [AudioChunk((0.1 * rng.standard_normal(320)).astype(np.float32), 20 * i)
+             for i in range(n_lowres * 10)]
+    return ident, lows, audio
+
+
+def test_receiver_yields_frames_that_match_the_lowres_stream(
+        exported: tuple[dict, Path]) -> None:
+    from codec.receiver.neural import NeuralReceiver
+    from codec.sender.downsample import box_downsample
+
+    _, d = exported
+    rx = NeuralReceiver(models_dir=d, threads=1)
+    ident, lows, audio = _stream(4)
+    frames = rx.run(ident, lows, audio)
+    times = [f.timestamp_ms for f in frames]
+    assert times[:6] == [0, 40, 80, 120, 160, 200]
+    assert times == sorted(set(times)) and times[-1] >= 600
+    for f in frames:
+        assert f.image.shape == (256, 256, 3) and f.image.dtype == np.uint8
+    # Back-projection: at a key frame time the output's 8x8 box means follow that frame.
+    key = frames[5].image
+    err = np.abs(box_downsample(key, 32) - lows[1].pixels).mean()
+    ref = np.abs(box_downsample(ident.image, 32) - lows[1].pixels).mean()
+    assert err < 0.5 * ref
+
+
+@needs_shipped
+def test_shipped_receiver_runs_from_the_registry() -> None:
+    from codec.receiver.registry import get_receiver
+
+    rx = get_receiver("neural")
+    ident, lows, audio = _stream(3, seed=1)
+    frames = rx.run(ident, lows, audio)
+    assert len(frames) >= 10
+    assert all(f.image.shape == (256, 256, 3) for f in frames)
+    stds = [float(f.image.std()) for f in frames]
+    assert min(stds) > 1.0  # not a blank frame
+
+
+def test_models_dir_is_the_repo_models_folder() -> None:
+    assert weights.models_dir().name == "models"
+    assert (weights.models_dir().parent / "codec").is_dir()

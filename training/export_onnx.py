@@ -1,0 +1,103 @@
+"""Export the trained networks to models/<role>-<sha256[:12]>.onnx and check ORT agrees.
+
+    .venv/bin/python -m training.export_onnx
+
+Reads cache/interpolator.pt and cache/receiver.pt; replaces older files of the same roles.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from codec.receiver.neural.interpolator import Interpolator
+from codec.receiver.neural.network import ReceiverNet
+from codec.receiver.neural.weights import ROLES, hashed_name, models_dir
+from training.paths import cache_dir
+
+OPSET = 17
+
+
+def example_inputs(role: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    if role == "interpolator":
+        return {"keys": torch.rand(1, 3, 4, 8, 8, generator=g) * 255}
+    ident = torch.rand(1, 3, 256, 256, generator=g) * 255
+    if role == "identity_encoder":
+        return {"identity": ident}
+    return {"window": torch.rand(1, 5, 3, 8, 8, generator=g) * 255,
+            "mel": torch.randn(1, 20, 40, generator=g) * 4 - 6,
+            "identity": ident,
+            "id_lr": torch.rand(1, 3, 8, 8, generator=g) * 255,
+            "f32": torch.randn(1, 24, 32, 32, generator=g),
+            "f16": torch.randn(1, 48, 16, 16, generator=g)}
+
+
+class _AnimatorByName(nn.Module):
+    """Animator with named inputs in a fixed order for export."""
+
+    def __init__(self, net: ReceiverNet) -> None:
+        super().__init__()
+        self.animator = net.animator
+
+    def forward(self, window: torch.Tensor, mel: torch.Tensor, identity: torch.Tensor,
+                id_lr: torch.Tensor, f32: torch.Tensor, f16: torch.Tensor) -> torch.Tensor:
+        return self.animator(window, id_lr, f32, f16, mel, identity)
+
+
+def trained_modules() -> dict[str, nn.Module]:
+    interp = Interpolator()
+    interp.load_state_dict(torch.load(cache_dir() / "interpolator.pt"))
+    net = ReceiverNet()
+    net.load_state_dict(torch.load(cache_dir() / "receiver.pt")["net"])
+    return {"interpolator": interp.eval(), "identity_encoder": net.identity_encoder.eval(),
+            "animator": _AnimatorByName(net).eval()}
+
+
+def output_names(role: str) -> list[str]:
+    return {"interpolator": ["between"], "identity_encoder": ["id_lr", "f32", "f16"],
+            "animator": ["frame"]}[role]
+
+
+def to_onnx(module: nn.Module, role: str) -> bytes:
+    inputs = example_inputs(role)
+    buf = io.BytesIO()
+    torch.onnx.export(module, tuple(inputs.values()), buf, input_names=list(inputs),
+                      output_names=output_names(role), opset_version=OPSET, dynamo=False)
+    return buf.getvalue()
+
+
+def max_abs_diff(module: nn.Module, data: bytes, role: str, seed: int = 1) -> float:
+    inputs = example_inputs(role, seed)
+    with torch.no_grad():
+        ref = module(*inputs.values())
+    ref = ref if isinstance(ref, tuple) else (ref,)
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {k: v.numpy() for k, v in inputs.items()})
+    return max(float(np.abs(r.numpy() - o).max()) for r, o in zip(ref, got, strict=True))
+
+
+def export_all(out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for role, module in trained_modules().items():
+        data = to_onnx(module, role)
+        print(f"{role}: max |torch - ort| = {max_abs_diff(module, data, role):.4f} "
+              f"({len(data) / 1024:.0f} KiB)")
+        for old in out_dir.glob(f"{role}-*.onnx"):
+            old.unlink()
+        path = out_dir / hashed_name(role, data)
+        path.write_bytes(data)
+        written[role] = path
+    assert set(written) == set(ROLES)
+    return written
+
+
+if __name__ == "__main__":
+    for p in export_all(models_dir()).values():
+        print(p)

@@ -1,0 +1,98 @@
+"""Training samples of the neural receiver, drawn from the cached clips."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from codec.audio.features import clip_window
+from codec.receiver.neural.animator import WINDOW
+from codec.receiver.neural.interpolator import Interpolator
+from training.dataset import KEY_EVERY, CachedClip, received_stream, transmitted
+
+MOUTH = slice(48, 68)
+EYES = slice(36, 48)
+NOSE = slice(27, 36)
+REGION_WEIGHTS = ((MOUTH, 6.0), (EYES, 3.0), (NOSE, 1.5))
+
+
+@dataclass
+class Batch:
+    window: torch.Tensor  # (B, 5, 3, 8, 8)
+    mel: torch.Tensor  # (B, 20, 40)
+    identity: torch.Tensor  # (B, 3, R, R)
+    target: torch.Tensor  # (B, 3, R, R)
+    weight: torch.Tensor  # (B, 1, R, R) landmark-region weights (1 elsewhere)
+
+
+def region_weight(landmarks: np.ndarray, size: int, canvas: int = 256) -> np.ndarray:
+    """(size, size) loss weight: boxes around mouth, eyes, nose get extra weight."""
+    wmap = np.ones((size, size), np.float32)
+    if np.isnan(landmarks).any():
+        return wmap
+    pts = landmarks * (size / canvas)
+    for sl, w in REGION_WEIGHTS:
+        p = pts[sl]
+        (x0, y0), (x1, y1) = p.min(0), p.max(0)
+        m = 0.25 * max(x1 - x0, y1 - y0) + 1
+        xa, xb = int(max(0, x0 - m)), int(min(size, x1 + m + 1))
+        ya, yb = int(max(0, y0 - m)), int(min(size, y1 + m + 1))
+        wmap[ya:yb, xa:xb] += w
+    return wmap
+
+
+class SampleSource:
+    """Random (clip, target frame, identity frame) samples with the received 8x8 stream."""
+
+    def __init__(self, clips: list[CachedClip], interp: Interpolator | None, seed: int,
+                 known: "SampleSource | None" = None) -> None:
+        self.clips = clips
+        old = dict(zip([c.name for c in known.clips], known.streams, strict=True)) if known else {}
+        self.streams = [old[c.name] if c.name in old else
+                        received_stream(transmitted(c.lowres), interp) for c in clips]
+        lengths = np.array([c.n_frames for c in clips], np.float64)
+        self.p = lengths / lengths.sum()
+        self.rng = np.random.default_rng(seed)
+
+    def window(self, ci: int, t: int) -> np.ndarray:
+        """Stream frames t-2..t+2 as the receiver has them when rendering t: nothing past
+        the next key frame (held there), nothing past the clip's end."""
+        s = self.streams[ci]
+        next_key = -(-t // KEY_EVERY) * KEY_EVERY
+        idx = np.arange(t - WINDOW // 2, t + WINDOW // 2 + 1)
+        idx = np.clip(np.minimum(idx, next_key), 0, len(s) - 1)
+        return s[idx]
+
+    def sample(self, batch: int, size: int) -> Batch:
+        wins, mels, ids, tgts, wts = [], [], [], [], []
+        for _ in range(batch):
+            ci = int(self.rng.choice(len(self.clips), p=self.p))
+            c = self.clips[ci]
+            t = int(self.rng.integers(1, c.n_frames))
+            k = 0 if self.rng.random() < 0.5 else int(self.rng.integers(0, c.n_frames))
+            win, ident, tgt = self.window(ci, t), c.frames[k], c.frames[t]
+            wmap = region_weight(c.landmarks[t], size)
+            if self.rng.random() < 0.5:
+                win, ident, tgt, wmap = (win[:, :, ::-1], ident[:, ::-1], tgt[:, ::-1],
+                                         wmap[:, ::-1])
+            wins.append(np.ascontiguousarray(win))
+            mels.append(clip_window(c.mel, t * 40.0))
+            ids.append(np.ascontiguousarray(ident))
+            tgts.append(np.ascontiguousarray(tgt))
+            wts.append(np.ascontiguousarray(wmap))
+        return Batch(
+            window=torch.from_numpy(np.stack(wins)).permute(0, 1, 4, 2, 3).float(),
+            mel=torch.from_numpy(np.stack(mels)),
+            identity=_resize(np.stack(ids), size),
+            target=_resize(np.stack(tgts), size),
+            weight=torch.from_numpy(np.stack(wts))[:, None],
+        )
+
+
+def _resize(images: np.ndarray, size: int) -> torch.Tensor:
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    f = x.shape[-1] // size
+    return F.avg_pool2d(x, f) if f > 1 else x

@@ -1,0 +1,100 @@
+"""Train the neural receiver (IdentityEncoder + Animator) on cached train clips.
+
+    nice -n 5 .venv/bin/python -m training.train_receiver --minutes 40
+
+Checkpoints to cache/receiver.pt every few hundred steps (``--resume`` continues);
+logs val PSNR at 256x256 on a fixed set of val samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from codec.receiver.neural.interpolator import Interpolator
+from codec.receiver.neural.network import ReceiverNet
+from training.dataset import load_clips
+from training.losses import frequency_l1, weighted_l1
+from training.paths import cache_dir
+from training.samples import SampleSource
+
+
+def load_interpolator() -> Interpolator | None:
+    p = cache_dir() / "interpolator.pt"
+    if not p.exists():
+        return None
+    m = Interpolator()
+    m.load_state_dict(torch.load(p))
+    return m.eval()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = torch.mean((a.round() - b) ** 2).item()
+    return 10 * np.log10(255.0**2 / max(mse, 1e-10))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=40.0)
+    ap.add_argument("--batch", type=int, default=12)
+    ap.add_argument("--size", type=int, default=128, help="training output resolution")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--freq-weight", type=float, default=0.05)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--rescan-every", type=int, default=200, help="pick up newly cached clips")
+    args = ap.parse_args()
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(2)
+    interp = load_interpolator()
+    train = SampleSource(load_clips("train"), interp, args.seed)
+    val = SampleSource(load_clips("val"), interp, 1234).sample(32, 256)
+    print(f"train clips {len(train.clips)}, interpolator {'yes' if interp else 'linear'}",
+          flush=True)
+    net = ReceiverNet()
+    ckpt = cache_dir() / "receiver.pt"
+    step = 0
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    if args.resume and ckpt.exists():
+        state = torch.load(ckpt)
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+    t0 = time.time()
+    deadline = t0 + 60 * args.minutes
+    total_s = 60 * args.minutes
+    while time.time() < deadline:
+        step += 1
+        frac = (time.time() - t0) / total_s
+        for g in opt.param_groups:
+            g["lr"] = args.lr * 0.5 * (1 + np.cos(np.pi * min(1.0, frac)))
+        b = train.sample(args.batch, args.size)
+        out = net(b.window, b.mel, b.identity)
+        l1 = weighted_l1(out, b.target, b.weight)
+        fr = frequency_l1(out, b.target)
+        loss = l1 + args.freq_weight * fr
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        if step % 50 == 0:
+            print(f"step {step} l1 {l1.item():.4f} freq {fr.item():.4f} "
+                  f"{time.time() - t0:.0f}s", flush=True)
+        if step % args.rescan_every == 0:
+            clips = load_clips("train")
+            if len(clips) != len(train.clips):  # the cache builder added clips meanwhile
+                train = SampleSource(clips, interp, args.seed + step, known=train)
+                print(f"step {step}: now {len(clips)} train clips", flush=True)
+        if step % 300 == 0 or time.time() >= deadline:
+            with torch.no_grad():
+                v = torch.cat([net(val.window[i : i + 8], val.mel[i : i + 8],
+                                   val.identity[i : i + 8]) for i in range(0, 32, 8)])
+            print(f"step {step} val psnr@256 {psnr(v, val.target):.2f}", flush=True)
+            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
+
+
+if __name__ == "__main__":
+    main()
