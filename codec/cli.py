@@ -72,9 +72,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from codec.bitstream.stats import format_stats, stream_stats
 
     with open(args.input, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
         reader = ContainerReader(fh)
-        packets = list(reader)
-    stats = stream_stats(packets, reader.metadata, file_bytes=reader.bytes_read)
+        stats = stream_stats(reader, file_bytes=size)  # streaming; the reader checks the end
     if args.json:
         print(json.dumps({"file": str(args.input), "bytes": reader.bytes_read,
                           "metadata": reader.metadata, **stats}, indent=2))

@@ -16,37 +16,37 @@ from codec.bitstream.packet import Packet, PacketFlag, StreamKind, encode_packet
 _MEDIA = {StreamKind.IDENTITY: "identity", StreamKind.LOWRES: "lowres", StreamKind.AUDIO: "audio"}
 
 
-def stream_duration_s(packets: list[Packet], metadata: dict[str, Any]) -> float:
-    value = metadata.get("duration_s")
-    if isinstance(value, (int, float)) and 0 < value < 1e7:
-        return float(value)
-    ends = [p.timestamp_ms for p in packets if p.flags & PacketFlag.END]
-    if ends and ends[-1] > 0:
-        return ends[-1] / 1000.0
-    last = max((p.timestamp_ms for p in packets), default=0)
-    return max(last / 1000.0 + 1.0 / CANVAS_FPS, 1.0 / CANVAS_FPS)
-
-
 def stream_stats(packets: Iterable[Packet], metadata: dict[str, Any] | None = None,
                  file_bytes: int | None = None) -> dict[str, Any]:
-    packets = list(packets)
+    """Bit breakdown of a packet stream (consumed once, streaming: nothing is kept).
+
+    The duration is ``metadata["duration_s"]`` when given, else the END packet's timestamp,
+    else the latest timestamp plus one frame. ``file_bytes`` (the container's size) adds
+    the container overhead."""
     metadata = metadata or {}
     bits = {"identity": 0, "lowres": 0, "audio": 0, "config": 0}
     headers = {"identity": 0, "lowres": 0, "audio": 0}
     counts = {kind.name.lower(): 0 for kind in StreamKind}
     packet_bytes = 0
+    end_ms, last_ms = 0, 0
     for p in packets:
         size = len(encode_packet(p))
         packet_bytes += size
         counts[p.kind.name.lower()] += 1
+        last_ms = max(last_ms, p.timestamp_ms)
+        if p.flags & PacketFlag.END:
+            end_ms = p.timestamp_ms
         if p.kind is StreamKind.CONFIG:
             bits["config"] += 8 * size
         else:
             name = _MEDIA[p.kind]
             bits[name] += 8 * len(p.payload)
             headers[name] += 8 * (size - len(p.payload))
+    duration = end_ms / 1000.0 if end_ms > 0 else (last_ms + 1000.0 / CANVAS_FPS) / 1000.0
+    given = metadata.get("duration_s")
+    if isinstance(given, (int, float)) and 0 < given < 1e7:
+        duration = float(given)
     container = 8 * (file_bytes - packet_bytes) if file_bytes is not None else 0
-    duration = stream_duration_s(packets, metadata)
     n_pixels = CANVAS_SIZE * CANVAS_SIZE * CANVAS_FPS * duration
     overhead = sum(headers.values()) + bits["config"] + container
     total = bits["identity"] + bits["lowres"] + bits["audio"] + overhead
