@@ -28,6 +28,7 @@ from codec.sender.sender import Sender, SenderConfig
 from codec.types import AudioChunk, OutputFrame
 
 _SAMPLES_PER_FRAME = AUDIO_RATE // CANVAS_FPS
+MAX_AUDIO_GAP_S = 60
 
 
 def encode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
@@ -99,10 +100,10 @@ class Mp4Writer:
         if start < self._audio_cursor:  # overlap with what is written: keep the new tail
             samples = samples[self._audio_cursor - start :]
             start = self._audio_cursor
+        if start - self._audio_cursor > MAX_AUDIO_GAP_S * AUDIO_RATE:
+            return  # a bogus timestamp far ahead: dropped rather than stretch the track
         if start > self._audio_cursor:  # a gap (lost packets): silence
-            gap = min(start - self._audio_cursor, AUDIO_RATE * 10)
-            self._encode_samples(np.zeros(gap, np.float32))
-            self._audio_cursor = start
+            self._encode_samples(np.zeros(start - self._audio_cursor, np.float32))
         if samples.size:
             self._encode_samples(samples)
 
