@@ -60,7 +60,7 @@ class CropBox:
 class TrackerConfig:
     crop_scale: float = 2.6  # crop side / face box size
     face_y: float = 0.47  # face centre height in the canvas (0 top, 1 bottom)
-    inner_margin: float = 0.06  # tolerated drift, fraction of the side
+    inner_margin: float = 0.08  # tolerated drift, fraction of the side
     size_margin: float = 0.15  # tolerated relative change of the wanted side
     settle: float = 0.01  # moving stops when this close (fraction of the side)
     follow_rate: float = 0.15  # fraction of the remaining distance moved per frame
@@ -69,6 +69,7 @@ class TrackerConfig:
     track_every: int = 2  # detection period while tracking, in frames
     search_every: int = 5  # detection period while no face is known
     smooth_frames: float = 3.0  # offline zero-phase smoothing time constant, frames
+    size_median: int = 15  # detections in the running median of the face size (offline)
 
 
 def centre_box(width: int, height: int) -> CropBox:
@@ -148,16 +149,30 @@ class FaceTracker:
                                           search_every=self.cfg.search_every)
         self.follower = CropFollower(self.cfg)
         self.face: FaceBox | None = None
+        self._recent: list[FaceBox] = []
 
     @property
     def has_face(self) -> bool:
         return self.face is not None
 
+    def _smoothed(self, found: FaceBox) -> FaceBox:
+        """Running median of the recent detections (position over 3, size over 7); a jump
+        (cut, another person) restarts it."""
+        recent = self._recent
+        if recent and is_cut(_raw_box(recent[-1], self.cfg), _raw_box(found, self.cfg), self.cfg):
+            recent.clear()
+        recent.append(found)
+        del recent[:-self.cfg.size_median // 2]
+        cx = float(np.median([f.cx for f in recent[-3:]]))
+        cy = float(np.median([f.cy for f in recent[-3:]]))
+        size = float(np.median([f.size for f in recent]))
+        return FaceBox(cx - size / 2, cy - size / 2, size, size, found.score)
+
     def update(self, frame_rgb: np.ndarray) -> CropBox:
         h, w = frame_rgb.shape[:2]
         found = self.schedule.observe(frame_rgb)
         if found is not None:
-            self.face = found
+            self.face = self._smoothed(found)
         target = target_crop(self.face, w, h, self.cfg) if self.face is not None else None
         box = self.follower.step(target)
         return clamp_box(box, w, h) if box is not None else centre_box(w, h)
@@ -265,7 +280,9 @@ def plan_crop_track(faces: Sequence[FaceBox | None], width: int, height: int,
     for seg in segs:
         idx = np.array(seg)
         vals = np.array([[faces[i].cx, faces[i].cy, faces[i].size] for i in seg])  # type: ignore[union-attr]
-        vals = np.stack([_median(vals[:, k]) for k in range(3)], axis=1)
+        # HOG sizes come from a pyramid with ~20 % steps: the size gets a long median.
+        vals = np.stack([_median(vals[:, 0]), _median(vals[:, 1]),
+                         _median(vals[:, 2], cfg.size_median)], axis=1)
         track[idx] = vals
         seg_start[idx[0]] = True
         for a, b, va, vb in zip(idx[:-1], idx[1:], vals[:-1], vals[1:]):
