@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from codec.errors import InputError
 from codec.sender.face_detector import DetectionSchedule, FaceBox, FaceDetector
 from codec.sender.face_tracker import (
     CropBox,
@@ -207,3 +208,28 @@ def test_live_tracker_without_face_gives_centre_square() -> None:
     box = tracker.update(noise_frame(640, 360))
     assert not tracker.has_face
     assert box == CropBox(320, 180, 360)
+
+
+def test_live_tracker_snaps_after_a_cut() -> None:
+    frames = real_frames(2)
+    face_img = frames[0]  # 512x512 frame: the face is in it
+    left = np.zeros((720, 1600, 3), np.uint8)
+    right = np.zeros((720, 1600, 3), np.uint8)
+    left[100:612, 0:512] = face_img
+    right[100:612, 1088:1600] = face_img
+    tracker = FaceTracker()
+    boxes = [tracker.update(left) for _ in range(10)] + [tracker.update(right) for _ in range(12)]
+    assert boxes[9].cx < 512
+    assert boxes[-1].cx > 1088  # followed the cut
+    step = np.abs(np.diff([b.cx for b in boxes]))
+    assert step.max() > 500 and np.count_nonzero(step > 1) == 1  # one snap, no slide
+
+
+def test_live_tracker_rejects_bad_frames() -> None:
+    tracker = FaceTracker()
+    with pytest.raises(InputError):
+        tracker.update(np.zeros((10, 10), np.uint8))
+    with pytest.raises(InputError):
+        tracker.update(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(InputError):
+        crop_to_canvas(np.zeros((10, 10, 3), np.uint8), CropBox(float("nan"), 0, 5))

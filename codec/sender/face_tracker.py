@@ -29,7 +29,11 @@ import cv2
 import numpy as np
 
 from codec import CANVAS_SIZE
+from codec.errors import InputError
 from codec.sender.face_detector import DetectionSchedule, FaceBox, FaceDetector
+
+
+MAX_FRAME_SIDE = 8192
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,8 @@ class FaceTracker:
         return FaceBox(cx - size / 2, cy - size / 2, size, size, found.score)
 
     def update(self, frame_rgb: np.ndarray) -> CropBox:
+        """Crop box (source pixels) for this frame: (H, W, 3) uint8 RGB, any size."""
+        check_frame(frame_rgb)
         h, w = frame_rgb.shape[:2]
         found = self.schedule.observe(frame_rgb)
         if found is not None:
@@ -178,12 +184,25 @@ class FaceTracker:
         return clamp_box(box, w, h) if box is not None else centre_box(w, h)
 
 
+def check_frame(frame: np.ndarray) -> None:
+    """InputError unless ``frame`` is an (H, W, 3) uint8 image of a sane size."""
+    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3:
+        raise InputError(f"frame must be an (H, W, 3) RGB array, not {getattr(frame, 'shape', type(frame))}")
+    if frame.dtype != np.uint8:
+        raise InputError(f"frame must be uint8, not {frame.dtype}")
+    if min(frame.shape[:2]) < 1 or max(frame.shape[:2]) > MAX_FRAME_SIDE:
+        raise InputError(f"frame size {frame.shape[1]}x{frame.shape[0]} is out of bounds")
+
+
 def crop_to_canvas(frame: np.ndarray, box: CropBox, size: int = CANVAS_SIZE) -> np.ndarray:
     """Cut ``box`` out of ``frame`` (edge-replicating outside it) and resize to size x size.
 
     Memory stays bounded for any box: one far outside the image or far larger than it is
     sampled on a ``size`` x ``size`` grid of (edge-clamped) source pixels instead.
     """
+    check_frame(frame)
+    if not all(math.isfinite(v) for v in (box.cx, box.cy, box.side)):
+        raise InputError(f"crop box is not finite: {box}")
     h, w = frame.shape[:2]
     side = max(1, int(round(box.side)))
     x0, y0 = int(round(box.cx - side / 2)), int(round(box.cy - side / 2))
