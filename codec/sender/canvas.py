@@ -124,6 +124,13 @@ def iter_face_canvas(
     cfg: TrackerConfig | None = None,
 ) -> Iterator[CanvasFrame]:
     """Stream the canvas frames of a video file (two decoding passes, bounded memory)."""
+    plan = _checked_plan(path, start_s=start_s, max_seconds=max_seconds, on_no_face=on_no_face,
+                         cfg=cfg)
+    yield from _cut_canvas(path, plan, start_s=start_s, max_seconds=max_seconds, size=size)
+
+
+def _checked_plan(path: str | os.PathLike[str], *, start_s: float, max_seconds: float | None,
+                  on_no_face: NoFacePolicy, cfg: TrackerConfig | None) -> CropPlan:
     if on_no_face not in ("error", "center"):
         raise ValueError(f"on_no_face must be 'error' or 'center', not {on_no_face!r}")
     if start_s < 0 or (max_seconds is not None and max_seconds <= 0):
@@ -133,7 +140,7 @@ def iter_face_canvas(
         secs = len(plan.boxes) / CANVAS_FPS
         raise NoFaceError(f"{Path(path).name}: no face found in {secs:.1f} s of video "
                           f"({plan.n_looked} frames searched)")
-    yield from _cut_canvas(path, plan, start_s=start_s, max_seconds=max_seconds, size=size)
+    return plan
 
 
 def _cut_canvas(path: str | os.PathLike[str], plan: CropPlan, *, start_s: float,
@@ -172,21 +179,23 @@ def load_face_clip(
     mono speech aligned to frame 0 (None when the file has no audio track) and the boxes."""
     bounded = max_seconds is not None and max_seconds <= MAX_IN_MEMORY_SECONDS
     window = max_seconds if bounded else MAX_IN_MEMORY_SECONDS + 1.0  # one second to notice
-    max_frames = int(round(MAX_IN_MEMORY_SECONDS * CANVAS_FPS))
-    frames: list[np.ndarray] = []
-    boxes: list[tuple[float, float, float]] = []
-    for cf in iter_face_canvas(path, max_seconds=window, start_s=start_s,
-                               on_no_face=on_no_face, cfg=cfg):
-        if len(frames) >= max_frames:
-            raise InputError(f"{Path(path).name}: longer than {MAX_IN_MEMORY_SECONDS:.0f} s; "
-                             "pass max_seconds or stream it with iter_face_canvas")
-        frames.append(cf.image)
-        boxes.append(cf.box)
-    if not frames:
+    plan = _checked_plan(path, start_s=start_s, max_seconds=window, on_no_face=on_no_face,
+                         cfg=cfg)
+    if len(plan.boxes) > int(round(MAX_IN_MEMORY_SECONDS * CANVAS_FPS)):
+        raise InputError(f"{Path(path).name}: longer than {MAX_IN_MEMORY_SECONDS:.0f} s; "
+                         "pass max_seconds or stream it with iter_face_canvas")
+    frames = np.empty((len(plan.boxes), CANVAS_SIZE, CANVAS_SIZE, 3), np.uint8)
+    boxes = np.empty((len(plan.boxes), 3), np.float64)
+    n = 0
+    for cf in _cut_canvas(path, plan, start_s=start_s, max_seconds=window, size=CANVAS_SIZE):
+        frames[n] = cf.image
+        boxes[n] = cf.box
+        n += 1
+    if n == 0:
         raise InputError(f"{Path(path).name}: no video frames in the requested range")
+    frames, boxes = frames[:n], boxes[:n]  # a second pass that ends early (damaged file)
     audio = read_audio(path, start_s=start_s, max_seconds=max_seconds)
     if audio is not None:
-        audio = audio[: int(round(len(frames) * AUDIO_RATE / CANVAS_FPS))]
-    return FaceClip(frames=np.stack(frames), fps=float(CANVAS_FPS), audio=audio,
-                    sample_rate=AUDIO_RATE, boxes=np.asarray(boxes, dtype=np.float64),
-                    source=str(path))
+        audio = audio[: int(round(n * AUDIO_RATE / CANVAS_FPS))]
+    return FaceClip(frames=frames, fps=float(CANVAS_FPS), audio=audio, sample_rate=AUDIO_RATE,
+                    boxes=boxes, source=str(path))
