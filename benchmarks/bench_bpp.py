@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import multiprocessing
 import os
 import sys
 import time
@@ -40,7 +41,7 @@ from codec.metrics.rate import bits_per_pixel, kbit_per_s  # noqa: E402
 from codec.types import FaceClip  # noqa: E402
 
 VIDEO_EXT = {".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".mkv", ".webm"}
-QUICK_SAMPLING = Sampling(psnr=1, ssim=3, landmarks=3, erqa=10, identity=25, fid=25)
+QUICK_SAMPLING = Sampling(psnr=1, ssim=4, landmarks=3, erqa=10, identity=25, fid=25)
 
 
 def data_root() -> Path:
@@ -122,7 +123,7 @@ def run_clip(path: Path, args: argparse.Namespace, sampling: Sampling) -> tuple[
         row |= score_row(score_clip(frames, gt, with_fid=not args.no_fid))
         row["decode_s"] = decode_s
         rows.append(row)
-        progress(f"  talkcodec/{receiver}: {row['kbps_video']:.2f} kbit/s video, "
+        progress(f"  {name[:24]} talkcodec/{receiver}: {row['kbps_video']:.2f} kbit/s video, "
                  f"PSNR {row['psnr']:.2f}, mouth LMD {row['lmd_mouth']:.2f}")
     for codec_name in args.codecs:
         codec = CODECS[codec_name]
@@ -134,9 +135,29 @@ def run_clip(path: Path, args: argparse.Namespace, sampling: Sampling) -> tuple[
             row |= score_row(score_clip(enc.frames, gt, with_fid=not args.no_fid))
             row["decode_s"] = float("nan")
             rows.append(row)
-            progress(f"  {codec_name} {row['setting']}: {row['kbps_video']:.2f} kbit/s, "
+            progress(f"  {name[:24]} {codec_name} {row['setting']}: {row['kbps_video']:.2f} kbit/s, "
                      f"PSNR {row['psnr']:.2f}, mouth LMD {row['lmd_mouth']:.2f}")
     return rows, gt.fid_features
+
+
+def _init_worker(threads: int = 1) -> None:
+    import cv2
+    import torch
+
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+
+
+def _run_clip_job(
+    job: tuple[int, int, Path, argparse.Namespace, Sampling],
+) -> tuple[list[dict], np.ndarray | None]:
+    i, n, path, args, sampling = job
+    progress(f"clip {i}/{n}: {path.name}")
+    try:
+        return run_clip(path, args, sampling)
+    except InputError as exc:
+        progress(f"  {path.name} skipped: {exc}")
+        return [], None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--receivers", default=None, help="comma list (default: all available)")
     ap.add_argument("--codecs", default=",".join(CODECS), help="comma list of standard codecs")
     ap.add_argument("--no-fid", action="store_true", help="skip FID (the slowest metric)")
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                    help="clips evaluated in parallel processes (default: 2)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     ap.add_argument("--tag", default=None, help="output name suffix (default: split[_quick])")
     args = ap.parse_args(argv)
@@ -172,19 +195,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tag = args.tag or f"{args.split}{'_quick' if args.quick else ''}"
 
-    import torch
-
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
     t_start = time.time()
     rows: list[dict] = []
     gt_feats: list[np.ndarray] = []
-    for i, path in enumerate(clips, 1):
-        progress(f"clip {i}/{len(clips)}: {path.name} (elapsed {time.time() - t_start:.0f} s)")
-        try:
-            clip_rows, feats = run_clip(path, args, sampling)
-        except InputError as exc:
-            progress(f"  skipped: {exc}")
-            continue
+    jobs = [(i, len(clips), path, args, sampling) for i, path in enumerate(clips, 1)]
+    if args.jobs > 1 and len(clips) > 1:
+        ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked BLAS state
+        with ctx.Pool(min(args.jobs, len(clips)), initializer=_init_worker) as pool:
+            results = pool.map(_run_clip_job, jobs, chunksize=1)
+    else:
+        _init_worker(threads=min(2, os.cpu_count() or 1))
+        results = [_run_clip_job(job) for job in jobs]
+    for clip_rows, feats in results:
         rows += clip_rows
         if feats is not None:
             gt_feats.append(feats)

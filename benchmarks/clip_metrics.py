@@ -32,11 +32,11 @@ class Sampling:
     """Every how many frames each measure looks (1 = every frame)."""
 
     psnr: int = 1
-    ssim: int = 2
+    ssim: int = 4
     landmarks: int = 2  # also the mouth-motion series: 12.5 Hz at every 2nd frame
-    erqa: int = 5
+    erqa: int = 10
     identity: int = 25
-    fid: int = 50
+    fid: int = 62
 
     def frames(self, every: int, n: int) -> np.ndarray:
         return np.arange(1, n, every)

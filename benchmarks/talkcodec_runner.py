@@ -8,6 +8,7 @@ audio. No file-container bytes are counted (as for the standard codecs).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -62,11 +63,13 @@ def _feed(ev: StreamEvents, receiver: Receiver) -> None:
         receiver.push_lowres(frame)
 
 
-def decode(packets: list[Packet], receiver_name: str, n_frames: int) -> np.ndarray:
+def decode(
+    packets: list[Packet], receiver_name: str, n_frames: int, **receiver_kw: Any
+) -> np.ndarray:
     """Decode the packets through a receiver; (n_frames, 256, 256, 3) uint8 on the 25 fps
     grid. A grid time with no output frame shows the latest earlier one (what a viewer
     would see); the benchmark counts that as the receiver's output."""
-    receiver = get_receiver(receiver_name)
+    receiver = get_receiver(receiver_name, **receiver_kw)
     decoder = StreamDecoder()
     out: list[OutputFrame] = []
     for p in packets:
