@@ -38,14 +38,14 @@ def test_end_to_end_on_one_short_clip(tmp_path):
         pytest.skip("shared data not found")
     receiver = talkcodec_runner.available_receivers()[0]
     rc = bench_bpp.main([
-        "--split", "val", "--max-clips", "1", "--max-seconds", "1.2", "--codecs", "H.264",
+        "--split", "val", "--quick", "--max-clips", "1", "--max-seconds", "1.2", "--codecs", "H.264",
         "--receivers", receiver, "--no-fid", "--out", str(tmp_path), "--tag", "t",
     ])
     assert rc == 0
     with open(tmp_path / "bpp_t.csv", newline="") as fh:
         agg = list(csv.DictReader(fh))
     assert {r["codec"] for r in agg} == {"talkcodec", "H.264"}
-    assert len(agg) == 1 + 5  # one receiver + the 5-point H.264 ladder
+    assert len(agg) == 1 + 3  # one receiver + the 3-point quick H.264 ladder
     h264 = sorted((float(r["kbps_video"]), float(r["psnr"])) for r in agg if r["codec"] == "H.264")
     assert h264[0][1] < h264[-1][1]  # more bits, better PSNR
     tc = next(r for r in agg if r["codec"] == "talkcodec")

