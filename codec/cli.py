@@ -41,6 +41,10 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         config.stream_config()
     except ValueError as exc:
         raise TalkcodecError(f"bad encoder setting: {exc}") from None
+    from codec.audio.opus import MAX_BITRATE, MIN_BITRATE
+
+    if not MIN_BITRATE <= args.audio_bitrate <= MAX_BITRATE:
+        raise TalkcodecError(f"--audio-bitrate must be {MIN_BITRATE}..{MAX_BITRATE} bit/s")
     summary = encode_file(args.input, args.output, config, max_seconds=args.max_seconds)
     seconds = summary["frames"] / 25.0
     print(f"{args.output}: {summary['frames']} frames ({seconds:.2f} s), "

@@ -102,6 +102,15 @@ def test_bad_inputs_fail_with_one_line(tmp_path: Path) -> None:
                           "not a talkcodec file")
 
 
+def test_bad_settings_fail_with_one_line(tmp_path: Path) -> None:
+    src = tmp_path / "any.mp4"
+    src.write_bytes(b"")
+    for args, needle in ((["--audio-bitrate", "100"], "audio-bitrate"),
+                         (["--quant", "100"], "quantiser")):
+        res = run_cli("encode", str(src), "-o", str(tmp_path / "o.tc"), *args)
+        assert_one_line_error(res, needle)
+
+
 def test_usage_errors() -> None:
     res = run_cli("encode")
     assert res.returncode == 2 and "Traceback" not in res.stderr
