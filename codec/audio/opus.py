@@ -2,7 +2,8 @@
 
 ``OpusEncoder(bitrate=8000)`` runs libopus in its ``voip`` application mode (speech
 tuned, wideband at 16 kHz) with variable bitrate around the requested rate; each 20 ms of
-input gives one packet, stamped with the time of its first input sample (0, 20, 40 ms...).
+input (``frame_ms``: 10, 20, 40 or 60) gives one packet, stamped with the time of its first
+input sample (0, 20, 40 ms...). The decoder takes each packet's duration from the packet.
 
 ``OpusDecoder.decode(packet, timestamp_ms)`` returns an :class:`AudioChunk` placed on the
 sender's clock: the encoder's 6.5 ms look-ahead and the 48 -> 16 kHz decimation filter
@@ -16,7 +17,8 @@ Loss and damage (the decoder never raises on packet bytes):
   which zero-fills audio it never got);
 - a packet that is empty, over-long or that libopus rejects: 20 ms of silence in its place
   (``n_corrupt`` counts them);
-- a duplicate or late packet (timestamp before the next expected one): an empty chunk.
+- a duplicate or late packet (timestamp before the end of the audio already returned):
+  an empty chunk.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from codec import AUDIO_RATE
 from codec.types import AudioChunk
 
 FRAME_MS = 20
+FRAME_SIZES_MS = (10, 20, 40, 60)
 OPUS_RATE = 48000  # libopus always decodes to 48 kHz through FFmpeg
 MIN_BITRATE, MAX_BITRATE = 6000, 32000
 MAX_PACKET_BYTES = 1275  # the largest frame the Opus spec allows
@@ -43,20 +46,23 @@ class OpusEncoder:
     """Float32 mono PCM at ``sample_rate`` -> Opus packets of 20 ms, ``(bytes, timestamp_ms)``."""
 
     def __init__(self, bitrate: int = 8000, sample_rate: int = AUDIO_RATE, *,
-                 complexity: int = 10) -> None:
+                 frame_ms: int = FRAME_MS, complexity: int = 10) -> None:
+        if frame_ms not in FRAME_SIZES_MS:
+            raise ValueError(f"Opus frames are one of {FRAME_SIZES_MS} ms, not {frame_ms}")
         if not MIN_BITRATE <= bitrate <= MAX_BITRATE:
             raise ValueError(f"bitrate {bitrate} outside {MIN_BITRATE}..{MAX_BITRATE} bit/s")
         if sample_rate != AUDIO_RATE:
             raise ValueError(f"talkcodec speech is {AUDIO_RATE} Hz mono, not {sample_rate} Hz")
         self.bitrate = bitrate
         self.sample_rate = sample_rate
-        self.frame_samples = sample_rate * FRAME_MS // 1000
+        self.frame_ms = frame_ms
+        self.frame_samples = sample_rate * frame_ms // 1000
         cc = av.CodecContext.create("libopus", "w")
         cc.sample_rate = sample_rate
         cc.layout = "mono"
         cc.format = "flt"
         cc.bit_rate = bitrate
-        cc.options = {"application": "voip", "frame_duration": str(FRAME_MS),
+        cc.options = {"application": "voip", "frame_duration": str(frame_ms),
                       "vbr": "on", "compression_level": str(complexity)}
         cc.open()
         self._cc = cc
@@ -99,7 +105,7 @@ class OpusEncoder:
         return [self._stamp(p) for p in self._cc.encode(frame)]
 
     def _stamp(self, packet: av.Packet) -> tuple[bytes, int]:
-        ts = self._n_out * FRAME_MS
+        ts = self._n_out * self.frame_ms
         self._n_out += 1
         return bytes(packet), ts
 
@@ -116,25 +122,29 @@ class OpusDecoder:
         self._zi = np.zeros(len(_FIR) - 1)
         self._phase = 0  # index of the next 48 kHz sample to keep (every third)
         self._next_ts: int | None = None
+        self._frame_ms = FRAME_MS  # duration of the last good packet
         self._last = np.zeros(0, np.float32)
         self.n_corrupt = 0
         self.n_lost = 0
 
     def decode(self, packet: bytes, timestamp_ms: int) -> AudioChunk:
         ts = int(timestamp_ms)
-        if self._next_ts is not None and ts < self._next_ts - FRAME_MS // 2:
+        slack = self._frame_ms // 2
+        if self._next_ts is not None and ts < self._next_ts - slack:
             return AudioChunk(np.zeros(0, np.float32), ts - DECODER_DELAY_MS)  # late / duplicate
         pcm = self._decode_bytes(packet)
         if pcm is None:
             self.n_corrupt += 1
-            pcm = np.zeros(AUDIO_RATE * FRAME_MS // 1000, np.float32)
+            pcm = np.zeros(AUDIO_RATE * self._frame_ms // 1000, np.float32)
+        else:  # packets carry their own duration (10-60 ms; 20 ms from OpusEncoder)
+            self._frame_ms = max(1, len(pcm) * 1000 // AUDIO_RATE)
         start = ts
-        if self._next_ts is not None and ts > self._next_ts + FRAME_MS // 2:
+        if self._next_ts is not None and ts > self._next_ts + slack:
             gap_ms = ts - self._next_ts
-            self.n_lost += gap_ms // FRAME_MS
+            self.n_lost += max(1, round(gap_ms / self._frame_ms))
             start = ts - min(gap_ms, MAX_GAP_MS)
             pcm = np.concatenate([self._conceal(ts - start), pcm])
-        self._next_ts = ts + FRAME_MS
+        self._next_ts = ts + len(pcm) * 1000 // AUDIO_RATE - (ts - start)
         self._last = pcm[-AUDIO_RATE * FRAME_MS // 1000:]
         return AudioChunk(pcm, start - DECODER_DELAY_MS)
 
