@@ -10,6 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from codec.errors import InputError, NoFaceError
 from codec.sender.canvas import iter_face_canvas, load_face_clip, resample_to_grid
@@ -58,6 +60,21 @@ def test_grid_takes_the_nearest_frame_by_timestamp(fps: float) -> None:
     inside = grid <= src[-1]
     assert np.max(np.abs(picked - grid)[inside]) <= 0.5 / fps + 1e-9
     assert np.max(np.abs(picked - grid)) < 1 / fps  # the last frame is held to the end
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(0.001, 0.2), min_size=1, max_size=200))
+def test_grid_any_timing(gaps: list[float]) -> None:
+    times = np.concatenate([[0.0], np.cumsum(gaps)])
+    frames = [VideoFrame(np.zeros((2, 2, 3), np.uint8), float(t), (2, 2)) for t in times]
+    picked = np.array([f.time_s for f in resample_to_grid(frames)])
+    end = times[-1] + (gaps[-1] if len(times) > 1 else 1 / 25)
+    assert len(picked) == int(np.ceil((end - 1e-6) * 25))
+    grid = np.arange(len(picked)) / 25
+    inside = grid <= times[-1]
+    nearest = times[np.abs(times[None, :] - grid[inside][:, None]).argmin(axis=1)]
+    assert np.allclose(np.abs(picked[inside] - grid[inside]), np.abs(nearest - grid[inside]))
+    assert np.all(np.diff(picked) >= 0)
 
 
 def test_grid_stops_at_max_seconds() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from codec.errors import InputError
 from codec.sender.face_detector import DetectionSchedule, FaceBox, FaceDetector
@@ -233,3 +235,13 @@ def test_live_tracker_rejects_bad_frames() -> None:
         tracker.update(np.zeros((10, 10, 3), np.float32))
     with pytest.raises(InputError):
         crop_to_canvas(np.zeros((10, 10, 3), np.uint8), CropBox(float("nan"), 0, 5))
+
+
+@settings(max_examples=200, deadline=None)
+@given(w=st.integers(1, 300), h=st.integers(1, 300),
+       cx=st.floats(-1e6, 1e6), cy=st.floats(-1e6, 1e6), side=st.floats(0.01, 1e7))
+def test_crop_to_canvas_any_box(w: int, h: int, cx: float, cy: float, side: float) -> None:
+    img = np.full((h, w, 3), 77, np.uint8)
+    out = crop_to_canvas(img, CropBox(cx, cy, side), 32)
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    assert np.all(out == 77)  # only source pixels (edge-replicated), nothing invented
