@@ -1,0 +1,188 @@
+"""Speed of talkcodec's parts on this machine: receivers, model parts, encoder, file pipeline.
+
+- receivers: output frames/s at 256x256 of each available receiver decoding a talkcodec
+  stream (stream decoding included), with 1 and 2 CPU threads (each thread count in its
+  own process, BLAS/OpenMP/OpenCV/torch/ONNX Runtime limited before they load);
+- model parts: runs/s of each ONNX network of the neural receiver (batch 1, the shapes its
+  file declares), on the CPU with 1 and 2 threads and on a GPU through ONNX Runtime's CUDA
+  provider when that provider is available;
+- encoder: the sender's canvas front end (face tracking + crop, canvas frames/s) and the
+  Sender's packetisation (canvas frames/s);
+- file pipeline: wall-clock seconds of ``encode_file`` + ``decode_file`` for a clip, and the
+  ratio to the clip's duration (end-to-end latency of the offline file path).
+
+    nice .venv/bin/python benchmarks/bench_speed.py [--seconds 4] [--threads 1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CLIP = "clips/smeetrs__deep_avsr__audio__demo__00001.mp4"
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("TALKCODEC_DATA", REPO.parent / "shared" / "data"))
+
+
+def _timed(fn, min_s: float = 1.0, min_runs: int = 3) -> float:  # noqa: ANN001
+    """Calls per second of ``fn`` (after one warm-up call)."""
+    fn()
+    runs, start = 0, time.perf_counter()
+    while runs < min_runs or time.perf_counter() - start < min_s:
+        fn()
+        runs += 1
+    return runs / (time.perf_counter() - start)
+
+
+def worker(clip_path: Path, seconds: float, threads: int) -> dict:
+    """Measurements that depend on the thread count (run in a fresh process)."""
+    import cv2
+    import torch
+
+    cv2.setNumThreads(threads)
+    torch.set_num_threads(threads)
+    sys.path.insert(0, str(REPO))
+    from benchmarks import talkcodec_runner
+    from codec.receiver.registry import get_receiver, neural_available
+    from codec.sender.canvas import load_face_clip
+    from codec.sender.sender import Sender
+
+    out: dict = {"threads": threads, "receivers": {}, "parts": {}}
+    t0 = time.perf_counter()
+    clip = load_face_clip(clip_path, max_seconds=seconds)
+    out["canvas_fps"] = clip.n_frames / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    Sender(with_audio=clip.audio is not None).encode_clip(clip)
+    out["sender_fps"] = clip.n_frames / (time.perf_counter() - t0)
+    stream = talkcodec_runner.encode(clip)
+    for name in talkcodec_runner.available_receivers():
+        kw = {"threads": threads} if name == "neural" else {}
+        if kw:
+            get_receiver(name, **kw)  # session creation outside the timed decode
+        t0 = time.perf_counter()
+        talkcodec_runner.decode(stream.packets, name, clip.n_frames, **kw)
+        out["receivers"][name] = clip.n_frames / (time.perf_counter() - t0)
+    if neural_available():
+        out["parts"] = model_parts({"CPU": ["CPUExecutionProvider"]}, threads)
+    return out
+
+
+def model_parts(providers: dict[str, list[str]], threads: int) -> dict[str, dict[str, float]]:
+    """Runs/s of each neural receiver network, per provider."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from codec.receiver.neural.weights import ROLES, find_model, load_verified
+
+    result: dict[str, dict[str, float]] = {}
+    for role in ROLES:
+        data = load_verified(find_model(role))
+        for label, prov in providers.items():
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            sess = ort.InferenceSession(data, sess_options=opts, providers=prov)
+            feeds = {
+                i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape],
+                                 np.float16 if "float16" in i.type else np.float32)
+                for i in sess.get_inputs()
+            }
+            result.setdefault(role, {})[label] = _timed(lambda: sess.run(None, feeds))
+    return result
+
+
+def file_pipeline(clip_path: Path, seconds: float) -> dict:
+    from codec.file_codec import decode_file, encode_file
+    from codec.receiver.registry import default_receiver_name, get_receiver
+
+    name = default_receiver_name()
+    with tempfile.TemporaryDirectory() as tmp:
+        tkc, mp4 = Path(tmp) / "c.tkc", Path(tmp) / "c.mp4"
+        t0 = time.perf_counter()
+        summary = encode_file(clip_path, tkc, max_seconds=seconds)
+        t1 = time.perf_counter()
+        decode_file(tkc, mp4, get_receiver(name))
+        t2 = time.perf_counter()
+    duration = summary["frames"] / 25.0
+    return {"receiver": name, "clip_s": duration, "encode_s": t1 - t0, "decode_s": t2 - t1,
+            "realtime_factor": (t2 - t0) / duration}
+
+
+def run_worker_process(clip: Path, seconds: float, threads: int) -> dict:
+    env = dict(os.environ)
+    env.update({v: str(threads) for v in _THREAD_VARS})
+    cmd = [sys.executable, "-W", "ignore", __file__, "--worker", "--clip", str(clip),
+           "--seconds", str(seconds), "--threads", str(threads)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"worker ({threads} threads) failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def report(results: list[dict], gpu: dict | None, pipeline: dict, clip: Path) -> str:
+    lines = [f"# talkcodec speed ({clip.name}, 256x256 canvas)", "",
+             "| part | " + " | ".join(f"CPU {r['threads']} thr" for r in results)
+             + (" | GPU (ORT CUDA) |" if gpu else " |"),
+             "|---|" + "---|" * (len(results) + (1 if gpu else 0))]
+    lines.append("| canvas front end (frames/s) | "
+                 + " | ".join(f"{r['canvas_fps']:.1f}" for r in results) + (" | - |" if gpu else " |"))
+    lines.append("| Sender: identity frame + 8x8 stream + Opus (canvas frames/s) | "
+                 + " | ".join(f"{r['sender_fps']:.0f}" for r in results) + (" | - |" if gpu else " |"))
+    for name in results[0]["receivers"]:
+        lines.append(f"| receiver `{name}` (frames/s) | "
+                     + " | ".join(f"{r['receivers'][name]:.1f}" for r in results)
+                     + (" | - |" if gpu else " |"))
+    for role in results[0]["parts"]:
+        g = f" | {gpu[role]['GPU']:.1f} |" if gpu and role in gpu else (" | - |" if gpu else " |")
+        lines.append(f"| model part `{role}` (runs/s) | "
+                     + " | ".join(f"{r['parts'][role]['CPU']:.1f}" for r in results) + g)
+    lines += ["", f"File pipeline (`encode_file` + `decode_file`, receiver "
+              f"`{pipeline['receiver']}`): {pipeline['clip_s']:.1f} s clip -> encode "
+              f"{pipeline['encode_s']:.2f} s + decode {pipeline['decode_s']:.2f} s = "
+              f"{pipeline['realtime_factor']:.2f} x real time."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clip", type=Path, default=None)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--out", type=Path, default=None, help="also write the table here")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    clip = args.clip or data_root() / DEFAULT_CLIP
+    if not clip.exists():
+        sys.stderr.write(f"clip not found: {clip}\n")
+        return 2
+    if args.worker:
+        sys.stdout.write(json.dumps(worker(clip, args.seconds, int(args.threads))) + "\n")
+        return 0
+    sys.path.insert(0, str(REPO))
+    results = [run_worker_process(clip, args.seconds, int(t)) for t in args.threads.split(",")]
+    gpu = None
+    import onnxruntime as ort
+
+    from codec.receiver.registry import neural_available
+
+    if "CUDAExecutionProvider" in ort.get_available_providers() and neural_available():
+        gpu = {role: {"GPU": v["GPU"]} for role, v in model_parts(
+            {"GPU": ["CUDAExecutionProvider"]}, 2).items()}
+    table = report(results, gpu, file_pipeline(clip, args.seconds), clip)
+    sys.stdout.write(table)
+    if args.out:
+        args.out.write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
