@@ -62,14 +62,37 @@ def test_ten_percent_loss_skips_until_next_intra_then_exact() -> None:
 
 def test_duplicates_and_reordering() -> None:
     packets, recon = lowres_packets(60, seq0=65530)  # also crosses the seq wrap
-    rng = random.Random(5)
-    noisy = packets + [packets[3], packets[17], packets[40]]
-    noisy.sort(key=lambda p: packets.index(p) + rng.uniform(-2.5, 2.5))
+    noisy = list(packets)
+    for k in range(0, 60, 10):  # swap inter frames inside each GOP, delay one by three
+        noisy[k + 2], noisy[k + 3] = noisy[k + 3], noisy[k + 2]
+        noisy.insert(k + 8, noisy.pop(k + 5))
+    noisy += [packets[3], packets[17], packets[40]]
     dec = LowResStreamDecoder(PARAMS)
     frames = run(dec, noisy)
     assert [f.timestamp_ms for f in frames] == [200 * i for i in range(60)]
     assert all(np.array_equal(f.pixels, recon[i]) for i, f in enumerate(frames))
     assert dec.stats.duplicates == 3
+
+
+def test_intra_frame_is_decoded_at_once_after_a_loss() -> None:
+    packets, recon = lowres_packets(25)
+    dec = LowResStreamDecoder(PARAMS)
+    for p in packets[:8]:
+        dec.push(p)
+    out = dec.push(packets[10])  # 8 and 9 lost: the intra frame must not wait for them
+    assert [f.timestamp_ms for f in out] == [2000]
+    assert np.array_equal(out[0].pixels, recon[10])
+    assert dec.push(packets[9]) == []  # overtaken by the intra frame: dropped as late
+
+
+def test_random_jitter_stays_exact_and_ordered() -> None:
+    packets, recon = lowres_packets(100)
+    rng = random.Random(5)
+    noisy = sorted(packets, key=lambda p: p.seq + rng.uniform(-2.5, 2.5))
+    frames = run(LowResStreamDecoder(PARAMS), noisy)
+    times = [f.timestamp_ms for f in frames]
+    assert times == sorted(times) and len(times) >= 80
+    assert all(np.array_equal(f.pixels, recon[f.timestamp_ms // 200]) for f in frames)
 
 
 def test_corrupt_payload_is_skipped_not_fatal() -> None:

@@ -1,12 +1,13 @@
 """From packets (lost, duplicated, reordered) to decoded stream events.
 
 ``LowResStreamDecoder`` handles the low-res stream's dependencies: an inter frame needs the
-frame just before it (its LOWRES seq minus one). Packets that arrive early wait in a small
-reorder buffer; when a gap is not filled within ``reorder_window`` packets, the frames
-after it up to the next intra frame are **skipped** (not concealed here: the receiver
-interpolates across the missing times from the frames on either side). Decoding is exact
-again from the next intra frame. Duplicates and packets older than the last decoded frame
-are dropped.
+frame just before it (its LOWRES seq minus one). Inter frames that arrive early wait in a
+small reorder buffer for the missing one; the frames after a loss are **skipped** (not
+concealed here: the receiver interpolates across the missing times from the frames on
+either side) until an intra frame arrives, which is decoded at once, and decoding is
+exact again from there. Inter frames that can never be decoded are dropped once more than
+``reorder_window`` packets wait. Duplicates and packets older than the last decoded frame
+(including one overtaken by the next intra frame) are dropped.
 
 ``StreamDecoder`` demultiplexes every kind: CONFIG (parameters; a change restarts the
 low-res decoder), IDENTITY (one event per refresh id), LOWRES, AUDIO (Opus, decoded by
@@ -68,17 +69,18 @@ class LowResStreamDecoder:
             if self._decoder.has_reference and nxt in self._pending:
                 out += self._decode(self._pending.pop(nxt))
                 continue
-            hopeless = force or len(self._pending) > self.reorder_window
-            if self._decoder.has_reference and not hopeless:
-                break  # a gap: wait, the missing packet may still arrive
-            # The chain is broken (or not started): restart at the earliest waiting intra.
-            self._decoder.reset()
             intra = [s for s, p in self._pending.items() if p.is_intra]
+            hopeless = force or len(self._pending) > self.reorder_window
             if not intra:
-                if hopeless:
+                if self._decoder.has_reference and not hopeless:
+                    break  # a gap: wait, the missing packet may still arrive
+                if hopeless:  # nothing waiting can ever be decoded
+                    self._decoder.reset()
                     self.stats.skipped += len(self._pending)
                     self._pending.clear()
                 break
+            # An intra frame is waiting: start over from it at once (no added latency);
+            # frames before it that are still missing are given up.
             first = intra[0]
             for s in intra[1:]:
                 if seq_after(first, s):
