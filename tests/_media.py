@@ -48,6 +48,7 @@ def write_video(
     audio_rate: int = 48000,
     codec: str = "libx264",
     display_rotation: int = 0,
+    gop: int | None = None,
 ) -> Path:
     """Encode frames ``frame_at(k)`` (RGB uint8, even sizes) at ``fps``, with mono audio;
     ``display_rotation`` (counter-clockwise degrees) goes into the display matrix."""
@@ -58,6 +59,8 @@ def write_video(
         vs.pix_fmt = "yuv420p"
         vs.time_base = 1 / fps
         vs.options = {"preset": "ultrafast"} if codec == "libx264" else {}
+        if gop is not None:
+            vs.codec_context.gop_size = gop
         if display_rotation:
             vs.set_display_rotation(display_rotation)
         a_s = None

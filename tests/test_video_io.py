@@ -181,3 +181,18 @@ def test_display_rotation_is_applied(tmp_path: Path, degrees: int) -> None:
     assert np.abs(f.image.astype(int) - upright).mean() < 8
     small = next(iter_video_frames(path, max_side=48))
     assert small.image.shape[:2] == tuple(s // 2 for s in upright.shape[:2])
+
+
+def test_seeking_start_gives_the_same_frames_and_audio(tmp_path: Path) -> None:
+    t = np.arange(4 * 48000) / 48000
+    chirp = (0.4 * np.sin(2 * np.pi * (200 + 100 * t) * t)).astype(np.float32)
+    path = write_video(tmp_path / "gop.mp4", lambda k: ramp_frame(96, 64, k), 100, Fraction(25),
+                       audio=chirp, gop=10)
+    every = list(iter_video_frames(path))
+    window = list(iter_video_frames(path, start_s=2.3, max_seconds=0.8))  # seeks
+    assert [f.time_s for f in window] == pytest.approx([f.time_s for f in every[58:78]])
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(window, every[58:78]))
+    whole = read_audio(path)
+    part = read_audio(path, start_s=2.3, max_seconds=0.8)
+    assert whole is not None and part is not None and len(part) == int(0.8 * 16000)
+    assert np.abs(part - whole[int(2.3 * 16000):int(3.1 * 16000)]).max() < 0.02

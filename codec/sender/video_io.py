@@ -28,6 +28,8 @@ from codec.errors import InputError
 MAX_SOURCE_SIDE = 8192  # 8K; anything bigger is refused
 MAX_AUDIO_SECONDS = 4 * 3600.0
 _OPEN_TIMEOUT_S = 10.0
+SEEK_AFTER_S = 1.0  # a start further in than this seeks (to the keyframe before it)
+SEEK_MARGIN_S = 0.5  # seek this much early: keyframe times and pts can disagree slightly
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,8 @@ def iter_video_frames(
 
     ``max_side`` scales frames down inside the decoder (swscale, area averaging; or
     bilinear with ``fast_scaling``, three times cheaper, for analysis) before they become
-    numpy arrays. Frames before ``start_s`` are skipped, decoding stops after ``max_seconds``.
+    numpy arrays. A ``start_s`` of a second or more seeks to the keyframe before it; frames
+    before ``start_s`` are skipped, decoding stops after ``max_seconds``.
     A decode error mid-stream ends the iteration with InputError unless at least one frame
     was produced, in which case the readable part is kept (a truncated download plays up to
     where it was cut, as players do).
@@ -182,7 +185,13 @@ def iter_video_frames(
         interp = "FAST_BILINEAR" if fast_scaling else "AREA"
         n_out = 0
         try:
-            for frame in container.decode(stream):
+            frames = container.decode(stream)
+            if start_s >= SEEK_AFTER_S:  # jump near start_s instead of decoding up to it
+                first = next(frames, None)
+                if first is not None:
+                    t_first = t_prev = first.time if first.time is not None else 0.0
+                    frames = _seek(container, stream, t_first + start_s - SEEK_MARGIN_S, frames)
+            for frame in frames:
                 t = frame.time
                 if t is None:  # no pts: continue the previous frame's clock
                     t = (t_prev + frame_dt) if t_prev is not None else 0.0
@@ -207,6 +216,19 @@ def iter_video_frames(
             raise InputError(f"{name}: no decodable video frames after {start_s:.2f} s")
     finally:
         container.close()
+
+
+def _seek(container: av.container.InputContainer, stream: av.stream.Stream, t: float,
+          current: Iterator[av.frame.Frame]) -> Iterator[av.frame.Frame]:
+    """Decode from the keyframe at or before time ``t`` (s); if the file cannot seek, go
+    on with ``current`` (decoding straight through, as without seeking)."""
+    if t <= 0 or stream.time_base is None:
+        return current
+    try:
+        container.seek(int(t / stream.time_base), stream=stream, backward=True)
+    except (av.FFmpegError, OSError, ValueError):
+        return current
+    return container.decode(stream)
 
 
 def video_start_time(path: str | os.PathLike[str]) -> float:
@@ -252,6 +274,9 @@ def read_audio(
             return None
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+        frames = container.decode(stream)
+        if start_s >= SEEK_AFTER_S:
+            frames = _seek(container, stream, t0 + start_s - SEEK_MARGIN_S, frames)
         limit = MAX_AUDIO_SECONDS if max_seconds is None else min(max_seconds, MAX_AUDIO_SECONDS)
         want0 = t0 + start_s  # container time of the first wanted sample
         chunks: list[np.ndarray] = []
@@ -259,7 +284,7 @@ def read_audio(
         n = 0
         max_n = int(round((limit + max(0.0, start_s) + 1.0) * AUDIO_RATE)) + AUDIO_RATE
         try:
-            for frame in container.decode(stream):
+            for frame in frames:
                 if first_time is None:
                     first_time = float(frame.time) if frame.time is not None else t0
                 for out in resampler.resample(frame):
