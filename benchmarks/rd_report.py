@@ -158,12 +158,16 @@ def plot_rd(agg: list[dict[str, Any]], path: Path, title: str) -> None:
             pts = sorted((a["kbps_video"], a[key]) for a in finite if a["codec"] == codec)
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=codec)
-        for a in finite:
-            if a["codec"] not in STANDARD:
-                ax.scatter(a["kbps_video"], a[key], marker="*", s=120, zorder=3,
-                           label=f"talkcodec/{a['setting']}")
+        ours = [a for a in finite if a["codec"] not in STANDARD]
+        for i, a in enumerate(ours):
+            color = f"C{4 + i % 6}"
+            ax.scatter(a["kbps_video"], a[key], marker="*", s=140, zorder=3, color=color,
+                       label=f"talkcodec/{a['setting']}")
+            if math.isfinite(a.get("kbps_lowres", float("nan"))):
+                ax.scatter(a["kbps_lowres"], a[key], marker="*", s=140, zorder=3,
+                           facecolors="none", edgecolors=color)
         ax.set_xscale("log")
-        ax.set_xlabel("video kbit/s (talkcodec: 8x8 stream + identity frame)")
+        ax.set_xlabel("video kbit/s (talkcodec: 8x8 stream + identity frame; hollow: 8x8 only)")
         ax.grid(True, which="both", alpha=0.3)
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
