@@ -41,6 +41,19 @@ def data_root() -> Path:
     return Path(os.environ.get("TALKCODEC_DATA", REPO.parent / "shared" / "data"))
 
 
+def cached_canvas(path: Path, seconds: float, cache: Path | None) -> np.ndarray:
+    """``load_canvas``, kept as .npy under ``cache`` (when given) for repeated runs."""
+    if cache is None:
+        return load_canvas(path, seconds)
+    cache.mkdir(parents=True, exist_ok=True)
+    file = cache / f"{path.stem}_{seconds:g}s.npy"
+    if file.exists():
+        return np.load(file)
+    frames = load_canvas(path, seconds)
+    np.save(file, frames)
+    return frames
+
+
 def load_canvas(path: Path, seconds: float) -> np.ndarray:
     """(T, 256, 256, 3) uint8 canvas frames at 25 fps: the sender's own front end when it is
     there, else a centre square crop resized to 256 (nearest frame in time)."""
@@ -97,6 +110,7 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=None, help="only the first N val clips")
     ap.add_argument("--kind", default=None, help="upsampler kind for all: cubic or linear")
     ap.add_argument("--plain", action="store_true", help="plain (not box-consistent) cubic")
+    ap.add_argument("--cache", type=Path, default=None, help="keep decoded canvases here")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     names = args.receivers.split(",")
@@ -106,7 +120,7 @@ def main() -> None:
     results: dict[str, list[tuple[float, float, float]]] = {n: [] for n in names}
     print(f"{'clip':44s} " + " ".join(f"{n:>22s}" for n in names))
     for path in val_clips(args.clips):
-        canvas = load_canvas(path, args.seconds)
+        canvas = cached_canvas(path, args.seconds, args.cache)
         row = []
         for n in names:
             extra = dict(kw)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from codec.receiver.align import AlignReceiver
-from codec.receiver.warp import SimilarityWarp, WarpFitter, warp_image
+from codec.receiver.warp import LayeredImage, SimilarityWarp, WarpFitter, head_mask, warp_image
 from codec.sender.downsample import box_downsample
 from codec.types import IdentityFrame, LowResFrame
 from tests._canvas_clip import canvas_frames
@@ -27,17 +27,34 @@ def test_warp_matrix_moves_the_canvas_as_described() -> None:
     assert np.allclose(SimilarityWarp(tx=10.0).matrix(128, 256)[:, 2], [5.0, 0.0])
 
 
+def _moved(identity: np.ndarray, warp: SimilarityWarp, layered: bool) -> np.ndarray:
+    """The canvas with the head (layered) or the whole frame moved by ``warp``."""
+    if not layered:
+        return warp_image(identity, warp, 256)
+    moved = LayeredImage(identity, head_mask(256)).compose(warp, 256)
+    return np.clip(np.rint(moved), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("layered", [False, True])
 @pytest.mark.parametrize("truth", TRUE_WARPS)
-def test_fit_recovers_a_known_similarity_warp(truth: SimilarityWarp) -> None:
+def test_fit_recovers_a_known_similarity_warp(truth: SimilarityWarp, layered: bool) -> None:
     identity = np.array(canvas_frames(1)[0])
-    lowres = box_downsample(warp_image(identity, truth, 256), 32)
-    fit = WarpFitter(identity).fit(lowres)
+    lowres = box_downsample(_moved(identity, truth, layered), 32)
+    fit = WarpFitter(identity, layered=layered).fit(lowres)
     got = fit.warp
     assert not fit.fell_back
     assert abs(got.tx - truth.tx) < 1.5 and abs(got.ty - truth.ty) < 1.5
     assert abs(np.exp(got.log_scale) - np.exp(truth.log_scale)) < 0.025
     assert abs(np.rad2deg(got.angle - truth.angle)) < 2.0
     assert fit.cost < 0.25 * fit.identity_cost
+
+
+def test_head_mask_covers_the_head_not_the_corners() -> None:
+    m = head_mask(256)[..., 0]
+    assert m.shape == (256, 256) and m[150, 128] == 1.0 and m[100, 128] == 1.0
+    assert m[0, 0] == 0.0 and m[0, 255] == 0.0 and m[128, 0] < 0.5
+    moved = LayeredImage(np.zeros((256, 256, 3)), head_mask(256))
+    assert np.all(moved.compose(SimilarityWarp(tx=20.0), 256) == 0.0)
 
 
 def test_fit_falls_back_on_nonsense() -> None:
@@ -54,7 +71,7 @@ def test_fit_falls_back_on_nonsense() -> None:
 def test_align_receiver_follows_a_moving_head() -> None:
     identity = np.array(canvas_frames(1)[0])
     truths = [SimilarityWarp(tx=1.5 * k, ty=-1.0 * k, angle=np.deg2rad(0.8 * k)) for k in range(6)]
-    frames = [warp_image(identity, w, 256) for w in truths]
+    frames = [_moved(identity, w, True) for w in truths]
     lowres = [LowResFrame(box_downsample(f, 32), 200 * k) for k, f in enumerate(frames)]
     r = AlignReceiver()
     out = {f.timestamp_ms: f.image for f in r.run(IdentityFrame(identity), lowres)}

@@ -4,7 +4,8 @@ For each low-res frame (5 fps) fit the similarity warp of the identity frame who
 downsampling best matches it (``warp.WarpFitter``, started from the previous frame's fit).
 For each output frame (25 fps) interpolate the warp parameters in time between the
 bracketing fits (hold the latest in low-latency mode), warp the identity frame at full
-resolution (bilinear, border replicate) and back-project it onto the time-interpolated
+resolution (bilinear, border replicate; by default only its head layer over the static
+background, see ``warp.py``) and back-project it onto the time-interpolated
 low-res frame (``backproject.back_project``). No training, a few ms per frame on one core:
 this is also the receiver for devices too weak for the neural one.
 """
@@ -18,7 +19,7 @@ from codec.receiver.backproject import back_project
 from codec.receiver.base import Receiver
 from codec.receiver.bicubic import to_uint8
 from codec.receiver.upsample import Upsampler, UpsampleKind
-from codec.receiver.warp import SimilarityWarp, WarpFit, WarpFitter, warp_image
+from codec.receiver.warp import LayeredImage, SimilarityWarp, WarpFit, WarpFitter, head_mask
 from codec.types import IdentityFrame
 
 
@@ -35,12 +36,15 @@ class AlignReceiver(Receiver):
         kind: UpsampleKind = "cubic",
         model_size: int = 64,
         iterations: int = 12,
+        layered: bool = True,
     ) -> None:
         super().__init__(low_latency=low_latency, canvas_size=canvas_size)
         self.upsampler = Upsampler(canvas_size, kind=kind, consistent=True)
         self.model_size = model_size
         self.iterations = iterations
+        self.layered = layered
         self.fitter: WarpFitter | None = None
+        self.layers: LayeredImage | None = None
         self.fits: dict[int, WarpFit] = {}  # by low-res timestamp
 
     def on_identity(self, identity: IdentityFrame) -> None:
@@ -49,7 +53,10 @@ class AlignReceiver(Receiver):
             canvas_size=self.canvas_size,
             model_size=self.model_size,
             iterations=self.iterations,
+            layered=self.layered,
         )
+        mask = head_mask(self.canvas_size) if self.layered else None
+        self.layers = LayeredImage(identity.image, mask)
         self.fits.clear()
 
     def warp_at(self, t_ms: float) -> SimilarityWarp:
@@ -61,8 +68,8 @@ class AlignReceiver(Receiver):
         return a.lerp(self._fit(j).warp, w)
 
     def render(self, t_ms: float) -> np.ndarray:
-        assert self.identity is not None  # the base class guarantees it before rendering
-        warped = warp_image(self.identity.image, self.warp_at(t_ms), self.canvas_size)
+        assert self.layers is not None  # set with the identity frame, before any rendering
+        warped = self.layers.compose(self.warp_at(t_ms), self.canvas_size)
         return to_uint8(back_project(warped, self.lowres_at(t_ms), self.upsampler))
 
     def _fit(self, index: int) -> WarpFit:
