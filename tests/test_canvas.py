@@ -110,7 +110,8 @@ def test_real_clip_shapes_and_audio_alignment() -> None:
     assert later.n_frames == 25
     assert np.array_equal(later.frames[0], clip.frames[50])  # same crop plan, same frame
     assert later.audio is not None
-    assert np.abs(later.audio[:8000] - clip.audio[32000:40000]).max() < 1e-3
+    # same samples (a one-sample shift would differ by ~0.1), up to the resampler start-up
+    assert np.abs(later.audio[:8000] - clip.audio[32000:40000]).max() < 0.01
 
 
 def test_streaming_matches_whole_clip() -> None:

@@ -195,4 +195,6 @@ def test_seeking_start_gives_the_same_frames_and_audio(tmp_path: Path) -> None:
     whole = read_audio(path)
     part = read_audio(path, start_s=2.3, max_seconds=0.8)
     assert whole is not None and part is not None and len(part) == int(0.8 * 16000)
-    assert np.abs(part - whole[int(2.3 * 16000):int(3.1 * 16000)]).max() < 0.02
+    diff = np.abs(part - whole[int(2.3 * 16000):int(3.1 * 16000)])
+    assert diff[64:].max() < 1e-4  # the same samples on the same clock
+    assert diff[:64].max() < 0.05  # but for the resampler's start-up

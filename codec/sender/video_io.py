@@ -231,6 +231,16 @@ def _seek(container: av.container.InputContainer, stream: av.stream.Stream, t: f
     return container.decode(stream)
 
 
+def _drop_front(frame: av.AudioFrame, n: int) -> av.AudioFrame:
+    """The audio frame without its first ``n`` samples."""
+    arr = frame.to_ndarray()
+    step = 1 if frame.format.is_planar else len(frame.layout.channels)
+    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr[:, n * step:]),
+                                     format=frame.format.name, layout=frame.layout.name)
+    out.sample_rate = frame.sample_rate
+    return out
+
+
 def video_start_time(path: str | os.PathLike[str]) -> float:
     """Presentation time (s) of the first video frame on the container's clock."""
     name = Path(path).name
@@ -282,11 +292,18 @@ def read_audio(
         chunks: list[np.ndarray] = []
         first_time: float | None = None
         n = 0
-        max_n = int(round((limit + max(0.0, start_s) + 1.0) * AUDIO_RATE)) + AUDIO_RATE
+        max_n = int(round((limit + 1.0) * AUDIO_RATE))
         try:
             for frame in frames:
-                if first_time is None:
-                    first_time = float(frame.time) if frame.time is not None else t0
+                if first_time is None:  # start exactly at want0, to the source sample
+                    ft = float(frame.time) if frame.time is not None else want0
+                    skip = int(round((want0 - ft) * frame.sample_rate))
+                    if skip >= frame.samples:
+                        continue  # wholly before the wanted start
+                    if skip > 0:
+                        frame = _drop_front(frame, skip)
+                        ft = want0
+                    first_time = ft
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
                     n += chunks[-1].size
