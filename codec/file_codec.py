@@ -46,21 +46,27 @@ def encode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
     sender = Sender(config, with_audio=audio is not None)
     meta = {"encoder": f"talkcodec {__version__}", "source": Path(src).name}
     n = 0
-    with open(dst, "wb") as fh:
-        writer = ContainerWriter(fh, meta)
-        for p in sender.start(first.image):
-            writer.write(p)
-        for k, cf in enumerate(_chain(first, frames)):
-            if audio is not None and k * _SAMPLES_PER_FRAME < len(audio):
-                chunk = audio[k * _SAMPLES_PER_FRAME : (k + 1) * _SAMPLES_PER_FRAME]
-                for p in sender.push_audio(chunk, cf.timestamp_ms):
-                    writer.write(p)
-            for p in sender.push_canvas_frame(cf.image, cf.timestamp_ms):
+    tmp = Path(f"{dst}.part")
+    try:
+        with open(tmp, "wb") as fh:
+            writer = ContainerWriter(fh, meta)
+            for p in sender.start(first.image):
                 writer.write(p)
-            n = k + 1
-        for p in sender.finish(end_ms=int(round(n * 1000 / CANVAS_FPS))):
-            writer.write(p)
-        writer.close()
+            for k, cf in enumerate(_chain(first, frames)):
+                if audio is not None and k * _SAMPLES_PER_FRAME < len(audio):
+                    chunk = audio[k * _SAMPLES_PER_FRAME : (k + 1) * _SAMPLES_PER_FRAME]
+                    for p in sender.push_audio(chunk, cf.timestamp_ms):
+                        writer.write(p)
+                for p in sender.push_canvas_frame(cf.image, cf.timestamp_ms):
+                    writer.write(p)
+                n = k + 1
+            for p in sender.finish(end_ms=int(round(n * 1000 / CANVAS_FPS))):
+                writer.write(p)
+            writer.close()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, dst)
     return {"frames": n, "packets": writer.count, "bytes": writer.bytes_written,
             "audio": audio is not None}
 
