@@ -71,3 +71,29 @@ def test_motion_correlation_known_answers():
     assert np.isnan(motion_correlation(gt, np.full(50, 0.2)))  # nothing to follow
     with pytest.raises(ValueError):
         motion_correlation(gt[:10], gt)
+
+
+def test_strided_views_give_the_same_points():
+    frame = face_frames(CLIP_A)[2]
+    box = detect_face(frame)
+    wide = np.zeros((256, 300, 3), np.uint8)
+    wide[:, :256] = frame
+    strided = wide[:, :256]  # a non-contiguous view of the same pixels
+    assert not strided.flags["C_CONTIGUOUS"]
+    assert detect_face(strided) == box
+    assert np.array_equal(landmarks(strided, box), landmarks(frame, box))
+
+
+def test_a_4k_frame_is_searched_downscaled_and_the_box_scaled_back():
+    import cv2
+
+    frame = face_frames(CLIP_A)[2]
+    big = np.full((2160, 3840, 3), 40, np.uint8)
+    face = cv2.resize(frame, (1024, 1024), interpolation=cv2.INTER_CUBIC)
+    big[500:1524, 1400:2424] = face
+    box = detect_face(big)
+    small = detect_face(frame)
+    assert box is not None and small is not None
+    assert box.left == pytest.approx(1400 + small.left * 4, abs=40)
+    assert box.top == pytest.approx(500 + small.top * 4, abs=40)
+    assert (box.right - box.left) == pytest.approx((small.right - small.left) * 4, rel=0.2)

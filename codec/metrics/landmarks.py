@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import dlib
 import numpy as np
 
 from codec.metrics._dlib_models import as_dlib_image, face_detector, shape_predictor_68
 
 N_LANDMARKS = 68
+MAX_DETECT_SIDE = 640
 MOUTH = slice(48, 68)
 _INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
 _MOUTH_CORNERS = (48, 54)
@@ -45,15 +47,26 @@ class FaceBox:
 
 
 def detect_face(frame: np.ndarray) -> FaceBox | None:
-    """Largest frontal face in the frame (dlib HOG), or None when there is none."""
+    """Largest frontal face in the frame (dlib HOG), or None when there is none.
+
+    Frames larger than :data:`MAX_DETECT_SIDE` are searched on a downscaled copy (bounded
+    time and memory for, e.g., a 4K frame) and the box is scaled back."""
     img = as_dlib_image(frame)
+    scale = 1.0
+    if max(img.shape[:2]) > MAX_DETECT_SIDE:
+        scale = MAX_DETECT_SIDE / max(img.shape[:2])
+        size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
+        img = np.ascontiguousarray(cv2.resize(img, size, interpolation=cv2.INTER_AREA))
     detector = face_detector()
     found = detector(img, 0)
-    if len(found) == 0:
-        found = detector(img, 1)  # small faces: one upsampling step
+    if len(found) == 0 and max(img.shape[:2]) <= MAX_DETECT_SIDE // 2:
+        found = detector(img, 1)  # small frames: one upsampling step
     if len(found) == 0:
         return None
-    boxes = [FaceBox(r.left(), r.top(), r.right(), r.bottom()) for r in found]
+    boxes = [
+        FaceBox(*(int(round(v / scale)) for v in (r.left(), r.top(), r.right(), r.bottom())))
+        for r in found
+    ]
     return max(boxes, key=lambda b: b.area)
 
 
