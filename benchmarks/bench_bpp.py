@@ -60,11 +60,14 @@ def list_clips(source: Path, split: str | None) -> list[Path]:
 
 
 def load_canvas(path: Path, max_seconds: float) -> FaceClip:
-    """The sender's face canvas of a clip, cached (keyed by file, size, mtime, seconds)."""
+    """The sender's face canvas of a clip, cached (keyed by file, size, mtime, seconds and
+    the sender front end's source, so a changed front end is never served stale)."""
     from codec.sender.canvas import load_face_clip
 
     st = path.stat()
-    key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime}|{max_seconds}|v1".encode())
+    key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime}|{max_seconds}".encode())
+    for src in sorted((REPO / "codec" / "sender").glob("*.py")):  # front-end changes
+        key.update(src.read_bytes())
     cache = REPO / "cache" / "canvas" / f"{path.stem[:60]}-{key.hexdigest()[:12]}.npz"
     if cache.exists():
         with np.load(cache) as z:
