@@ -8,6 +8,7 @@ averaged over clips, and each receiver's speed in output frames/s on one thread.
 The full benchmark through the bitstream, with every metric, is ``bench_bpp.py``.
 
     nice .venv/bin/python benchmarks/bench_receivers.py [--seconds 10] [--receivers a,b]
+        [--low-latency] [--bitstream] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -30,9 +31,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from codec.metrics.fidelity import mean_psnr, psnr, ssim  # noqa: E402
+from codec.bitstream.packet import Packet  # noqa: E402
+from codec.receiver.pipeline import decode_packets  # noqa: E402
 from codec.receiver.registry import get_receiver  # noqa: E402
+from codec.sender.sender import Sender  # noqa: E402
 from codec.sender.downsample import box_downsample  # noqa: E402
-from codec.types import IdentityFrame, LowResFrame  # noqa: E402
+from codec.types import FaceClip, IdentityFrame, LowResFrame  # noqa: E402
 
 BASELINES = ("identity", "bicubic", "backproject", "align")
 
@@ -87,14 +91,20 @@ def val_clips(limit: int | None) -> list[Path]:
     return paths[:limit] if limit else paths
 
 
-def evaluate(name: str, canvas: np.ndarray, **kw: object) -> tuple[float, float, float]:
-    """(mean PSNR, mean SSIM, output frames/s) of one receiver on one canvas clip."""
-    identity = IdentityFrame(image=canvas[0])
-    keys = range(0, len(canvas), 5)
-    lowres = [LowResFrame(box_downsample(canvas[k], 32), int(k * 40)) for k in keys]
+def evaluate(
+    name: str, canvas: np.ndarray, packets: list[Packet] | None = None, **kw: object
+) -> tuple[float, float, float]:
+    """(mean PSNR, mean SSIM, output frames/s) of one receiver on one canvas clip: from the
+    exact 8x8 frames, or from ``packets`` through the bitstream decoders when given."""
     receiver = get_receiver(name, **kw)
     t0 = time.perf_counter()
-    out = receiver.run(identity, lowres, end_ms=len(canvas) * 40.0)
+    if packets is not None:
+        out = decode_packets(packets, receiver).frames
+    else:
+        identity = IdentityFrame(image=canvas[0])
+        keys = range(0, len(canvas), 5)
+        lowres = [LowResFrame(box_downsample(canvas[k], 32), int(k * 40)) for k in keys]
+        out = receiver.run(identity, lowres, end_ms=len(canvas) * 40.0)
     elapsed = time.perf_counter() - t0
     if len(out) != len(canvas):
         raise RuntimeError(f"{name}: {len(out)} frames for a {len(canvas)}-frame clip")
@@ -111,22 +121,29 @@ def main() -> None:
     ap.add_argument("--kind", default=None, help="upsampler kind for all: cubic or linear")
     ap.add_argument("--plain", action="store_true", help="plain (not box-consistent) cubic")
     ap.add_argument("--cache", type=Path, default=None, help="keep decoded canvases here")
+    ap.add_argument("--low-latency", action="store_true", help="receivers in low-latency mode")
+    ap.add_argument("--bitstream", action="store_true",
+                    help="through the default Sender and the packet decoders (quantised 8x8, "
+                         "coded identity frame, no audio) instead of exact 8x8 frames")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     names = args.receivers.split(",")
-    kw: dict[str, object] = {}
+    kw: dict[str, object] = {"low_latency": args.low_latency}
     if args.kind:
         kw["kind"] = args.kind
     results: dict[str, list[tuple[float, float, float]]] = {n: [] for n in names}
     print(f"{'clip':44s} " + " ".join(f"{n:>22s}" for n in names))
     for path in val_clips(args.clips):
         canvas = cached_canvas(path, args.seconds, args.cache)
+        packets = None
+        if args.bitstream:
+            packets = Sender(with_audio=False).encode_clip(FaceClip(frames=canvas))
         row = []
         for n in names:
             extra = dict(kw)
             if args.plain and n in ("bicubic", "backproject"):
                 extra["consistent"] = False
-            r = evaluate(n, canvas, **extra)
+            r = evaluate(n, canvas, packets, **extra)
             results[n].append(r)
             row.append(f"{r[0]:6.2f} dB {r[1]:.3f} {r[2]:5.0f}/s")
         print(f"{path.name[-44:]:44s} " + " ".join(f"{c:>22s}" for c in row), flush=True)

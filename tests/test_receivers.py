@@ -6,6 +6,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from codec.errors import InputError
 from codec.receiver import registry
@@ -42,6 +44,54 @@ def test_frames_on_the_25fps_grid(name: str, low_latency: bool) -> None:
     # Without a known end the stream lasts until the next expected low-res frame.
     out = get_receiver(name, low_latency=low_latency).run(identity, lowres)
     assert len(out) == 1400 // 40 + 5
+
+
+@pytest.mark.parametrize("name", BASELINES)
+@pytest.mark.parametrize("size", [16, 32, 128])
+def test_other_lowres_sizes(name: str, size: int) -> None:
+    canvas = canvas_frames(11)
+    lowres = [LowResFrame(box_downsample(canvas[k], 256 // size), 40 * k) for k in (0, 5, 10)]
+    out = get_receiver(name).run(IdentityFrame(np.array(canvas[0])), lowres, end_ms=440)
+    assert len(out) == 11 and all(f.image.shape == (256, 256, 3) for f in out)
+    if name != "identity":  # finer streams give frames closer to the truth
+        err = np.abs(out[10].image.astype(float) - canvas[10]).mean()
+        assert err < 12.0
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["lowres", "audio", "pull", "clock", "identity"]),
+            st.integers(min_value=0, max_value=30_000),
+        ),
+        max_size=60,
+    ),
+    st.booleans(),
+)
+@settings(max_examples=60, deadline=None)
+def test_any_interleaving_keeps_the_output_on_the_grid(
+    ops: list[tuple[str, int]], low_latency: bool
+) -> None:
+    identity, _ = _flat_stream(1)
+    r = BicubicReceiver(low_latency=low_latency)
+    out = []
+    for op, ts in ops:
+        if op == "lowres":
+            r.push_lowres(LowResFrame(np.full((8, 8, 3), ts % 256, np.float32), ts))
+        elif op == "audio":
+            r.push_audio(AudioChunk(np.zeros(320, np.float32), ts))
+        elif op == "pull":
+            out += r.pull()
+        elif op == "clock":
+            out += r.pull(now_ms=float(ts))
+        else:
+            r.set_identity(identity)
+    out += r.flush()
+    times = [f.timestamp_ms for f in out]
+    assert times == sorted(set(times))
+    assert all(t % 40 == 0 for t in times)
+    assert len(out) <= 31_000 // 40 + 2
+    assert len(r.lowres) <= Receiver.max_buffered_lowres
 
 
 @pytest.mark.parametrize("name", ["bicubic", "backproject", "align"])

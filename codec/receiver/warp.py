@@ -156,6 +156,8 @@ class WarpFitter:
 
     def fit(self, lowres: np.ndarray, start: SimilarityWarp | None = None) -> WarpFit:
         lowres = np.asarray(lowres, dtype=np.float32)
+        if lowres.shape[0] > self.model_size:  # e.g. a 128x128 stream: fit at model size
+            lowres = area_downsample(lowres, self.model_size)
         if self.model_size % lowres.shape[0]:
             raise ValueError(f"low-res size {lowres.shape[0]} does not divide {self.model_size}")
         p0 = (start or SimilarityWarp()).as_array()
