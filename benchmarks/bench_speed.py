@@ -27,6 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CLIP = "clips/smeetrs__deep_avsr__audio__demo__00001.mp4"
+REPEATS = 3
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -69,9 +70,12 @@ def worker(clip_path: Path, seconds: float, threads: int) -> dict:
         kw = {"threads": threads} if name == "neural" else {}
         if kw:
             get_receiver(name, **kw)  # session creation outside the timed decode
-        t0 = time.perf_counter()
-        talkcodec_runner.decode(stream.packets, name, clip.n_frames, **kw)
-        out["receivers"][name] = clip.n_frames / (time.perf_counter() - t0)
+        best = float("inf")
+        for _ in range(REPEATS):  # fastest of a few: the box is shared, load comes and goes
+            t0 = time.perf_counter()
+            talkcodec_runner.decode(stream.packets, name, clip.n_frames, **kw)
+            best = min(best, time.perf_counter() - t0)
+        out["receivers"][name] = clip.n_frames / best
     if neural_available():
         out["parts"] = model_parts({"CPU": ["CPUExecutionProvider"]}, threads)
     return out
@@ -148,7 +152,10 @@ def report(results: list[dict], gpu: dict | None, pipeline: dict, clip: Path) ->
     lines += ["", f"File pipeline (`encode_file` + `decode_file`, receiver "
               f"`{pipeline['receiver']}`): {pipeline['clip_s']:.1f} s clip -> encode "
               f"{pipeline['encode_s']:.2f} s + decode {pipeline['decode_s']:.2f} s = "
-              f"{pipeline['realtime_factor']:.2f} x real time."]
+              f"{pipeline['realtime_factor']:.2f} x real time.", "",
+              f"Command: `nice .venv/bin/python benchmarks/bench_speed.py "
+              f"{' '.join(sys.argv[1:])}` on a 2-core CPU dev box shared with other work "
+              f"(load average {os.getloadavg()[1]:.1f} at the end); receivers: fastest of {REPEATS} runs, the rest one run each."]
     return "\n".join(lines) + "\n"
 
 
