@@ -70,10 +70,13 @@ def main() -> None:
         clip = load_face_clip(data_root() / row["file"], max_seconds=args.max_seconds)
         wall = time.perf_counter() - t0
         assert clip.boxes is not None
-        av_ms = (len(clip.audio) / clip.sample_rate - clip.duration_s) * 1000 if clip.audio is not None else float("nan")
+        av_ms = float("nan")
+        if clip.audio is not None:
+            av_ms = (len(clip.audio) / clip.sample_rate - clip.duration_s) * 1000
         src = f"{row['width']}x{row['height']}@{float(row['fps']):.3g}"
         name = Path(row["file"]).name.split("__", 1)[-1]
-        print(f"{name[:44]:44s} {src:>15s} {clip.n_frames:6d} {wall:7.1f} {clip.n_frames / wall:10.1f} "
+        print(f"{name[:44]:44s} {src:>15s} {clip.n_frames:6d} {wall:7.1f} "
+              f"{clip.n_frames / wall:10.1f} "
               f"{canvas_jitter(clip.boxes):7.3f} {shake(clip.boxes):6.3f} {av_ms:7.1f}")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 

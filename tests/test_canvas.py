@@ -160,7 +160,8 @@ def test_clip_without_audio_track_and_10_fps_source() -> None:
 # ---- synthetic: no face, held boxes, 4K, broken files, A/V sync -------------------------
 
 def test_no_face_raises_or_centres(tmp_path: Path) -> None:
-    noise = write_video(tmp_path / "noise.mp4", lambda k: noise_frame(320, 240, k), 20, Fraction(25))
+    noise = write_video(tmp_path / "noise.mp4", lambda k: noise_frame(320, 240, k), 20,
+                        Fraction(25))
     with pytest.raises(NoFaceError, match="no face"):
         load_face_clip(noise)
     ramp = write_video(tmp_path / "ramp.mp4", lambda k: ramp_frame(320, 240, k), 20, Fraction(25))

@@ -94,7 +94,8 @@ def test_follower_holds_small_drift() -> None:
     f.step(base)
     rng = np.random.default_rng(0)
     for _ in range(100):  # detections wobbling by +-5 px (2 % of the side)
-        b = f.step(CropBox(500 + rng.uniform(-5, 5), 500 + rng.uniform(-5, 5), 250 * rng.uniform(0.97, 1.03)))
+        dx, dy, ds = rng.uniform(-5, 5), rng.uniform(-5, 5), rng.uniform(0.97, 1.03)
+        b = f.step(CropBox(500 + dx, 500 + dy, 250 * ds))
         assert b == base
 
 

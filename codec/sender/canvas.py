@@ -60,8 +60,8 @@ class CropPlan:
     n_looked: int
 
 
-def resample_to_grid(frames: Iterable[VideoFrame], fps: float = CANVAS_FPS,
-                     start_s: float = 0.0, max_seconds: float | None = None) -> Iterator[VideoFrame]:
+def resample_to_grid(frames: Iterable[VideoFrame], fps: float = CANVAS_FPS, start_s: float = 0.0,
+                     max_seconds: float | None = None) -> Iterator[VideoFrame]:
     """For every grid time ``start_s + k / fps`` inside the video, the nearest source frame.
 
     The video ends one source frame interval after its last frame's presentation time, or

@@ -76,7 +76,8 @@ class FaceDetector:
             self._dlib = _hog_detector()
         return self._dlib
 
-    def _run(self, image: np.ndarray, scale: float, ox: float = 0.0, oy: float = 0.0) -> list[FaceBox]:
+    def _run(self, image: np.ndarray, scale: float, ox: float = 0.0,
+             oy: float = 0.0) -> list[FaceBox]:
         """Detect on ``image`` resized by ``scale``; map boxes back with the offset."""
         h, w = image.shape[:2]
         if scale != 1.0:

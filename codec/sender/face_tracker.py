@@ -113,7 +113,10 @@ class CropFollower:
         self.moving = False
         self._cut_votes = 0
 
-    def step(self, target: CropBox | None, *, snap: bool = False, confirm_cuts: bool = True) -> CropBox | None:
+    def step(self, target: CropBox | None, *, snap: bool = False,
+             confirm_cuts: bool = True) -> CropBox | None:
+        """This frame's box, given the wanted one (None: nothing seen, hold). ``snap`` jumps
+        straight to it; ``confirm_cuts`` waits for a second far-away target before a cut."""
         cfg = self.cfg
         if target is None:  # nothing seen: hold
             return self.box
@@ -147,7 +150,8 @@ class FaceTracker:
     Frames where the face is not found hold the last box.
     """
 
-    def __init__(self, cfg: TrackerConfig | None = None, detector: FaceDetector | None = None) -> None:
+    def __init__(self, cfg: TrackerConfig | None = None,
+                 detector: FaceDetector | None = None) -> None:
         self.cfg = cfg or TrackerConfig()
         self.schedule = DetectionSchedule(detector, track_every=self.cfg.track_every,
                                           search_every=self.cfg.search_every)
@@ -187,7 +191,8 @@ class FaceTracker:
 def check_frame(frame: np.ndarray) -> None:
     """InputError unless ``frame`` is an (H, W, 3) uint8 image of a sane size."""
     if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3:
-        raise InputError(f"frame must be an (H, W, 3) RGB array, not {getattr(frame, 'shape', type(frame))}")
+        got = getattr(frame, "shape", type(frame).__name__)
+        raise InputError(f"frame must be an (H, W, 3) RGB array, not {got}")
     if frame.dtype != np.uint8:
         raise InputError(f"frame must be uint8, not {frame.dtype}")
     if min(frame.shape[:2]) < 1 or max(frame.shape[:2]) > MAX_FRAME_SIDE:
@@ -298,7 +303,8 @@ def plan_crop_track(faces: Sequence[FaceBox | None], width: int, height: int,
     seg_start = np.zeros(n, bool)
     for seg in segs:
         idx = np.array(seg)
-        vals = np.array([[faces[i].cx, faces[i].cy, faces[i].size] for i in seg])  # type: ignore[union-attr]
+        seen = [f for f in (faces[i] for i in seg) if f is not None]
+        vals = np.array([[f.cx, f.cy, f.size] for f in seen])
         # HOG sizes come from a pyramid with ~20 % steps: the size gets a long median.
         vals = np.stack([_median(vals[:, 0]), _median(vals[:, 1]),
                          _median(vals[:, 2], cfg.size_median)], axis=1)
@@ -316,13 +322,16 @@ def plan_crop_track(faces: Sequence[FaceBox | None], width: int, height: int,
     follower = CropFollower(cfg)
     boxes = np.zeros((n, 3))
     for i in range(n):
-        fb = FaceBox(track[i, 0] - track[i, 2] / 2, track[i, 1] - track[i, 2] / 2, track[i, 2], track[i, 2])
-        box = follower.step(target_crop(fb, width, height, cfg), snap=bool(seg_start[i]) and i > first,
+        cx, cy, size = track[i]
+        fb = FaceBox(cx - size / 2, cy - size / 2, size, size)
+        box = follower.step(target_crop(fb, width, height, cfg),
+                            snap=bool(seg_start[i]) and i > first,
                             confirm_cuts=False)
         assert box is not None
         boxes[i] = (box.cx, box.cy, box.side)
     # Zero-phase smoothing between snaps rounds off the start and end of each move.
-    cuts = [0] + [i for i in range(1, n) if is_cut(CropBox(*boxes[i - 1]), CropBox(*boxes[i]), cfg)] + [n]
+    jumps = [i for i in range(1, n) if is_cut(CropBox(*boxes[i - 1]), CropBox(*boxes[i]), cfg)]
+    cuts = [0, *jumps, n]
     for a, b in zip(cuts[:-1], cuts[1:]):
         for k in range(3):
             boxes[a:b, k] = _zero_phase(boxes[a:b, k], cfg.smooth_frames)
