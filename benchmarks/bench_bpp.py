@@ -104,7 +104,9 @@ def score_row(scores: object) -> dict[str, object]:
     return dict(vars(scores))
 
 
-def run_clip(path: Path, args: argparse.Namespace, sampling: Sampling) -> tuple[list[dict], np.ndarray | None]:
+def run_clip(
+    path: Path, args: argparse.Namespace, sampling: Sampling
+) -> tuple[list[dict], np.ndarray | None]:
     clip = load_canvas(path, args.max_seconds)
     if clip.n_frames < 10:
         raise InputError(f"{path.name}: only {clip.n_frames} canvas frames")
@@ -138,8 +140,8 @@ def run_clip(path: Path, args: argparse.Namespace, sampling: Sampling) -> tuple[
             row |= score_row(score_clip(enc.frames, gt, with_fid=not args.no_fid))
             row["decode_s"] = float("nan")
             rows.append(row)
-            progress(f"  {name[:24]} {codec_name} {row['setting']}: {row['kbps_video']:.2f} kbit/s, "
-                     f"PSNR {row['psnr']:.2f}, mouth LMD {row['lmd_mouth']:.2f}")
+            progress(f"  {name[:24]} {codec_name} {row['setting']}: "
+                     f"{row['kbps_video']:.2f} kbit/s, PSNR {row['psnr']:.2f}, mouth LMD {row['lmd_mouth']:.2f}")
     return rows, gt.fid_features
 
 

@@ -133,29 +133,35 @@ def run_worker_process(clip: Path, seconds: float, threads: int) -> dict:
 
 
 def report(results: list[dict], gpu: dict | None, pipeline: dict, clip: Path) -> str:
+    gpu_col = [" GPU (ORT CUDA) "] if gpu else []
+    head = [" part "] + [f" CPU {r['threads']} thr " for r in results] + gpu_col
     lines = [f"# talkcodec speed ({clip.name}, 256x256 canvas)", "",
-             "| part | " + " | ".join(f"CPU {r['threads']} thr" for r in results)
-             + (" | GPU (ORT CUDA) |" if gpu else " |"),
-             "|---|" + "---|" * (len(results) + (1 if gpu else 0))]
-    lines.append("| canvas front end (frames/s) | "
-                 + " | ".join(f"{r['canvas_fps']:.1f}" for r in results) + (" | - |" if gpu else " |"))
-    lines.append("| Sender: identity frame + 8x8 stream + Opus (canvas frames/s) | "
-                 + " | ".join(f"{r['sender_fps']:.0f}" for r in results) + (" | - |" if gpu else " |"))
+             "|" + "|".join(head) + "|", "|" + "---|" * len(head)]
+
+    def row(label: str, cpu: list[str], gpu_cell: str = "-") -> None:
+        cells = [f" {label} "] + [f" {c} " for c in cpu] + ([f" {gpu_cell} "] if gpu else [])
+        lines.append("|" + "|".join(cells) + "|")
+
+    row("canvas front end (frames/s)", [f"{r['canvas_fps']:.1f}" for r in results])
+    row("Sender: identity frame + 8x8 stream + Opus (canvas frames/s)",
+        [f"{r['sender_fps']:.0f}" for r in results])
     for name in results[0]["receivers"]:
-        lines.append(f"| receiver `{name}` (frames/s) | "
-                     + " | ".join(f"{r['receivers'][name]:.1f}" for r in results)
-                     + (" | - |" if gpu else " |"))
+        row(f"receiver `{name}` (frames/s)", [f"{r['receivers'][name]:.1f}" for r in results])
     for role in results[0]["parts"]:
-        g = f" | {gpu[role]['GPU']:.1f} |" if gpu and role in gpu else (" | - |" if gpu else " |")
-        lines.append(f"| model part `{role}` (runs/s) | "
-                     + " | ".join(f"{r['parts'][role]['CPU']:.1f}" for r in results) + g)
-    lines += ["", f"File pipeline (`encode_file` + `decode_file`, receiver "
-              f"`{pipeline['receiver']}`): {pipeline['clip_s']:.1f} s clip -> encode "
-              f"{pipeline['encode_s']:.2f} s + decode {pipeline['decode_s']:.2f} s = "
-              f"{pipeline['realtime_factor']:.2f} x real time.", "",
-              f"Command: `nice .venv/bin/python benchmarks/bench_speed.py "
-              f"{' '.join(sys.argv[1:])}` on a 2-core CPU dev box shared with other work "
-              f"(load average {os.getloadavg()[1]:.1f} at the end); receivers: fastest of {REPEATS} runs, the rest one run each."]
+        on_gpu = f"{gpu[role]['GPU']:.1f}" if gpu and role in gpu else "-"
+        row(f"model part `{role}` (runs/s)",
+            [f"{r['parts'][role]['CPU']:.1f}" for r in results], on_gpu)
+    lines += [
+        "",
+        f"File pipeline (`encode_file` + `decode_file`, receiver `{pipeline['receiver']}`): "
+        f"{pipeline['clip_s']:.1f} s clip -> encode {pipeline['encode_s']:.2f} s + decode "
+        f"{pipeline['decode_s']:.2f} s = {pipeline['realtime_factor']:.2f} x real time.",
+        "",
+        f"Command: `nice .venv/bin/python benchmarks/bench_speed.py {' '.join(sys.argv[1:])}` "
+        f"on a 2-core CPU dev box shared with other work (load average "
+        f"{os.getloadavg()[1]:.1f} at the end); receivers: fastest of {REPEATS} runs, the "
+        f"rest one run each.",
+    ]
     return "\n".join(lines) + "\n"
 
 

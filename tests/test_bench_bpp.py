@@ -38,8 +38,8 @@ def test_end_to_end_on_one_short_clip(tmp_path):
         pytest.skip("shared data not found")
     receiver = talkcodec_runner.available_receivers()[0]
     rc = bench_bpp.main([
-        "--split", "val", "--quick", "--max-clips", "1", "--max-seconds", "1.2", "--codecs", "H.264",
-        "--receivers", receiver, "--no-fid", "--out", str(tmp_path), "--tag", "t",
+        "--split", "val", "--quick", "--max-clips", "1", "--max-seconds", "1.2",
+        "--codecs", "H.264", "--receivers", receiver, "--no-fid", "--out", str(tmp_path), "--tag", "t",
     ])
     assert rc == 0
     with open(tmp_path / "bpp_t.csv", newline="") as fh:
