@@ -41,7 +41,7 @@ def test_encode_clip_packet_plan() -> None:
     assert [p.timestamp_ms for p in configs] == [0, 4000, 5000]  # start, resend, END
     assert configs[-1].flags & PacketFlag.END and packets[-1] is configs[-1]
     audio = [p for p in packets if p.kind is StreamKind.AUDIO]
-    assert 248 <= len(audio) <= 252  # one 20 ms Opus packet each
+    assert 82 <= len(audio) <= 85  # one 60 ms Opus packet each (default audio_frame_ms)
     assert all(a.seq == i for i, a in enumerate(audio))
 
 
@@ -60,7 +60,7 @@ def test_packets_decode_back_to_the_stream() -> None:
         truth = box_downsample(clip.frames[f.timestamp_ms // 40], 32)
         assert np.sqrt(np.mean((f.pixels - truth) ** 2)) < 3.5
     heard = sum(len(c.samples) for c in ev.audio)
-    assert abs(heard - len(clip.audio)) < 16000 * 0.1
+    assert abs(heard - len(clip.audio)) <= 16000 * 0.12  # up to two 60 ms frames of padding
 
 
 @pytest.mark.parametrize("fps,expected", [(10, 10), (25, 25)])
