@@ -54,7 +54,11 @@ class LinkSession:
         self.receiver: Receiver = get_receiver(worker.receiver_name,
                                                low_latency=worker.config.low_latency)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="receiver")
-        self.decoder = LinkDecoder(self.receiver, on_gap=self._request_intra)
+        loop = asyncio.get_running_loop()
+        # The decoder runs in the executor thread; the request goes out on the event loop.
+        self.decoder = LinkDecoder(
+            self.receiver, on_gap=lambda: loop.call_soon_threadsafe(self._request_intra)
+        )
         self.reliable: RTCDataChannel | None = None
         self.epoch_unix_ms: float | None = None
         self.audio_track: MediaStreamTrack | None = None

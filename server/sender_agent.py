@@ -26,11 +26,16 @@ from codec import AUDIO_RATE, CANVAS_FPS
 from codec.errors import InputError
 from codec.sender.sender import Sender, SenderConfig
 from codec.types import FaceClip
-from server.live_encoder import LiveEncoder
+from server.live_encoder import LiveEncoder, force_intra
 from server.sender_link import SenderLink
 from server.sessions import SessionRouter
 from server.signal_client import SignalClient
-from server.transport import LinkShape, PcmAudioTrack, new_peer_connection
+from server.transport import (
+    DEFAULT_AUDIO_FRAME_MS,
+    LinkShape,
+    PcmAudioTrack,
+    new_peer_connection,
+)
 
 log = logging.getLogger(__name__)
 FRAME_MS = 1000.0 / CANVAS_FPS
@@ -51,8 +56,10 @@ class FileSender:
 
     def __init__(self, client: SignalClient, clip: FaceClip, *, loop: bool = False,
                  config: SenderConfig | None = None, link_shape: LinkShape | None = None,
+                 audio_frame_ms: int = DEFAULT_AUDIO_FRAME_MS,
                  ice_servers: list | None = None) -> None:
         self.client, self.clip, self.loop = client, clip, loop
+        self.audio_frame_ms = audio_frame_ms
         self.config = config or SenderConfig()
         self.link_shape, self.ice_servers = link_shape, ice_servers
         self.router = SessionRouter(client)
@@ -67,7 +74,7 @@ class FileSender:
             audio = PcmAudioTrack() if self.clip.audio is not None else None
             self.link = SenderLink(self.router, receiver, f"link:{self.client.peer}",
                                    audio_track=audio, audio_bitrate=self.config.audio_bitrate,
-                                   link_shape=self.link_shape, ice_servers=self.ice_servers)
+                                   audio_frame_ms=self.audio_frame_ms, link_shape=self.link_shape, ice_servers=self.ice_servers)
             await self.link.open()
             await self._stream(self.link, audio, max_seconds)
         finally:
@@ -83,6 +90,7 @@ class FileSender:
         per_frame = AUDIO_RATE // CANVAS_FPS
         epoch = time.time() * 1000
         link.set_epoch(epoch)
+        link.on_intra_request = lambda: force_intra(sender)
         link.send(sender.start(clip.frames[0], 0))
         k = 0
         while link.connected:
