@@ -85,9 +85,10 @@ def test_end_packet_sets_the_duration() -> None:
     assert end.flags & PacketFlag.END
     for end_ms, n_frames in [(1500, 38), (2000, 50)]:  # the last 8x8 frame is at 1400 ms
         moved = [*packets[:-1], Packet(end.kind, end.seq, end_ms, end.flags, end.payload)]
-        video = decode_packets(moved, get_receiver("identity"))
-        assert len(video.frames) == n_frames
-        assert len(video.audio) == n_frames * 640
+        for low_latency in (False, True):
+            video = decode_packets(moved, get_receiver("identity", low_latency=low_latency))
+            assert len(video.frames) == n_frames
+            assert len(video.audio) == n_frames * 640
 
 
 def test_assemble_audio_places_chunks_and_fills_gaps() -> None:

@@ -134,19 +134,20 @@ class Receiver(abc.ABC):
         return out
 
     def flush(self, end_ms: float | None = None) -> list[OutputFrame]:
-        """Render every remaining frame: up to ``end_ms`` (exclusive) when the stream's end
-        is known, else until the frame before the next expected low-res frame."""
+        """Render every remaining frame: those starting before ``end_ms`` when the stream's
+        end is known, else until the frame before the next expected low-res frame."""
         out: list[OutputFrame] = []
         if not self.lowres or not self._ensure_identity(final=True):
             return out
         last = self._times[-1]
-        stop = last + max(self.lowres_interval_ms(), FRAME_MS) - FRAME_MS * 0.5
+        # Exclusive end: the frame shown at t lasts until t + 40 ms.
+        stop = last + max(self.lowres_interval_ms(), FRAME_MS)
         if end_ms is not None:
-            stop = min(float(end_ms) - FRAME_MS * 0.5, last + self.max_gap_ms)
+            stop = min(float(end_ms), last + self.max_gap_ms)
         while True:
             self._skip_gap()
             t = self._out_time(self._next_out)
-            if t > stop + 1e-6:
+            if t >= stop - 1e-6:
                 break
             out.append(self._render_at(t))
             self._next_out += 1
@@ -171,7 +172,7 @@ class Receiver(abc.ABC):
             frames.extend(self.pull())
         frames.extend(self.flush(end_ms))
         if end_ms is not None:
-            frames = [f for f in frames if f.timestamp_ms < end_ms - FRAME_MS * 0.5]
+            frames = [f for f in frames if f.timestamp_ms < end_ms]
         return frames
 
     # ---- for subclasses ------------------------------------------------------------

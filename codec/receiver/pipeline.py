@@ -96,12 +96,22 @@ def decode_packets(packets: Iterable[Packet], receiver: Receiver) -> DecodedVide
     decoder = StreamDecoder()
     frames: list[OutputFrame] = []
     chunks: list[AudioChunk] = []
-    for item in iter_decoded(packets, receiver, decoder):
+    ends: list[int] = []
+
+    def watch(stream: Iterable[Packet]) -> Iterator[Packet]:
+        for packet in stream:
+            if packet.flags & PacketFlag.END:
+                ends.append(packet.timestamp_ms)
+            yield packet
+
+    for item in iter_decoded(watch(packets), receiver, decoder):
         if isinstance(item, OutputFrame):
             frames.append(item)
         else:
             chunks.append(item)
     frame_ms = 1000 / CANVAS_FPS
+    if ends:  # low-latency receivers may have run ahead of the stream's end
+        frames = [f for f in frames if f.timestamp_ms < ends[-1]]
     if frames:
         start = frames[0].timestamp_ms
         end = int(round(frames[-1].timestamp_ms + frame_ms))
