@@ -89,7 +89,7 @@ async def _demo(args: argparse.Namespace) -> None:
 
 # ---- serve ---------------------------------------------------------------------------
 async def _serve(args: argparse.Namespace) -> None:
-    from server.app import create_app, start_http
+    from server.app import create_app, ice_servers_from_env, start_http
     from server.receiver_worker import ReceiverWorker, WorkerConfig
     from server.sender_agent import SenderAgent
     from server.signal_client import SignalClient
@@ -115,7 +115,8 @@ async def _serve(args: argparse.Namespace) -> None:
             enable_loopback_candidates()
         worker = ReceiverWorker(
             SignalClient(url, args.room, token, "receiver", "receiver", "receiver worker"),
-            WorkerConfig(receiver=args.receiver, low_latency=args.low_latency),
+            WorkerConfig(receiver=args.receiver, low_latency=args.low_latency,
+                         ice_servers=ice_servers_from_env()),
         )
         tasks.append(asyncio.ensure_future(_retrying(worker.run)))
         print(f"receiver worker ('{worker.receiver_name}') in room {args.room}", flush=True)
