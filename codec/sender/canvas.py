@@ -36,6 +36,7 @@ NoFacePolicy = Literal["error", "center"]
 
 DETECT_SIDE = 960  # longest side of the frames the detection pass decodes
 CROP_OVERSAMPLE = 1.5  # decode so the smallest crop still has >= 1.5 x 256 source pixels
+MIN_PRESCALE = 0.6  # shrink whole frames in the decoder only when that halves them or so
 # load_face_clip holds every canvas frame (196 KiB each): 5 minutes are 1.5 GB. Longer
 # material goes through iter_face_canvas (streaming) or a max_seconds window.
 MAX_IN_MEMORY_SECONDS = 300.0
@@ -149,6 +150,8 @@ def _cut_canvas(path: str | os.PathLike[str], plan: CropPlan, *, start_s: float,
     w, h = plan.source_size
     min_side = float(plan.boxes[:, 2].min()) if len(plan.boxes) else float(min(w, h))
     need = min(1.0, CROP_OVERSAMPLE * size / max(min_side, 1.0))
+    if need > MIN_PRESCALE:  # a mild rescale of the whole frame costs more than it saves
+        need = 1.0
     work_w, work_h = scaled_size(w, h, int(np.ceil(max(w, h) * need)))
     s = work_w / w
     frames = iter_video_frames(path, max_side=max(work_w, work_h), start_s=start_s,
