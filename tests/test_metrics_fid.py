@@ -31,9 +31,9 @@ def test_frechet_distance_of_known_gaussians():
 
 
 def test_inception_fid_zero_for_identical_sets_and_large_for_noise():
-    frames = face_frames(CLIP_A)[::3][:8]
+    frames = face_frames(CLIP_A)[::4][:6]
     feats = inception_features(frames)
-    assert feats.shape == (8, FEATURE_DIM)
+    assert feats.shape == (6, FEATURE_DIM)
     assert np.isfinite(feats).all()
     assert frechet_distance(feats, feats) == pytest.approx(0.0, abs=1e-3)
     rng = np.random.default_rng(1)
