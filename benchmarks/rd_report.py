@@ -95,6 +95,45 @@ def bd_rates(agg: list[dict[str, Any]], metric: str = "psnr") -> dict[str, float
     return {c: bd_rate(curves["H.264"], curves[c]) for c in STANDARD[1:] if curves[c]}
 
 
+def equivalent_rate(curve: list[tuple[float, float]], quality: float,
+                    higher_is_better: bool = True) -> float | None:
+    """The rate (kbit/s) at which a codec's curve reaches ``quality`` (log-rate interpolated
+    between ladder points); None when ``quality`` lies outside the curve's range."""
+    sign = 1.0 if higher_is_better else -1.0
+    pts = sorted((sign * q, math.log10(r)) for r, q in curve if r > 0 and math.isfinite(q))
+    if len(pts) < 2 or not math.isfinite(quality):
+        return None
+    qs, lr = zip(*pts)
+    target = sign * quality
+    if target < qs[0] or target > qs[-1]:
+        return None
+    return float(10 ** np.interp(target, qs, lr))
+
+
+def h264_equivalents(agg: list[dict[str, Any]]) -> list[str]:
+    """One line per talkcodec point: the H.264 rate that gives the same PSNR, SSIM, FID."""
+    h264 = [a for a in agg if a["codec"] == "H.264"]
+    lines = []
+    for a in agg:
+        if a["codec"] in STANDARD:
+            continue
+        parts = []
+        for key, label, better in (("psnr", "PSNR", True), ("ssim", "SSIM", True),
+                                   ("fid", "FID", False)):
+            rate = equivalent_rate([(h["kbps_video"], h[key]) for h in h264], a[key], better)
+            floor = min((h["kbps_video"] for h in h264), default=float("nan"))
+            worst = min((h[key] * (1 if better else -1) for h in h264), default=float("nan"))
+            if rate is not None:
+                parts.append(f"{label} {rate:.1f} kbit/s")
+            elif math.isfinite(a[key]) and a[key] * (1 if better else -1) < worst:
+                parts.append(f"{label} below the H.264 floor ({floor:.1f} kbit/s)")
+            else:
+                parts.append(f"{label} out of the H.264 range")
+        lines.append(f"- talkcodec/{a['setting']} ({_f(a['kbps_video'], 2)} kbit/s video): "
+                     + ", ".join(parts))
+    return lines
+
+
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     keys = [k for k in rows[0] if k != "fid_features"]
     with open(path, "w", newline="") as fh:
@@ -127,6 +166,10 @@ def markdown_table(agg: list[dict[str, Any]], header: str) -> str:
     for metric in ("psnr", "ssim"):
         parts = [f"{c} {_f(v, 1)}%" for c, v in bd_rates(agg, metric).items()]
         lines.append(f"- {metric.upper()}: " + (", ".join(parts) if parts else "no overlap"))
+    equivalents = h264_equivalents(agg)
+    if equivalents:
+        lines += ["", "H.264 video kbit/s giving the same quality as each talkcodec point:", ""]
+        lines += equivalents
     lines += [
         "",
         "For context only -- the third paper's figures, measured on VoxCeleb2 (other data):",

@@ -17,6 +17,17 @@ def test_bd_rate_of_a_curve_at_half_the_rate_is_minus_50_percent():
     assert rd_report.bd_rate(ref, [(5.0, 31.0)]) is None  # one point is not a curve
 
 
+def test_equivalent_rate_interpolates_in_log_rate_and_refuses_to_extrapolate():
+    curve = [(10.0, 30.0), (100.0, 40.0)]
+    assert rd_report.equivalent_rate(curve, 35.0) == pytest.approx(10 ** 1.5)
+    assert rd_report.equivalent_rate(curve, 25.0) is None
+    fid_curve = [(10.0, 200.0), (100.0, 20.0)]  # lower is better
+    assert rd_report.equivalent_rate(fid_curve, 110.0, higher_is_better=False) == (
+        pytest.approx(10 ** 1.5)
+    )
+    assert rd_report.equivalent_rate(fid_curve, 300.0, higher_is_better=False) is None
+
+
 def test_aggregate_means_over_clips_and_pools_fid_features():
     rng = np.random.default_rng(0)
     gt = rng.normal(0, 1, (10, 4))
