@@ -228,6 +228,21 @@ def test_live_tracker_snaps_after_a_cut() -> None:
     assert step.max() > 500 and np.count_nonzero(step > 1) == 1  # one snap, no slide
 
 
+def test_live_tracker_ignores_one_wild_detection() -> None:
+    frames = real_frames(1)
+    scene = np.zeros((720, 1600, 3), np.uint8)
+    scene[100:612, 0:512] = frames[0]
+    tracker = FaceTracker()
+    boxes = [tracker.update(scene) for _ in range(6)]
+    wild = FaceBox(1300, 300, 150, 150)  # one false detection far away
+    real_observe = tracker.schedule.observe
+    calls = iter([wild])
+    tracker.schedule.observe = lambda fr: next(calls, None) or real_observe(fr)  # type: ignore
+    tracker.schedule.last = None
+    boxes += [tracker.update(scene) for _ in range(8)]
+    assert max(abs(b.cx - boxes[0].cx) for b in boxes) < 20  # never snapped to it
+
+
 def test_live_tracker_rejects_bad_frames() -> None:
     tracker = FaceTracker()
     with pytest.raises(InputError):

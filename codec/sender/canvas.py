@@ -95,17 +95,15 @@ def plan_crops(path: str | os.PathLike[str], *, start_s: float = 0.0,
     schedule = DetectionSchedule(track_every=cfg.track_every, search_every=cfg.search_every)
     faces: list[FaceBox | None] = []
     src_size = (0, 0)
-    scale = 1.0
     n_looked = 0
     frames = iter_video_frames(path, max_side=DETECT_SIDE, start_s=start_s,
                                max_seconds=max_seconds, fast_scaling=True)
     for vf in resample_to_grid(frames, start_s=start_s, max_seconds=max_seconds):
         if not faces:
-            src_size = vf.source_size
-            scale = src_size[0] / vf.size[0]
+            src_size = vf.source_size  # boxes are in the first frame's pixels
         face = schedule.look(vf.image) if schedule.tick() else None
         n_looked += int(schedule.looked)
-        faces.append(face.scaled(scale) if face is not None else None)
+        faces.append(face.scaled(src_size[0] / vf.size[0]) if face is not None else None)
     w, h = src_size
     boxes = plan_crop_track(faces, w, h, cfg)
     if boxes is None:

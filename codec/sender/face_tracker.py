@@ -113,10 +113,11 @@ class CropFollower:
         self.moving = False
         self._cut_votes = 0
 
-    def step(self, target: CropBox | None, *, snap: bool = False,
-             confirm_cuts: bool = True) -> CropBox | None:
+    def step(self, target: CropBox | None, *, snap: bool = False, confirm_cuts: bool = True,
+             fresh: bool = True) -> CropBox | None:
         """This frame's box, given the wanted one (None: nothing seen, hold). ``snap`` jumps
-        straight to it; ``confirm_cuts`` waits for a second far-away target before a cut."""
+        straight to it; ``confirm_cuts`` waits for a second far-away observation before a
+        cut (``fresh`` says whether ``target`` comes from a new detection or is held)."""
         cfg = self.cfg
         if target is None:  # nothing seen: hold
             return self.box
@@ -125,7 +126,7 @@ class CropFollower:
             self.box, self.moving, self._cut_votes = target, False, 0
             return self.box
         if is_cut(cur, target, cfg):
-            self._cut_votes += 1
+            self._cut_votes += int(fresh)
             if not confirm_cuts or self._cut_votes >= 2:  # a single wild detection is ignored
                 self.box, self.moving, self._cut_votes = target, False, 0
             return self.box
@@ -184,7 +185,7 @@ class FaceTracker:
         if found is not None:
             self.face = self._smoothed(found)
         target = target_crop(self.face, w, h, self.cfg) if self.face is not None else None
-        box = self.follower.step(target)
+        box = self.follower.step(target, fresh=found is not None)
         return clamp_box(box, w, h) if box is not None else centre_box(w, h)
 
 
