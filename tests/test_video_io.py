@@ -198,3 +198,13 @@ def test_seeking_start_gives_the_same_frames_and_audio(tmp_path: Path) -> None:
     diff = np.abs(part - whole[int(2.3 * 16000):int(3.1 * 16000)])
     assert diff[64:].max() < 1e-4  # the same samples on the same clock
     assert diff[:64].max() < 0.05  # but for the resampler's start-up
+
+
+def test_oversized_video_is_refused(ntsc_video: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import codec.sender.video_io as video_io
+
+    monkeypatch.setattr(video_io, "MAX_SOURCE_SIDE", 80)  # the 96x64 file is "too large"
+    with pytest.raises(InputError, match="limit"):
+        list(iter_video_frames(ntsc_video))
+    with pytest.raises(InputError, match="limit"):
+        probe_video(ntsc_video)

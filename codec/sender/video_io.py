@@ -205,6 +205,9 @@ def iter_video_frames(
                     continue
                 if end_s is not None and rel >= end_s - 1e-9:
                     break
+                if max(frame.width, frame.height) > MAX_SOURCE_SIDE:
+                    raise InputError(f"{name}: a {frame.width}x{frame.height} frame at "
+                                     f"{rel:.2f} s, above the {MAX_SOURCE_SIDE} px limit")
                 size = scaled_size(frame.width, frame.height, max_side)
                 yield VideoFrame(frame, rel, (frame.width, frame.height), size, interp,
                                  _quarter_turns(frame))
