@@ -201,5 +201,9 @@ def test_other_frame_durations(frame_ms: int) -> None:
     assert len(chunks[5].samples) == 2 * n  # the gap (concealed) + the packet
     y = place(chunks, len(pcm))
     assert envelope_corr(pcm[RATE:], y[RATE:]) > 0.9
+    seg = slice(RATE, len(pcm) - RATE)
+    lags = np.arange(-48, 49)
+    best = lags[int(np.argmax([np.dot(pcm[seg], np.roll(y, -k)[seg]) for k in lags]))]
+    assert abs(best) <= 16  # the 7 ms delay does not depend on the frame duration
     with pytest.raises(ValueError):
         OpusEncoder(frame_ms=30)
