@@ -14,11 +14,10 @@ import numpy as np
 
 from codec.bitstream.packet import Packet
 from codec.bitstream.stats import stream_stats
-from codec.bitstream.stream import StreamDecoder, StreamEvents
-from codec.receiver.base import Receiver
+from codec.receiver.pipeline import decode_packets
 from codec.receiver.registry import RECEIVERS, get_receiver, neural_available
 from codec.sender.sender import Sender, SenderConfig
-from codec.types import FaceClip, OutputFrame
+from codec.types import FaceClip
 
 
 @dataclass
@@ -54,29 +53,14 @@ def encode(clip: FaceClip, config: SenderConfig | None = None) -> TalkcodecStrea
     )
 
 
-def _feed(ev: StreamEvents, receiver: Receiver) -> None:
-    for identity in ev.identities:
-        receiver.set_identity(identity)
-    for chunk in ev.audio:
-        receiver.push_audio(chunk)
-    for frame in ev.lowres:
-        receiver.push_lowres(frame)
-
-
 def decode(
     packets: list[Packet], receiver_name: str, n_frames: int, **receiver_kw: Any
 ) -> np.ndarray:
-    """Decode the packets through a receiver; (n_frames, 256, 256, 3) uint8 on the 25 fps
-    grid. A grid time with no output frame shows the latest earlier one (what a viewer
-    would see); the benchmark counts that as the receiver's output."""
-    receiver = get_receiver(receiver_name, **receiver_kw)
-    decoder = StreamDecoder()
-    out: list[OutputFrame] = []
-    for p in packets:
-        _feed(decoder.push(p), receiver)
-        out += receiver.pull()
-    _feed(decoder.flush(), receiver)
-    out += receiver.pull() + receiver.flush(end_ms=n_frames * 40.0)
+    """Decode the packets through a receiver (``codec.receiver.pipeline.decode_packets``);
+    (n_frames, 256, 256, 3) uint8 on the 25 fps grid. A grid time with no output frame
+    shows the latest earlier one (what a viewer would see); the benchmark counts that as
+    the receiver's output."""
+    out = decode_packets(packets, get_receiver(receiver_name, **receiver_kw)).frames
     if not out:
         raise RuntimeError(f"receiver {receiver_name} produced no frames")
     by_index = {int(round(f.timestamp_ms / 40.0)): f.image for f in out}
