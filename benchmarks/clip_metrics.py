@@ -36,7 +36,7 @@ class Sampling:
     landmarks: int = 2  # also the mouth-motion series: 12.5 Hz at every 2nd frame
     erqa: int = 10
     identity: int = 25
-    fid: int = 62
+    fid: int = 31
 
     def frames(self, every: int, n: int) -> np.ndarray:
         return np.arange(1, n, every)
