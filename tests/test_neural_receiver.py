@@ -21,6 +21,7 @@ from codec.receiver.neural.weights import (
 from codec.types import AudioChunk, IdentityFrame, LowResFrame
 
 torch = pytest.importorskip("torch")
+torch.set_num_threads(1)  # several threads crawl on a loaded 2-core box
 
 SHIPPED = weights_available()
 needs_shipped = pytest.mark.skipif(not SHIPPED, reason="no trained weights in models/")

@@ -54,7 +54,7 @@ def trained_modules() -> dict[str, nn.Module]:
     interp = Interpolator()
     interp.load_state_dict(torch.load(cache_dir() / "interpolator.pt"))
     net = ReceiverNet()
-    net.load_state_dict(torch.load(cache_dir() / "receiver.pt")["net"])
+    net.load_state_dict(torch.load(cache_dir() / "receiver.pt", weights_only=False)["net"])
     return {"interpolator": interp.eval(), "identity_encoder": net.identity_encoder.eval(),
             "animator": _AnimatorByName(net).eval()}
 

@@ -48,7 +48,7 @@ class NeuralReceiver(Receiver):
     name = "neural"
 
     def __init__(self, *, low_latency: bool = False, canvas_size: int = 256,
-                 models_dir: Path | None = None, threads: int = 2,
+                 models_dir: Path | None = None, threads: int = 1,
                  use_audio: bool = True) -> None:
         super().__init__(low_latency=low_latency, canvas_size=canvas_size)
         if canvas_size != 256:
