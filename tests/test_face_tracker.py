@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -79,6 +80,15 @@ def test_crop_to_canvas_exact_and_padded() -> None:
     huge = crop_to_canvas(img, CropBox(200, 150, 10**7), 64)  # bounded, no giant padding
     assert huge.shape == (64, 64, 3)
     assert small.shape == (256, 256, 3)
+
+
+def test_crop_to_canvas_large_crop_matches_plain_area_resize() -> None:
+    rng = np.random.default_rng(5)
+    small = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    img = cv2.resize(small, (1000, 1000), interpolation=cv2.INTER_CUBIC)  # smooth content
+    fast = crop_to_canvas(img, CropBox(500, 500, 999), 256)
+    plain = cv2.resize(img[0:999, 0:999], (256, 256), interpolation=cv2.INTER_AREA)
+    assert np.abs(fast.astype(int) - plain).mean() < 2.0
 
 
 def test_clamp_box() -> None:

@@ -227,6 +227,15 @@ def crop_to_canvas(frame: np.ndarray, box: CropBox, size: int = CANVAS_SIZE) -> 
             patch = cv2.copyMakeBorder(patch, *pads, borderType=cv2.BORDER_REPLICATE)
     if side == size:
         return np.ascontiguousarray(patch, dtype=np.uint8)
+    if side >= 2 * size:  # integer-factor area averaging first: OpenCV's fast path
+        k = side // size
+        keep = (side // k) * k
+        o = (side - keep) // 2  # (k - 1 px at most, split between the edges)
+        patch = cv2.resize(np.ascontiguousarray(patch[o:o + keep, o:o + keep]),
+                           (keep // k, keep // k), interpolation=cv2.INTER_AREA)
+        side = keep // k
+        if side == size:
+            return np.ascontiguousarray(patch, dtype=np.uint8)
     interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
     out = cv2.resize(np.ascontiguousarray(patch), (size, size), interpolation=interp)
     return np.ascontiguousarray(out, dtype=np.uint8)
