@@ -4,7 +4,9 @@ For each val clip (first ``--seconds`` s of its 256x256, 25 fps canvas): the ide
 is canvas frame 0, the low-res stream is the exact 8x8 box downsampling of every 5th canvas
 frame (5 fps, unquantised), and each receiver rebuilds 25 fps. Prints PSNR (dB, RGB) and
 SSIM (luma) against the canvas, excluding frame 0 (the identity frame itself), per clip and
-averaged over clips, and each receiver's speed in output frames/s on one thread.
+averaged over clips, and each receiver's speed: output frames per CPU second of this
+process, on one thread (BLAS and OpenCV limited to one), so that other load on a shared
+machine does not count; for ``--bitstream`` it includes the packet decoding.
 The full benchmark through the bitstream, with every metric, is ``bench_bpp.py``.
 
     nice .venv/bin/python benchmarks/bench_receivers.py [--seconds 10] [--receivers a,b]
@@ -94,10 +96,10 @@ def val_clips(limit: int | None) -> list[Path]:
 def evaluate(
     name: str, canvas: np.ndarray, packets: list[Packet] | None = None, **kw: object
 ) -> tuple[float, float, float]:
-    """(mean PSNR, mean SSIM, output frames/s) of one receiver on one canvas clip: from the
+    """(mean PSNR, mean SSIM, output frames per CPU second) of one receiver on one canvas clip: from the
     exact 8x8 frames, or from ``packets`` through the bitstream decoders when given."""
     receiver = get_receiver(name, **kw)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     if packets is not None:
         out = decode_packets(packets, receiver).frames
     else:
@@ -105,7 +107,7 @@ def evaluate(
         keys = range(0, len(canvas), 5)
         lowres = [LowResFrame(box_downsample(canvas[k], 32), int(k * 40)) for k in keys]
         out = receiver.run(identity, lowres, end_ms=len(canvas) * 40.0)
-    elapsed = time.perf_counter() - t0
+    elapsed = time.process_time() - t0
     if len(out) != len(canvas):
         raise RuntimeError(f"{name}: {len(out)} frames for a {len(canvas)}-frame clip")
     p = [psnr(o.image, c) for o, c in zip(out[1:], canvas[1:], strict=True)]

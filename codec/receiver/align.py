@@ -37,12 +37,14 @@ class AlignReceiver(Receiver):
         model_size: int = 64,
         iterations: int = 12,
         layered: bool = True,
+        prior_weight: float = 2.0,
     ) -> None:
         super().__init__(low_latency=low_latency, canvas_size=canvas_size)
         self.upsampler = Upsampler(canvas_size, kind=kind, consistent=True)
         self.model_size = model_size
         self.iterations = iterations
         self.layered = layered
+        self.prior_weight = prior_weight
         self.fitter: WarpFitter | None = None
         self.layers: LayeredImage | None = None
         self.fits: dict[int, WarpFit] = {}  # by low-res timestamp
@@ -54,6 +56,7 @@ class AlignReceiver(Receiver):
             model_size=self.model_size,
             iterations=self.iterations,
             layered=self.layered,
+            prior_weight=self.prior_weight,
         )
         mask = head_mask(self.canvas_size) if self.layered else None
         self.layers = LayeredImage(identity.image, mask)
