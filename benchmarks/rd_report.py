@@ -113,6 +113,8 @@ def equivalent_rate(curve: list[tuple[float, float]], quality: float,
 def h264_equivalents(agg: list[dict[str, Any]]) -> list[str]:
     """One line per talkcodec point: the H.264 rate that gives the same PSNR, SSIM, FID."""
     h264 = [a for a in agg if a["codec"] == "H.264"]
+    if len(h264) < 2:
+        return []
     lines = []
     for a in agg:
         if a["codec"] in STANDARD:
