@@ -141,3 +141,16 @@ def test_shipped_receiver_runs_from_the_registry() -> None:
 def test_models_dir_is_the_repo_models_folder() -> None:
     assert weights.models_dir().name == "models"
     assert (weights.models_dir().parent / "codec").is_dir()
+
+
+def test_back_projection_makes_the_output_agree_with_the_lowres_frame() -> None:
+    import torch.nn.functional as F
+
+    from codec.receiver.neural.animator import back_project
+
+    g = torch.Generator().manual_seed(0)
+    out = torch.rand(2, 3, 256, 256, generator=g) * 255
+    low = torch.rand(2, 3, 8, 8, generator=g) * 255
+    fixed = back_project(out, low)
+    assert float((F.avg_pool2d(fixed, 32) - low).abs().max()) < 1e-2
+    assert float((F.avg_pool2d(out, 32) - low).abs().max()) > 10.0

@@ -6,7 +6,8 @@ cached encoding (its own 8x8 and feature maps at 16/32 px), the speech embedding
 predicts a global affine motion plus a dense local flow, an occlusion/blend mask and a
 low-res colour image. Output = mask * warp(identity) + (1 - mask) * up(colour), then a
 back-projection step ``out += up(l - D(out))`` pulls the frame onto the transmitted 8x8
-frame ``l`` (D = the exact box means; up = bilinear, so the correction stays smooth).
+frame ``l`` (D = the exact box means; up = the smooth cubic upsampler made consistent with
+D, ``codec.receiver.upsample``, so that D(out) == l exactly before clipping).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from codec.receiver.neural.encoders import AudioEncoder, act
+from codec.receiver.upsample import upsample_matrix
 
 WINDOW = 5  # low-res frames around t (t-80, -40, 0, +40, +80 ms)
 
@@ -36,11 +38,18 @@ def _up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
+def consistent_up(lowres: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C, s, s) -> (B, C, size, size) with the box-consistent cubic (a fixed matrix)."""
+    u = upsample_matrix(int(lowres.shape[-1]), int(size), "cubic", True)
+    u = torch.from_numpy(u.copy())
+    return torch.matmul(torch.matmul(u, lowres), u.t())
+
+
 def back_project(out: torch.Tensor, target_lr: torch.Tensor) -> torch.Tensor:
-    """out (B,3,H,W), target_lr (B,3,s,s), both [0, 255]: out + up(l - D(out))."""
-    h, w = out.shape[-2:]
-    low = F.avg_pool2d(out, h // target_lr.shape[-1])
-    return out + _up(target_lr - low, (h, w))
+    """out (B,3,H,H), target_lr (B,3,s,s), both [0, 255]: out + up(l - D(out))."""
+    h = int(out.shape[-1])
+    low = F.avg_pool2d(out, h // int(target_lr.shape[-1]))
+    return out + consistent_up(target_lr - low, h)
 
 
 class Animator(nn.Module):
