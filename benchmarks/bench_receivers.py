@@ -96,8 +96,8 @@ def val_clips(limit: int | None) -> list[Path]:
 def evaluate(
     name: str, canvas: np.ndarray, packets: list[Packet] | None = None, **kw: object
 ) -> tuple[float, float, float]:
-    """(mean PSNR, mean SSIM, output frames per CPU second) of one receiver on one canvas clip: from the
-    exact 8x8 frames, or from ``packets`` through the bitstream decoders when given."""
+    """(mean PSNR, mean SSIM, output frames per CPU second) of one receiver on one canvas
+    clip: from the exact 8x8 frames, or from ``packets`` through the bitstream decoders."""
     receiver = get_receiver(name, **kw)
     t0 = time.process_time()
     if packets is not None:

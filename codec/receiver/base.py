@@ -188,7 +188,8 @@ class Receiver(abc.ABC):
         """The low-res stream's frame interval: median of the recent in-order steps that
         were not gaps (200 ms until known)."""
         if self._intervals:
-            return min(max(float(np.median(self._intervals)), FRAME_MS), self.max_lowres_interval_ms)
+            recent = float(np.median(self._intervals))
+            return min(max(recent, FRAME_MS), self.max_lowres_interval_ms)
         return 200.0
 
     def bracket(self, t_ms: float) -> tuple[int, int, float]:
