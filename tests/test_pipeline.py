@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
+import io
 
+import numpy as np
+from PIL import Image
+
+from codec.bitstream.identity_codec import ImageFormat
 from codec.bitstream.packet import Packet, PacketFlag, StreamKind
 from codec.receiver.pipeline import assemble_audio, decode_packets
 from codec.receiver.registry import get_receiver
@@ -98,3 +102,20 @@ def test_assemble_audio_places_chunks_and_fills_gaps() -> None:
     assert len(out) == 640
     assert np.all(out[:160] == 1) and np.all(out[160:320] == 0) and np.all(out[320:480] == 2)
     assert np.all(out[480:] == 0)
+
+
+def test_hostile_identity_frame_is_skipped_not_fatal() -> None:
+    _, _, packets = _packets()
+    buf = io.BytesIO()  # a well-formed JPEG of the wrong size
+    Image.fromarray(np.zeros((128, 128, 3), np.uint8)).save(buf, format="JPEG")
+    payload = bytes([0, int(ImageFormat.JPEG)]) + buf.getvalue()
+    hostile = [
+        Packet(p.kind, p.seq, p.timestamp_ms, p.flags, payload)
+        if p.kind is StreamKind.IDENTITY
+        else p
+        for p in packets
+    ]
+    video = decode_packets(hostile, get_receiver("align"))
+    assert len(video.frames) == N_FRAMES
+    assert video.stats["placeholder_frames"] == N_FRAMES
+    assert video.stats["rejected_inputs"] + video.stats["corrupt_packets"] >= 1

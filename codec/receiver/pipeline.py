@@ -20,6 +20,7 @@ import numpy as np
 from codec import AUDIO_RATE, CANVAS_FPS
 from codec.bitstream.packet import Packet, PacketFlag
 from codec.bitstream.stream import StreamDecoder, StreamEvents
+from codec.errors import InputError
 from codec.receiver.base import Receiver
 from codec.types import AudioChunk, OutputFrame
 
@@ -45,28 +46,46 @@ class DecodedVideo:
         return np.stack([f.image for f in self.frames])
 
 
-def _feed(events: StreamEvents, receiver: Receiver) -> list[AudioChunk]:
+def _feed(events: StreamEvents, receiver: Receiver, rejected: list[str]) -> list[AudioChunk]:
+    """Events into the receiver; one it refuses (InputError: e.g. an identity frame of the
+    wrong size from a hostile stream) is skipped and noted, the stream goes on."""
+    accepted: list[AudioChunk] = []
     for identity in events.identities:
-        receiver.set_identity(identity)
+        try:
+            receiver.set_identity(identity)
+        except InputError as e:
+            rejected.append(str(e))
     for chunk in events.audio:
-        receiver.push_audio(chunk)
+        try:
+            receiver.push_audio(chunk)
+            accepted.append(chunk)
+        except InputError as e:
+            rejected.append(str(e))
     for frame in events.lowres:
-        receiver.push_lowres(frame)
-    return events.audio
+        try:
+            receiver.push_lowres(frame)
+        except InputError as e:
+            rejected.append(str(e))
+    return accepted
 
 
 def iter_decoded(
-    packets: Iterable[Packet], receiver: Receiver, decoder: StreamDecoder | None = None
+    packets: Iterable[Packet],
+    receiver: Receiver,
+    decoder: StreamDecoder | None = None,
+    rejected: list[str] | None = None,
 ) -> Iterator[OutputFrame | AudioChunk]:
-    """Yield output frames (in time order) and decoded audio chunks as they become ready."""
+    """Yield output frames (in time order) and decoded audio chunks as they become ready.
+    Decoded inputs the receiver refuses are skipped; their reasons go to ``rejected``."""
     decoder = decoder or StreamDecoder()
+    rejected = rejected if rejected is not None else []
     end_ms: int | None = None
     for packet in packets:
-        yield from _feed(decoder.push(packet), receiver)
+        yield from _feed(decoder.push(packet), receiver, rejected)
         if packet.flags & PacketFlag.END:
             end_ms = packet.timestamp_ms
         yield from receiver.pull()
-    yield from _feed(decoder.flush(), receiver)
+    yield from _feed(decoder.flush(), receiver, rejected)
     yield from receiver.pull()
     for frame in receiver.flush(end_ms):
         if end_ms is None or frame.timestamp_ms < end_ms:
@@ -97,6 +116,7 @@ def decode_packets(packets: Iterable[Packet], receiver: Receiver) -> DecodedVide
     frames: list[OutputFrame] = []
     chunks: list[AudioChunk] = []
     ends: list[int] = []
+    rejected: list[str] = []
 
     def watch(stream: Iterable[Packet]) -> Iterator[Packet]:
         for packet in stream:
@@ -104,7 +124,7 @@ def decode_packets(packets: Iterable[Packet], receiver: Receiver) -> DecodedVide
                 ends.append(packet.timestamp_ms)
             yield packet
 
-    for item in iter_decoded(watch(packets), receiver, decoder):
+    for item in iter_decoded(watch(packets), receiver, decoder, rejected):
         if isinstance(item, OutputFrame):
             frames.append(item)
         else:
@@ -128,6 +148,7 @@ def decode_packets(packets: Iterable[Packet], receiver: Receiver) -> DecodedVide
         "lowres_decoded": lowres.decoded if lowres else 0,
         "lowres_skipped": lowres.skipped if lowres else 0,
         "corrupt_packets": decoder.corrupt,
+        "rejected_inputs": len(rejected),
         "placeholder_frames": sum(1 for f in frames if f.meta.get("identity") == "placeholder"),
     }
     return DecodedVideo(frames, assemble_audio(chunks, start, end), start, AUDIO_RATE, stats)
