@@ -62,6 +62,7 @@ class LinkDecoder:
         self.on_gap = on_gap
         self.stream = StreamDecoder(reorder_window=reorder_window)
         self.newest_seq: int | None = None
+        self.bad_datagrams = 0
         self.counters = LinkCounters()
         self.video_rate = RateWindow()
 
@@ -69,6 +70,7 @@ class LinkDecoder:
         try:
             packet = decode_datagram(datagram)
         except BitstreamError:
+            self.bad_datagrams += 1
             self.counters.corrupt += 1
             return []
         self.counters.bytes_by_kind[packet.kind.name] += len(datagram)
@@ -85,7 +87,7 @@ class LinkDecoder:
             self.receiver.push_audio(chunk)
         self.counters.lowres_decoded += len(events.lowres)
         self.counters.lowres_skipped = self._skipped()
-        self.counters.corrupt = self.stream.corrupt + self._lowres_corrupt()
+        self.counters.corrupt = self.bad_datagrams + self.stream.corrupt + self._lowres_corrupt()
         if self._skipped() > skipped_before and self.on_gap is not None:
             self.on_gap()
         return events.lowres

@@ -321,7 +321,8 @@ class ReceiverWorker:
         if msg.get("role") == "viewer":
             self.viewers.add(msg["peer"])
             for link in list(self.links.values()):
-                await self.offer_view(msg["peer"], link)
+                # Not awaited here: the answer comes through this same message loop.
+                link.tasks.append(asyncio.ensure_future(self.offer_view(msg["peer"], link)))
 
     async def _on_peer_left(self, msg: dict) -> None:
         peer = msg["peer"]
