@@ -82,3 +82,17 @@ def test_align_receiver_follows_a_moving_head() -> None:
         assert err < 4.0
     mid = r.warp_at(500)  # halfway between the fits of 400 and 600 ms
     assert abs(mid.tx - 3.75) < 1.5
+
+
+def test_align_state_stays_bounded_over_a_long_call() -> None:
+    rng = np.random.default_rng(0)
+    identity = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)  # a small canvas: cheap
+    r = AlignReceiver(canvas_size=64, low_latency=True)
+    r.set_identity(IdentityFrame(identity))
+    n_out = 0
+    for i in range(2 * 60 * 5):  # 2 minutes of 8x8 frames
+        shift = SimilarityWarp(tx=4.0 * np.sin(i / 10))
+        r.push_lowres(LowResFrame(box_downsample(warp_image(identity, shift, 64), 8), 200 * i))
+        n_out += len(r.pull())
+        assert len(r.fits) <= 60  # fits are trimmed with the low-res buffer
+    assert n_out == 2 * 60 * 25 and len(r.lowres) <= 20
