@@ -66,15 +66,21 @@ def worker(clip_path: Path, seconds: float, threads: int) -> dict:
     Sender(with_audio=clip.audio is not None).encode_clip(clip)
     out["sender_fps"] = clip.n_frames / (time.perf_counter() - t0)
     stream = talkcodec_runner.encode(clip)
+    out["errors"] = {}
     for name in talkcodec_runner.available_receivers():
         kw = {"threads": threads} if name == "neural" else {}
-        if kw:
-            get_receiver(name, **kw)  # session creation outside the timed decode
         best = float("inf")
-        for _ in range(REPEATS):  # fastest of a few: the box is shared, load comes and goes
-            t0 = time.perf_counter()
-            talkcodec_runner.decode(stream.packets, name, clip.n_frames, **kw)
-            best = min(best, time.perf_counter() - t0)
+        try:
+            if kw:
+                get_receiver(name, **kw)  # session creation outside the timed decode
+            for _ in range(REPEATS):  # fastest of a few: the box is shared, load varies
+                t0 = time.perf_counter()
+                talkcodec_runner.decode(stream.packets, name, clip.n_frames, **kw)
+                best = min(best, time.perf_counter() - t0)
+        except Exception as exc:  # noqa: BLE001 - one broken receiver must not hide the rest
+            out["errors"][name] = f"{type(exc).__name__}: {exc}"[:300]
+            out["receivers"][name] = None
+            continue
         out["receivers"][name] = clip.n_frames / best
     if neural_available():
         out["parts"] = model_parts({"CPU": ["CPUExecutionProvider"]}, threads)
@@ -106,19 +112,27 @@ def model_parts(providers: dict[str, list[str]], threads: int) -> dict[str, dict
 
 def file_pipeline(clip_path: Path, seconds: float) -> dict:
     from codec.file_codec import decode_file, encode_file
-    from codec.receiver.registry import default_receiver_name, get_receiver
+    from codec.receiver.registry import FALLBACK_RECEIVER, default_receiver_name, get_receiver
 
     name = default_receiver_name()
     with tempfile.TemporaryDirectory() as tmp:
         tkc, mp4 = Path(tmp) / "c.tkc", Path(tmp) / "c.mp4"
         t0 = time.perf_counter()
         summary = encode_file(clip_path, tkc, max_seconds=seconds)
-        t1 = time.perf_counter()
-        decode_file(tkc, mp4, get_receiver(name))
-        t2 = time.perf_counter()
+        encode_s = time.perf_counter() - t0
+        try:
+            t0 = time.perf_counter()
+            decode_file(tkc, mp4, get_receiver(name))
+        except Exception as exc:  # noqa: BLE001 - time the fallback, say why
+            sys.stderr.write(f"file pipeline: receiver {name} failed ({exc}); using "
+                             f"{FALLBACK_RECEIVER}\n")
+            name = FALLBACK_RECEIVER
+            t0 = time.perf_counter()
+            decode_file(tkc, mp4, get_receiver(name))
+        decode_s = time.perf_counter() - t0
     duration = summary["frames"] / 25.0
-    return {"receiver": name, "clip_s": duration, "encode_s": t1 - t0, "decode_s": t2 - t1,
-            "realtime_factor": (t2 - t0) / duration}
+    return {"receiver": name, "clip_s": duration, "encode_s": encode_s, "decode_s": decode_s,
+            "realtime_factor": (encode_s + decode_s) / duration}
 
 
 def run_worker_process(clip: Path, seconds: float, threads: int) -> dict:
@@ -130,6 +144,10 @@ def run_worker_process(clip: Path, seconds: float, threads: int) -> dict:
     if res.returncode != 0:
         raise RuntimeError(f"worker ({threads} threads) failed:\n{res.stderr[-2000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _fmt(value: float | None) -> str:
+    return "failed" if value is None else f"{value:.1f}"
 
 
 def report(results: list[dict], gpu: dict | None, pipeline: dict, clip: Path) -> str:
@@ -146,11 +164,15 @@ def report(results: list[dict], gpu: dict | None, pipeline: dict, clip: Path) ->
     row("Sender: identity frame + 8x8 stream + Opus (canvas frames/s)",
         [f"{r['sender_fps']:.0f}" for r in results])
     for name in results[0]["receivers"]:
-        row(f"receiver `{name}` (frames/s)", [f"{r['receivers'][name]:.1f}" for r in results])
+        row(f"receiver `{name}` (frames/s)",
+            [_fmt(r["receivers"].get(name)) for r in results])
     for role in results[0]["parts"]:
         on_gpu = f"{gpu[role]['GPU']:.1f}" if gpu and role in gpu else "-"
         row(f"model part `{role}` (runs/s)",
             [f"{r['parts'][role]['CPU']:.1f}" for r in results], on_gpu)
+    for r in results:
+        for name, err in r.get("errors", {}).items():
+            lines += ["", f"receiver `{name}` failed with {r['threads']} thread(s): {err}"]
     lines += [
         "",
         f"File pipeline (`encode_file` + `decode_file`, receiver `{pipeline['receiver']}`): "
