@@ -1,10 +1,11 @@
 """Speed and size of the neural receiver as shipped (ONNX Runtime on the CPU).
 
 Prints each network's parameters, multiply-accumulates per call (from the ONNX graph:
-Conv, Gemm/MatMul, GridSample and Resize counted), how often it runs, the resulting FLOPs per
-output frame, each network's time per call, and the whole receiver's output frames/s at
-256x256 (identity encoding + interpolation + animation, 8x8 stream at 5 fps with audio)
-with 1 and 2 ONNX Runtime threads.
+Conv, Gemm/MatMul and Resize counted; plus the numpy warp/blend/back-projection at
+256x256), how often it runs, the resulting FLOPs per output frame, each network's time per
+call, and the whole receiver's output frames/s at 256x256 (identity encoding +
+interpolation + animation + composition, 8x8 stream at 5 fps with audio features) with 1
+and 2 ONNX Runtime threads.
 
     nice .venv/bin/python benchmarks/bench_neural_speed.py [--seconds 8]
 """
@@ -50,7 +51,7 @@ def graph_stats(data: bytes) -> tuple[int, int]:
             macs += n_out * int(np.prod(w.shape[1:]))
         elif n.op_type in ("Gemm", "MatMul") and n.input[1] in inits:
             macs += n_out * int(inits[n.input[1]].shape[0])
-        elif n.op_type in ("GridSample", "Resize"):
+        elif n.op_type == "Resize":
             macs += 4 * n_out  # bilinear: 4 taps per output value
     return params, macs
 
@@ -92,6 +93,10 @@ def main() -> None:
         total_macs += macs * CALLS_PER_FRAME[role]
         print(f"{role:18s} {params:9d} {macs / 1e6:10.1f} {CALLS_PER_FRAME[role]:11.2f} "
               f"{len(data) / 1024:6.0f}  ({path.name})")
+    # compose_frame at 256x256: remap (4 taps x 3 ch), flow/mask/colour resizes (4 taps x 6
+    # ch), blend (2 x 3 ch), back-projection (box means + two 8->256 matrix products x 3 ch).
+    n = 256 * 256
+    total_macs += n * (12 + 24 + 6 + 3) + 3 * (256 * 8 * 8 + 256 * 256 * 8)
     print(f"total params {total_params}; per output frame {total_macs / 1e6:.1f} MMAC = "
           f"{2 * total_macs / 1e9:.3f} GFLOP (identity encoder once per call, not counted)")
     ident, lows, chunks = test_stream(args.seconds)
@@ -105,8 +110,8 @@ def main() -> None:
         per = {}
         feeds = {"window": rx.window_at(400.0)[None], "mel": rx.mel_at(400.0)[None],
                  **rx._id_inputs}  # noqa: SLF001
-        for role, feed in (("animator", feeds),
-                           ("identity_encoder", {"identity": feeds["identity"]})):
+        id_in = np.ascontiguousarray(rx._identity.transpose(2, 0, 1)[None])  # noqa: SLF001
+        for role, feed in (("animator", feeds), ("identity_encoder", {"identity": id_in})):
             t1 = time.perf_counter()
             for _ in range(20):
                 rx.sessions[role].run(None, feed)

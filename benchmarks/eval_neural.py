@@ -33,6 +33,7 @@ from codec.bitstream.lowres_codec import LowResEncoder, LowResParams  # noqa: E4
 from codec.metrics.fidelity import mean_psnr, psnr, ssim  # noqa: E402
 from codec.metrics.landmarks import (  # noqa: E402
     MOUTH,
+    FaceBox,
     detect_face,
     landmark_distance,
     landmarks,
@@ -91,10 +92,20 @@ def audio_chunks(audio: np.ndarray, raw: bool) -> list[AudioChunk]:
 class MouthTruth:
     """Face boxes and landmarks of the ground-truth frames (the reference for mouth scores)."""
 
-    def __init__(self, canvas: np.ndarray) -> None:
+    def __init__(self, canvas: np.ndarray, store: Path | None = None) -> None:
+        if store is not None and store.exists():
+            z = np.load(store)
+            self.boxes = [FaceBox(*map(int, b)) if b[0] >= 0 else None for b in z["boxes"]]
+            self.points = [p if not np.isnan(p).any() else None for p in z["points"]]
+            return
         self.boxes = [detect_face(f) for f in canvas]
         self.points = [landmarks(f, b) if b is not None else None
                        for f, b in zip(canvas, self.boxes, strict=True)]
+        if store is not None:
+            np.savez(store, boxes=np.array([[b.left, b.top, b.right, b.bottom] if b else
+                                            [-1, -1, -1, -1] for b in self.boxes]),
+                     points=np.array([p if p is not None else np.full((68, 2), np.nan)
+                                      for p in self.points]))
 
     def scores(self, frames: list[np.ndarray], canvas: np.ndarray) -> dict[str, float]:
         dist, op_out, op_gt, mouth_p = [], [], [], []
@@ -169,7 +180,8 @@ def main() -> None:
     for ci, (row, canvas, audio) in enumerate(clips):
         lows = lowres_stream(canvas, args.exact)
         chunks = audio_chunks(audio, args.raw_audio)
-        truth = MouthTruth(canvas)
+        truth = MouthTruth(canvas, REPO / "cache" / "eval" /
+                           f"{Path(row['file']).stem}-{args.seconds:g}s-truth.npz")
         runs: dict[str, tuple[str, dict, list[AudioChunk]]] = {
             n: (n, {}, chunks) for n in args.receivers.split(",")}
         if "neural" in runs and ci in speech and len(speech) > 1 and not args.no_ablation:

@@ -154,3 +154,28 @@ def test_back_projection_makes_the_output_agree_with_the_lowres_frame() -> None:
     fixed = back_project(out, low)
     assert float((F.avg_pool2d(fixed, 32) - low).abs().max()) < 1e-2
     assert float((F.avg_pool2d(out, 32) - low).abs().max()) > 10.0
+
+
+def test_numpy_compose_matches_the_torch_animator() -> None:
+    """The runtime's warp/blend/back-projection (numpy/OpenCV) equals Animator.compose."""
+    import torch.nn.functional as F
+
+    from codec.receiver.neural.animator import Animator
+    from codec.receiver.neural.compose import compose_frame
+
+    torch.manual_seed(1)
+    anim = Animator()
+    with torch.no_grad():
+        for p in anim.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # large motion, mask and colour
+        ident = F.interpolate(torch.rand(1, 3, 32, 32) * 255, size=(256, 256), mode="bilinear")
+        win = torch.rand(1, 5, 3, 8, 8) * 255
+        feats = (torch.rand(1, 3, 8, 8) * 255, torch.randn(1, 24, 32, 32),
+                 torch.randn(1, 48, 16, 16), torch.randn(1, 20, 40))
+        ref = anim(win, *feats, ident)[0].permute(1, 2, 0).numpy()
+        theta, flow, mask, colour = anim.heads(win, *feats)
+    assert float(theta.abs().max()) > 0.05
+    out = compose_frame(ident[0].permute(1, 2, 0).numpy().copy(), theta[0].numpy(),
+                        flow[0].numpy(), mask[0].numpy(), colour[0].numpy(),
+                        win[0, 2].permute(1, 2, 0).numpy())
+    assert float(np.abs(out - ref).max()) < 0.05

@@ -32,22 +32,22 @@ def example_inputs(role: str, seed: int = 0) -> dict[str, torch.Tensor]:
         return {"identity": ident}
     return {"window": torch.rand(1, 5, 3, 8, 8, generator=g) * 255,
             "mel": torch.randn(1, 20, 40, generator=g) * 4 - 6,
-            "identity": ident,
             "id_lr": torch.rand(1, 3, 8, 8, generator=g) * 255,
             "f32": torch.randn(1, 24, 32, 32, generator=g),
             "f16": torch.randn(1, 48, 16, 16, generator=g)}
 
 
 class _AnimatorByName(nn.Module):
-    """Animator with named inputs in a fixed order for export."""
+    """The Animator's network part with named inputs in a fixed order, for export (the
+    warp/blend/back-projection runs in numpy at run time: compose.py)."""
 
     def __init__(self, net: ReceiverNet) -> None:
         super().__init__()
         self.animator = net.animator
 
-    def forward(self, window: torch.Tensor, mel: torch.Tensor, identity: torch.Tensor,
-                id_lr: torch.Tensor, f32: torch.Tensor, f16: torch.Tensor) -> torch.Tensor:
-        return self.animator(window, id_lr, f32, f16, mel, identity)
+    def forward(self, window: torch.Tensor, mel: torch.Tensor, id_lr: torch.Tensor,
+                f32: torch.Tensor, f16: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.animator.heads(window, id_lr, f32, f16, mel)
 
 
 def trained_modules() -> dict[str, nn.Module]:
@@ -61,7 +61,7 @@ def trained_modules() -> dict[str, nn.Module]:
 
 def output_names(role: str) -> list[str]:
     return {"interpolator": ["between"], "identity_encoder": ["id_lr", "f32", "f16"],
-            "animator": ["frame"]}[role]
+            "animator": ["theta", "flow", "mask", "colour"]}[role]
 
 
 def to_onnx(module: nn.Module, role: str) -> bytes:

@@ -73,13 +73,12 @@ class Animator(nn.Module):
         nn.init.zeros_(self.affine.weight)
         nn.init.zeros_(self.affine.bias)
 
-    def forward(self, window: torch.Tensor, id_lr: torch.Tensor,
-                f32: torch.Tensor, f16: torch.Tensor, mel: torch.Tensor,
-                identity: torch.Tensor) -> torch.Tensor:
-        """window (B, 5, 3, s, s) and id_lr (B, 3, s, s) in [0, 255]; mel (B, 20, 40);
-        identity (B, 3, H, W) in [0, 255]. Returns (B, 3, H, W) in [0, 255]."""
+    def heads(self, window: torch.Tensor, id_lr: torch.Tensor, f32: torch.Tensor,
+              f16: torch.Tensor, mel: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The network part: (theta (B, 6), flow (B, 2, 32, 32), mask (B, 1, 32, 32) in
+        [0, 1], colour (B, 3, 32, 32) in [0, 255]). window (B, 5, 3, s, s) and id_lr
+        (B, 3, s, s) in [0, 255]; mel (B, 20, 40)."""
         b, _, _, s, _ = window.shape
-        h, w = identity.shape[-2:]
         emb = self.audio(mel)
         cur = window[:, WINDOW // 2]
         x = torch.cat([window.reshape(b, 3 * WINDOW, s, s), id_lr, cur - id_lr], 1) / 127.5
@@ -88,14 +87,27 @@ class Animator(nn.Module):
         x = self.film16(self.up16(torch.cat([_up(x, (16, 16)), f16], 1)), emb)
         x = self.film32(self.up32(torch.cat([_up(x, (32, 32)), f32], 1)), emb)
         y = self.head(self.out32(x))
-        flow, mask, colour = y[:, :2], torch.sigmoid(y[:, 2:3]), y[:, 3:]
+        colour = 127.5 * (torch.tanh(y[:, 3:]) + 1.0)
+        return theta, y[:, :2], torch.sigmoid(y[:, 2:3]), colour
+
+    def compose(self, identity: torch.Tensor, theta: torch.Tensor, flow: torch.Tensor,
+                mask: torch.Tensor, colour: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
+        """Warp the identity, blend with the colour image, back-project onto ``cur``
+        (the runtime does the same in numpy: ``compose.compose_frame``)."""
+        h, w = identity.shape[-2:]
         grid = self._affine_grid(theta, h, w) + _up(flow, (h, w)).permute(0, 2, 3, 1)
         warped = F.grid_sample(identity, grid, mode="bilinear", padding_mode="border",
                                align_corners=False)
-        colour = 127.5 * (torch.tanh(colour) + 1.0)
         m = _up(mask, (h, w))
         out = m * warped + (1.0 - m) * _up(colour, (h, w))
         return back_project(out, cur).clamp(0.0, 255.0)
+
+    def forward(self, window: torch.Tensor, id_lr: torch.Tensor,
+                f32: torch.Tensor, f16: torch.Tensor, mel: torch.Tensor,
+                identity: torch.Tensor) -> torch.Tensor:
+        """identity (B, 3, H, W) in [0, 255] -> (B, 3, H, W) in [0, 255]."""
+        theta, flow, mask, colour = self.heads(window, id_lr, f32, f16, mel)
+        return self.compose(identity, theta, flow, mask, colour, window[:, WINDOW // 2])
 
     @staticmethod
     def _affine_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:

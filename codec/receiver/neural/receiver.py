@@ -4,7 +4,9 @@ Runs three ONNX networks through ONNX Runtime (no torch at run time):
 - ``identity_encoder`` once per identity frame (its encoding is cached);
 - ``interpolator`` once per pair of consecutive low-res frames (5 -> 25 fps, cached);
 - ``animator`` once per output frame: the interpolated 8x8 window around t, the identity
-  encoding and the 200 ms log-mel window of the speech.
+  encoding and the 200 ms log-mel window of the speech -> motion, mask and colour, which
+  ``compose.compose_frame`` (numpy/OpenCV) turns into the warped, blended, back-projected
+  256x256 frame.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 
 from codec.audio.features import window_features, window_span_ms
 from codec.receiver.base import FRAME_MS, Receiver
+from codec.receiver.neural.compose import compose_frame
 from codec.receiver.neural.weights import ROLES, find_model, load_verified
 from codec.sender.downsample import box_downsample
 from codec.types import IdentityFrame, LowResFrame
@@ -57,6 +60,7 @@ class NeuralReceiver(Receiver):
                          for role in ROLES}
         self.use_audio = use_audio
         self._id_inputs: dict[str, np.ndarray] = {}
+        self._identity = np.zeros((256, 256, 3), np.float32)
         self._between: dict[tuple[int, int], np.ndarray] = {}
 
     # ---- identity --------------------------------------------------------------------
@@ -66,7 +70,8 @@ class NeuralReceiver(Receiver):
             raise ValueError(f"identity frame must be 256x256x3, got {img.shape}")
         x = np.ascontiguousarray(img.transpose(2, 0, 1)[None])
         id_lr, f32, f16 = self.sessions["identity_encoder"].run(None, {"identity": x})
-        self._id_inputs = {"identity": x, "id_lr": id_lr, "f32": f32, "f16": f16}
+        self._id_inputs = {"id_lr": id_lr, "f32": f32, "f16": f16}
+        self._identity = np.ascontiguousarray(img)
 
     # ---- low-res stream at 25 fps -------------------------------------------------------
     def _in_between(self, j: int) -> np.ndarray:
@@ -124,7 +129,9 @@ class NeuralReceiver(Receiver):
         return window_features(samples)
 
     def render(self, t_ms: float) -> np.ndarray:
-        feeds = {"window": self.window_at(t_ms)[None], "mel": self.mel_at(t_ms)[None],
-                 **self._id_inputs}
-        (out,) = self.sessions["animator"].run(None, feeds)
-        return np.clip(np.rint(out[0].transpose(1, 2, 0)), 0, 255).astype(np.uint8)
+        window = self.window_at(t_ms)
+        feeds = {"window": window[None], "mel": self.mel_at(t_ms)[None], **self._id_inputs}
+        theta, flow, mask, colour = self.sessions["animator"].run(None, feeds)
+        cur = window[WINDOW // 2].transpose(1, 2, 0)
+        out = compose_frame(self._identity, theta[0], flow[0], mask[0], colour[0], cur)
+        return np.rint(out).astype(np.uint8)
