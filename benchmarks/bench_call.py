@@ -49,7 +49,10 @@ async def measure(clip, receiver: str, low_latency: bool, seconds: float) -> dic
     sender = FileSender(call.client("sender", "clip"), clip, loop=True)
     sender_task = asyncio.ensure_future(sender.run(max_seconds=seconds + 30))
     try:
+        deadline = time.monotonic() + 90
         while not viewer.views or not next(iter(viewer.views.values())).frames:
+            if time.monotonic() > deadline:
+                raise RuntimeError("no reconstructed frame reached the viewer in 90 s")
             await asyncio.sleep(0.1)
         await asyncio.sleep(2.0)  # warm-up
         assert sender.link is not None

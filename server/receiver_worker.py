@@ -24,7 +24,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from av import AudioResampler
 
 from codec.receiver.base import Receiver
-from codec.receiver.registry import default_receiver_name, get_receiver
+from codec.receiver.registry import FALLBACK_RECEIVER, default_receiver_name, get_receiver
 from codec.types import AudioChunk, LowResFrame, OutputFrame
 from server.link_decoder import LinkDecoder, RateWindow
 from server.sessions import SessionRouter
@@ -35,6 +35,8 @@ from server.view_tracks import ReconstructedVideoTrack
 log = logging.getLogger(__name__)
 VIEW_CHANNEL = "talkcodec-view"
 STATS_PERIOD_S = 1.0
+FRAME_S = 0.04
+LIVE_MAX_LAG_MS = 600.0
 
 
 @dataclass
@@ -53,6 +55,9 @@ class LinkSession:
         self.pc = new_peer_connection(worker.config.ice_servers)
         self.receiver: Receiver = get_receiver(worker.receiver_name,
                                                low_latency=worker.config.low_latency)
+        # Live: when rendering falls this far behind the presentation clock (a slow CPU),
+        # the output clock jumps ahead (frames are skipped) instead of replaying the past.
+        self.receiver.max_gap_ms = LIVE_MAX_LAG_MS
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="receiver")
         loop = asyncio.get_running_loop()
         # The decoder runs in the executor thread; the request goes out on the event loop.
@@ -68,6 +73,7 @@ class LinkSession:
         self.transport_history: deque[tuple[float, int]] = deque()
         self.render_ms = 0.0
         self.frames_out = 0
+        self.fallback = False
         self.wake = asyncio.Event()
         self.tasks: list[asyncio.Task] = []
         self.pc.on("datachannel", self._on_channel)
@@ -146,12 +152,21 @@ class LinkSession:
         last_stats = 0.0
         while self.pc.connectionState not in ("closed", "failed"):
             try:
-                await asyncio.wait_for(self.wake.wait(), STATS_PERIOD_S)
+                await asyncio.wait_for(self.wake.wait(), FRAME_S)
             except asyncio.TimeoutError:
                 pass
             self.wake.clear()
             t0 = time.perf_counter()
-            frames = await loop.run_in_executor(self.executor, self.receiver.pull)
+            # The presentation clock (stream time now) lets the receiver hold through loss
+            # (low latency) and bounds the wait for the next 8x8 frame (interpolate).
+            now_ms = None if self.epoch_unix_ms is None else time.time() * 1000 - self.epoch_unix_ms
+            try:
+                frames = await loop.run_in_executor(self.executor, self.receiver.pull, now_ms)
+            except Exception:  # noqa: BLE001 - a broken receiver must not end the call
+                log.exception("receiver %s failed; falling back to %s", self.receiver.name,
+                              FALLBACK_RECEIVER)
+                await loop.run_in_executor(self.executor, self._fall_back)
+                continue
             if frames:
                 self.render_ms = 1000 * (time.perf_counter() - t0) / len(frames)
             for f in frames:
@@ -159,6 +174,18 @@ class LinkSession:
             if time.monotonic() - last_stats >= STATS_PERIOD_S:
                 last_stats = time.monotonic()
                 await self._send_stats()
+
+    def _fall_back(self) -> None:
+        """Replace the receiver by the cheap baseline (runs on the receiver thread)."""
+        old = self.receiver
+        if old.name == FALLBACK_RECEIVER:
+            raise RuntimeError("the fallback receiver failed too")
+        new = get_receiver(FALLBACK_RECEIVER, low_latency=old.low_latency)
+        new.max_gap_ms = LIVE_MAX_LAG_MS
+        if old.identity is not None:
+            new.set_identity(old.identity)
+        self.receiver = self.decoder.receiver = new
+        self.fallback = True
 
     def _emit(self, frame: OutputFrame) -> None:
         self.frames_out += 1
@@ -218,7 +245,7 @@ class LinkSession:
             "lowres_loss": self.decoder.loss_fraction(),
             "lowres_decoded": c.lowres_decoded, "corrupt": c.corrupt,
             "fps": self.rendered.bps() / 8, "render_ms": self.render_ms,
-            "frames_out": self.frames_out, "receiver": self.worker.receiver_name,
+            "frames_out": self.frames_out, "receiver": self.receiver.name,
             "low_latency": self.worker.config.low_latency,
             "identity_bytes": c.bytes_by_kind["IDENTITY"],
             "server_unix_ms": time.time() * 1000,

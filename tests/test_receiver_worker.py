@@ -1,6 +1,7 @@
 """The receiver worker in a Python-only call on loopback: a viewer that joins after the
-sender still gets the stream, hostile datagrams on the link are counted and ignored, and
-the 8x8 frames and figures reach the viewer."""
+sender still gets the stream, hostile datagrams on the link are counted and ignored, the
+8x8 frames and figures reach the viewer, and a receiver that raises is replaced by the
+baseline instead of ending the call."""
 
 from __future__ import annotations
 
@@ -9,18 +10,35 @@ import asyncio
 import numpy as np
 import pytest
 
+from codec.receiver.bicubic import BicubicReceiver
+from codec.receiver.registry import register_receiver
 from server.local_call import start_local_call
 from server.probe_viewer import ProbeViewer
 from server.sender_agent import FileSender
 from tests._call_media import CALL_CLIP
 
 
-async def _late_viewer_call() -> dict:
+class BrokenReceiver(BicubicReceiver):
+    """Fails on its 10th frame, like a model whose weights do not match its code."""
+
+    name = "broken-test"
+
+    def render(self, t_ms: float):  # noqa: ANN201
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls >= 10:
+            raise ValueError("model input missing")
+        return super().render(t_ms)
+
+
+register_receiver("broken-test", "tests.test_receiver_worker:BrokenReceiver")
+
+
+async def _late_viewer_call(receiver: str) -> dict:
     from codec.sender.canvas import load_face_clip
 
     clip = await asyncio.get_running_loop().run_in_executor(
         None, lambda: load_face_clip(CALL_CLIP, max_seconds=4.0))
-    call = await start_local_call(with_agent=False, receiver="bicubic")
+    call = await start_local_call(with_agent=False, receiver=receiver)
     sender = FileSender(call.client("sender", "clip"), clip, loop=True)
     sender_task = asyncio.ensure_future(sender.run(max_seconds=40))
     viewer = ProbeViewer(call.client("viewer", "late"))
@@ -39,7 +57,8 @@ async def _late_viewer_call() -> dict:
             sender.link.reliable.send(data or b"\x01")
         await asyncio.sleep(6.0)
         link = next(iter(call.worker.links.values()))
-        return {"views": dict(viewer.views), "counters": link.decoder.counters}
+        return {"views": dict(viewer.views), "counters": link.decoder.counters,
+                "fallback": link.fallback, "receiver": link.receiver.name}
     finally:
         sender_task.cancel()
         await viewer.close()
@@ -48,10 +67,12 @@ async def _late_viewer_call() -> dict:
         await call.stop()
 
 
-def test_late_viewer_and_hostile_datagrams() -> None:
+@pytest.mark.parametrize("receiver", ["bicubic", "broken-test"])
+def test_late_viewer_and_hostile_datagrams(receiver: str) -> None:
     if not CALL_CLIP.exists():
         pytest.skip("shared data not present")
-    out = asyncio.run(asyncio.wait_for(_late_viewer_call(), timeout=90))
+    out = asyncio.run(asyncio.wait_for(_late_viewer_call(receiver), timeout=90))
+    assert out["fallback"] == (receiver == "broken-test"), out["receiver"]
     assert len(out["views"]) == 1
     record = next(iter(out["views"].values()))
     assert len(record.frames) > 60, len(record.frames)
