@@ -53,8 +53,12 @@ class LocalCall:
             t.cancel()
         for link in list(self.worker.links.values()):
             await link.close()
+        await self.worker.router.close_all()
         await self.worker.client.close()
         if self.agent is not None:
+            for agent_link in list(self.agent.links.values()):
+                await agent_link.pc.close()
+            await self.agent.router.close_all()
             await self.agent.client.close()
         for t in self.tasks:
             with contextlib.suppress(BaseException):

@@ -89,4 +89,5 @@ class ProbeViewer:
     async def close(self) -> None:
         for t in self._tasks:
             t.cancel()
+        await self.router.close_all()
         await self.client.close()

@@ -57,6 +57,11 @@ class SessionRouter:
                 except Exception:  # noqa: BLE001 - signalling already gone
                     pass
 
+    async def close_all(self) -> None:
+        """Close every session's peer connection (their media threads end with them)."""
+        for key in list(self.pcs):
+            await self.close_session(*key, notify=False)
+
     async def close_peer(self, peer: str) -> None:
         for key in [k for k in self.pcs if k[0] == peer]:
             await self.close_session(*key, notify=False)
