@@ -32,6 +32,14 @@ class CallThread:
     """A local call (signalling + receiver worker + sender agent) on its own event loop."""
 
     def __init__(self, **kw: object) -> None:
+        # Import what the call thread would import lazily, here in the main thread:
+        # CPython 3.11 can fail compiling modules in two threads at once under pytest.
+        import playwright.sync_api  # noqa: F401
+
+        from codec.receiver.registry import default_receiver_name, receiver_class
+        from server import local_call  # noqa: F401
+
+        receiver_class(str(kw.get("receiver") or default_receiver_name()))
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -96,6 +104,32 @@ def test_browser_call_reconstructs_within_budget(tmp_path: Path) -> None:
             if os.environ.get("TALKCODEC_SCREENSHOT"):
                 page.screenshot(path=os.environ["TALKCODEC_SCREENSHOT"])
             print(f"\nbrowser call figures: {fig}")
+            browser.close()
+    finally:
+        call.stop()
+
+
+def test_two_browsers_in_one_room_see_each_other(tmp_path: Path) -> None:
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    y4m = write_y4m(CALL_CLIP, tmp_path / "camera.y4m", size=256, seconds=4.0)
+    wav = write_wav(CALL_CLIP, tmp_path / "camera.wav", seconds=4.0)
+    call = CallThread(receiver="bicubic")  # two links on two cores: the cheap receiver
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                         args=_browser_args(y4m, wav))
+            pages = {}
+            for name in ("alice", "bob"):
+                pages[name] = browser.new_page()
+                pages[name].goto(call.call.page_url(name))
+            for name, page in pages.items():
+                # Each page shows both people's reconstructions, its own and the other's.
+                _wait_for(page, "Object.values(window.talkcodec.tiles)"
+                                ".filter(t => t.frames > 10).length >= 2", 90)
+                labels = sorted(t["label"] for t in page.evaluate("window.talkcodec.tiles").values())
+                assert labels == ["alice", "bob"], (name, labels)
             browser.close()
     finally:
         call.stop()
