@@ -3,7 +3,7 @@
 - ``new_peer_connection``: one bundled transport (BUNDLE group) (so the link's rate is one number), optional
   STUN/TURN servers, loopback host candidates when asked (aioice leaves 127.0.0.1 out).
 - ``LowBitrateOpusEncoder`` / ``use_low_bitrate_opus``: aiortc fixes Opus at 96 kbit/s and
-  20 ms frames; the talkcodec link sends speech at 8 kbit/s in 40 ms frames instead, set on
+  20 ms frames; the talkcodec link sends speech at 8 kbit/s in 60 ms frames instead, set on
   that one RTP sender only.
 - ``LinkEmulator``: a constrained link (rate, delay, loss) injected under DTLS/SRTP, where the
   ICE transport sends its datagrams.
@@ -35,7 +35,7 @@ from av import AudioFrame, AudioResampler
 LOWRES_CHANNEL = "talkcodec-lowres"  # unreliable, unordered: 8x8 frame packets
 RELIABLE_CHANNEL = "talkcodec-reliable"  # reliable, ordered: CONFIG + IDENTITY, sync
 DEFAULT_AUDIO_BITRATE = 8000
-DEFAULT_AUDIO_FRAME_MS = 40
+DEFAULT_AUDIO_FRAME_MS = 60
 
 _original_host_addresses = aioice.ice.get_host_addresses
 
