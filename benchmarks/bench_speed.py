@@ -106,7 +106,7 @@ def model_parts(providers: dict[str, list[str]], threads: int) -> dict[str, dict
                                  np.float16 if "float16" in i.type else np.float32)
                 for i in sess.get_inputs()
             }
-            result.setdefault(role, {})[label] = _timed(lambda: sess.run(None, feeds))
+            result.setdefault(role, {})[label] = _timed(lambda s=sess, f=feeds: s.run(None, f))
     return result
 
 

@@ -155,7 +155,6 @@ class SenderAgent:
         video = tracks.get("video")
         if video is None:
             return
-        label = self.client.peers.get(viewer, {}).get("label") or viewer
         audio = self.relay.subscribe(tracks["audio"]) if "audio" in tracks else None
         encoder = LiveEncoder(self.config)
         loop = asyncio.get_running_loop()
