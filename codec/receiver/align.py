@@ -16,9 +16,8 @@ import numpy as np
 
 from codec import CANVAS_SIZE
 from codec.receiver.backproject import back_project
-from codec.receiver.base import Receiver
-from codec.receiver.bicubic import to_uint8
-from codec.receiver.upsample import Upsampler, UpsampleKind
+from codec.receiver.base import Receiver, to_uint8
+from codec.receiver.upsample import UpsampleKind, Upsampler
 from codec.receiver.warp import LayeredImage, SimilarityWarp, WarpFit, WarpFitter, head_mask
 from codec.types import IdentityFrame
 

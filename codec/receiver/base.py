@@ -42,6 +42,11 @@ from codec.types import AudioChunk, IdentityFrame, LowResFrame, OutputFrame
 FRAME_MS = 1000.0 / CANVAS_FPS
 
 
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Round and clip a float image to uint8."""
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
 class Receiver(abc.ABC):
     """Base class: keeps the input buffers and the output clock; subclasses render."""
 
@@ -266,7 +271,7 @@ class Receiver(abc.ABC):
         first = self.lowres[0].pixels
         image = Upsampler(self.canvas_size)(first)
         placeholder = IdentityFrame(
-            image=np.clip(np.rint(image), 0, 255).astype(np.uint8),
+            image=to_uint8(image),
             timestamp_ms=self._times[0],
         )
         self.identity = placeholder

@@ -11,18 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from codec import CANVAS_SIZE
-from codec.receiver.base import Receiver
-from codec.receiver.upsample import Upsampler, UpsampleKind
+from codec.receiver.base import Receiver, to_uint8
+from codec.receiver.upsample import UpsampleKind, Upsampler
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
-
-
-class BicubicReceiver(Receiver):
-    """Upsamples the (time-interpolated) low-res frame; uses neither identity nor audio."""
-
-    name = "bicubic"
+class UpsamplingReceiver(Receiver):
+    """A receiver that owns an upsampler consistent with the box downsampler
+    (``bicubic``, ``backproject``)."""
 
     def __init__(
         self,
@@ -34,6 +29,12 @@ class BicubicReceiver(Receiver):
     ) -> None:
         super().__init__(low_latency=low_latency, canvas_size=canvas_size)
         self.upsampler = Upsampler(self.canvas_size, kind=kind, consistent=consistent)
+
+
+class BicubicReceiver(UpsamplingReceiver):
+    """Upsamples the (time-interpolated) low-res frame; uses neither identity nor audio."""
+
+    name = "bicubic"
 
     def render(self, t_ms: float) -> np.ndarray:
         return to_uint8(self.upsampler(self.lowres_at(t_ms)))
