@@ -33,12 +33,9 @@ from codec.receiver.registry import default_receiver_name  # noqa: E402
 from server.local_call import start_local_call  # noqa: E402
 from server.probe_viewer import ProbeViewer  # noqa: E402
 from server.sender_agent import FileSender  # noqa: E402
+from codec.data import data_dir  # noqa: E402
 
 DEFAULT_CLIP = "clips/OpenTalker__SadTalker__test__examples__source_image__WDA_EdMarkey0_000.mp4"
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("TALKCODEC_DATA", REPO.parent / "shared" / "data"))
 
 
 async def measure(clip, receiver: str, low_latency: bool, seconds: float) -> dict:  # noqa: ANN001

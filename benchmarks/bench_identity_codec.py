@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,16 +21,13 @@ sys.path.insert(0, str(REPO))
 from codec.bitstream.identity_codec import ImageFormat, decode_image, encode_image  # noqa: E402
 from codec.metrics.fidelity import psnr, ssim  # noqa: E402
 from codec.sender.canvas import load_face_clip  # noqa: E402
+from codec.data import data_dir as data_root  # noqa: E402
 
 SETTINGS = {
     ImageFormat.JPEG: (70, 80, 90, 95),
     ImageFormat.WEBP: (70, 80, 90, 95),
     ImageFormat.AVIF: (50, 65, 80, 90),
 }
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("TALKCODEC_DATA", REPO.parent / "shared" / "data"))
 
 
 def val_frames(limit: int) -> list[np.ndarray]:

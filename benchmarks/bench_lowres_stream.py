@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import random
 import sys
 from pathlib import Path
@@ -30,10 +29,7 @@ from codec.bitstream.stream import StreamDecoder  # noqa: E402
 from codec.sender.canvas import load_face_clip  # noqa: E402
 from codec.sender.downsample import box_downsample  # noqa: E402
 from codec.sender.sender import Sender, SenderConfig  # noqa: E402
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("TALKCODEC_DATA", REPO.parent / "shared" / "data"))
+from codec.data import data_dir as data_root  # noqa: E402
 
 
 def val_rows() -> list[dict[str, str]]:

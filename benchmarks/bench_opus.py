@@ -25,12 +25,9 @@ sys.path.insert(0, str(REPO))
 
 from codec.audio.opus import OpusDecoder, OpusEncoder  # noqa: E402
 from codec.sender.video_io import read_audio  # noqa: E402
+from codec.data import data_dir as data_root  # noqa: E402
 
 RATE = 16000
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("TALKCODEC_DATA", REPO.parent / "shared" / "data"))
 
 
 def val_speech(seconds: float) -> np.ndarray:

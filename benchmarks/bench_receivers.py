@@ -39,12 +39,9 @@ from codec.receiver.registry import get_receiver  # noqa: E402
 from codec.sender.sender import Sender  # noqa: E402
 from codec.sender.downsample import box_downsample  # noqa: E402
 from codec.types import FaceClip, IdentityFrame, LowResFrame  # noqa: E402
+from codec.data import data_dir as data_root  # noqa: E402
 
 BASELINES = ("identity", "bicubic", "backproject", "align")
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("TALKCODEC_DATA", REPO.parent / "shared" / "data"))
 
 
 def cached_canvas(path: Path, seconds: float, cache: Path | None) -> np.ndarray:

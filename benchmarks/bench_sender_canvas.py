@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from codec.sender.canvas import load_face_clip  # noqa: E402
 from codec.sender.crop_plan import canvas_jitter  # noqa: E402
+from codec.data import data_dir as data_root  # noqa: E402
 
 DEFAULT_CLIPS = [
     "sstzal__DFRF__dataset__vids__cnn2_25fps.mp4",  # 512x512, 71 s
@@ -38,10 +39,6 @@ DEFAULT_CLIPS = [
     "bytedance__LatentSync__assets__demo2_video.mp4",  # portrait 1080x1920 HEVC
     "VisualVoice__test_videos__interview.mp4",  # split screen, two people
 ]
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("TALKCODEC_DATA", REPO.parent / "shared" / "data"))
 
 
 def shake(boxes_xys: np.ndarray, size: int = 256) -> float:

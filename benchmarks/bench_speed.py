@@ -24,15 +24,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from codec.data import data_dir as data_root
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CLIP = "clips/smeetrs__deep_avsr__audio__demo__00001.mp4"
 REPEATS = 3
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("TALKCODEC_DATA", REPO.parent / "shared" / "data"))
 
 
 def _timed(fn, min_s: float = 1.0, min_runs: int = 3) -> float:  # noqa: ANN001

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 import time
 from pathlib import Path
@@ -43,10 +42,7 @@ from codec.metrics.landmarks import (  # noqa: E402
 from codec.receiver.registry import get_receiver  # noqa: E402
 from codec.sender.downsample import box_downsample  # noqa: E402
 from codec.types import AudioChunk, IdentityFrame, LowResFrame  # noqa: E402
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("TALKCODEC_DATA", REPO.parent / "shared" / "data"))
+from codec.data import data_dir as data_root  # noqa: E402
 
 
 def val_rows() -> list[dict]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 from pathlib import Path
 
@@ -29,12 +28,9 @@ from talkcodec_runner import available_receivers, decode, encode  # noqa: E402
 from codec.metrics.fidelity import mean_psnr, psnr  # noqa: E402
 from codec.sender.canvas import load_face_clip  # noqa: E402
 from codec.sender.downsample import box_downsample, box_upsample  # noqa: E402
+from codec.data import data_dir  # noqa: E402
 
 LABEL_W = 230
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("TALKCODEC_DATA", ROOT.parent / "shared" / "data"))
 
 
 def clip_psnr(out: np.ndarray, gt: np.ndarray) -> float:

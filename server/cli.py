@@ -20,13 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from codec.errors import InputError, TalkcodecError
+from codec.data import data_dir
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CLIP = "clips/OpenTalker__SadTalker__test__examples__source_image__WDA_EdMarkey0_000.mp4"
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("TALKCODEC_DATA", REPO.parent / "shared" / "data"))
 
 
 def _ws_url(url: str) -> str:

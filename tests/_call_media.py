@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import wave
 from pathlib import Path
 
 import av
 import numpy as np
+from codec.data import data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("TALKCODEC_DATA", ROOT.parent / "shared" / "data"))
+DATA = data_dir()
 CALL_CLIP = DATA / "clips" / "OpenTalker__SadTalker__test__examples__source_image__WDA_EdMarkey0_000.mp4"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,9 +12,10 @@ import pytest
 from codec.sender.downsample import box_downsample
 from codec.sender.video_io import iter_video_frames
 from codec.types import IdentityFrame, LowResFrame
+from codec.data import data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("TALKCODEC_DATA", ROOT.parent / "shared" / "data"))
+DATA = data_dir()
 # A tight 160x160 LRS2 face crop at 25 fps (val split): already a head-and-shoulders canvas.
 CLIP = "clips/smeetrs__deep_avsr__audio__demo__00001.mp4"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -10,9 +9,10 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
+from codec.data import data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("TALKCODEC_DATA", ROOT.parent / "shared" / "data"))
+DATA = data_dir()
 
 # Tight 160x160 LRS2 face crops (val split), two different people.
 CLIP_A = "clips/smeetrs__deep_avsr__audio__demo__00001.mp4"

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+from codec.data import data_dir
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def data_dir() -> Path:
-    """../shared/data next to the repository, or $TALKCODEC_DATA."""
-    env = os.environ.get("TALKCODEC_DATA")
-    return Path(env) if env else REPO.parent / "shared" / "data"
 
 
 def manifest() -> list[dict[str, str]]:

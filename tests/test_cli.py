@@ -12,9 +12,10 @@ import av
 import pytest
 
 from codec.cli import main
+from codec.data import data_dir
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("TALKCODEC_DATA", REPO.parent / "shared" / "data"))
+DATA = data_dir()
 VAL_CLIP = DATA / "clips" / "rizkiarm__LipNet__evaluation__samples__GRID__bbaf2n.mpg"
 needs_data = pytest.mark.skipif(not VAL_CLIP.exists(), reason="shared data not present")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +10,10 @@ import pytest
 from codec.bitstream.lowres_codec import LowResDecoder, LowResEncoder, LowResParams
 from codec.errors import BitstreamError, CorruptError
 from codec.sender.downsample import box_downsample
+from codec.data import data_dir
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("TALKCODEC_DATA", REPO.parent / "shared" / "data"))
+DATA = data_dir()
 VAL_CLIP = DATA / "clips" / "rizkiarm__LipNet__evaluation__samples__GRID__bbaf2n.mpg"
 HEADER_BYTES = 11
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
+from codec.data import data_dir
 
 from server.transport import (
     LOWRES_CHANNEL,
@@ -25,7 +24,7 @@ from server.transport import (
     wait_connected,
 )
 
-DATA = Path(os.environ.get("TALKCODEC_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA = data_dir()
 SPEECH_CLIP = DATA / "clips" / "OpenTalker__SadTalker__test__examples__source_image__WDA_EdMarkey0_000.mp4"
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -27,6 +26,7 @@ import codec.bitstream.lowres_codec as lowres_codec  # noqa: E402
 from codec.bitstream.entropy import BitModel  # noqa: E402
 from codec.sender.canvas import load_face_clip  # noqa: E402
 from codec.sender.downsample import box_downsample  # noqa: E402
+from codec.data import data_dir  # noqa: E402
 
 Key = tuple[str, str, int, int]
 
@@ -110,7 +110,7 @@ def main() -> None:
     ap.add_argument("--shift", type=int, default=4)
     ap.add_argument("--out", type=Path, default=REPO / "codec/bitstream/lowres_priors.py")
     args = ap.parse_args()
-    root = Path(os.environ.get("TALKCODEC_DATA", REPO.parent / "shared" / "data"))
+    root = data_dir()
     with open(root / "manifest.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["split"] == "train"][: args.clips]
     sequences = []

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from codec.data import data_dir  # noqa: F401  (re-exported for the training scripts)
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("TALKCODEC_DATA", REPO.parent / "shared" / "data"))
 
 
 def cache_dir() -> Path:
