@@ -1,12 +1,15 @@
 """Export the trained networks to models/<role>-<sha256[:12]>.onnx and check ORT agrees.
 
-    .venv/bin/python -m training.export_onnx
+    .venv/bin/python -m training.export_onnx [--only ROLE]
 
 Reads cache/interpolator.pt and cache/receiver.pt; replaces older files of the same roles.
+``--only ROLE`` exports just that network (e.g. a retrained interpolator) and leaves the
+other roles' files untouched.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 from pathlib import Path
 
@@ -50,13 +53,19 @@ class _AnimatorByName(nn.Module):
         return self.animator.heads(window, id_lr, f32, f16, mel)
 
 
-def trained_modules() -> dict[str, nn.Module]:
-    interp = Interpolator()
-    interp.load_state_dict(torch.load(cache_dir() / "interpolator.pt"))
-    net = ReceiverNet()
-    net.load_state_dict(torch.load(cache_dir() / "receiver.pt", weights_only=False)["net"])
-    return {"interpolator": interp.eval(), "identity_encoder": net.identity_encoder.eval(),
-            "animator": _AnimatorByName(net).eval()}
+def trained_modules(roles: tuple[str, ...] = ROLES) -> dict[str, nn.Module]:
+    out: dict[str, nn.Module] = {}
+    if "interpolator" in roles:
+        interp = Interpolator()
+        interp.load_state_dict(torch.load(cache_dir() / "interpolator.pt"))
+        out["interpolator"] = interp.eval()
+    if {"identity_encoder", "animator"} & set(roles):
+        net = ReceiverNet()
+        net.load_state_dict(torch.load(cache_dir() / "receiver.pt",
+                                       weights_only=False)["net"])
+        out["identity_encoder"] = net.identity_encoder.eval()
+        out["animator"] = _AnimatorByName(net).eval()
+    return {r: m for r, m in out.items() if r in roles}
 
 
 def output_names(role: str) -> list[str]:
@@ -82,10 +91,10 @@ def max_abs_diff(module: nn.Module, data: bytes, role: str, seed: int = 1) -> fl
     return max(float(np.abs(r.numpy() - o).max()) for r, o in zip(ref, got, strict=True))
 
 
-def export_all(out_dir: Path) -> dict[str, Path]:
+def export_all(out_dir: Path, roles: tuple[str, ...] = ROLES) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
-    for role, module in trained_modules().items():
+    for role, module in trained_modules(roles).items():
         data = to_onnx(module, role)
         print(f"{role}: max |torch - ort| = {max_abs_diff(module, data, role):.4f} "
               f"({len(data) / 1024:.0f} KiB)")
@@ -94,10 +103,13 @@ def export_all(out_dir: Path) -> dict[str, Path]:
         path = out_dir / hashed_name(role, data)
         path.write_bytes(data)
         written[role] = path
-    assert set(written) == set(ROLES)
+    assert set(written) == set(roles)
     return written
 
 
 if __name__ == "__main__":
-    for p in export_all(models_dir()).values():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", choices=ROLES, help="export just this role")
+    args = ap.parse_args()
+    for p in export_all(models_dir(), (args.only,) if args.only else ROLES).values():
         print(p)
