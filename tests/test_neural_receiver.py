@@ -39,8 +39,16 @@ def _fresh_modules() -> dict[str, "torch.nn.Module"]:
         for m in (net, interp := Interpolator()):
             for p in m.parameters():
                 p.add_(0.05 * torch.randn_like(p))
+    from codec.receiver.neural.mouth_driver import MouthDriver
+
+    mouth = MouthDriver()
+    with torch.no_grad():  # inputs are randn * 4 - 6: outputs mostly inside the clamp
+        mouth.mu.fill_(-6.0)
+        mouth.sd.fill_(4.0)
+        mouth.linear.weight.copy_(0.02 * torch.randn_like(mouth.linear.weight))
+        mouth.linear.bias.fill_(0.2)
     return {"interpolator": interp.eval(), "identity_encoder": net.identity_encoder.eval(),
-            "animator": _AnimatorByName(net).eval()}
+            "animator": _AnimatorByName(net).eval(), "mouth": mouth.eval()}
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,8 @@
 
     .venv/bin/python -m training.export_onnx [--only ROLE]
 
-Reads cache/interpolator.pt and cache/receiver.pt; replaces older files of the same roles.
+Reads cache/interpolator.pt, cache/receiver.pt and cache/mouth.pt; replaces older files of
+the same roles.
 ``--only ROLE`` exports just that network (e.g. a retrained interpolator) and leaves the
 other roles' files untouched.
 """
@@ -19,6 +20,8 @@ import torch
 from torch import nn
 
 from codec.receiver.neural.interpolator import Interpolator
+from codec.receiver.neural.mouth import N_FEATURES
+from codec.receiver.neural.mouth_driver import MouthDriver
 from codec.receiver.neural.network import ReceiverNet
 from codec.receiver.neural.weights import ROLES, hashed_name, models_dir
 from training.paths import cache_dir
@@ -30,6 +33,8 @@ def example_inputs(role: str, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     if role == "interpolator":
         return {"keys": torch.rand(1, 3, 4, 8, 8, generator=g) * 255}
+    if role == "mouth":
+        return {"feats": torch.randn(1, N_FEATURES, generator=g) * 4 - 6}
     ident = torch.rand(1, 3, 256, 256, generator=g) * 255
     if role == "identity_encoder":
         return {"identity": ident}
@@ -65,12 +70,16 @@ def trained_modules(roles: tuple[str, ...] = ROLES) -> dict[str, nn.Module]:
                                        weights_only=False)["net"])
         out["identity_encoder"] = net.identity_encoder.eval()
         out["animator"] = _AnimatorByName(net).eval()
+    if "mouth" in roles:
+        mouth = MouthDriver()
+        mouth.load_state_dict(torch.load(cache_dir() / "mouth.pt"))
+        out["mouth"] = mouth.eval()
     return {r: m for r, m in out.items() if r in roles}
 
 
 def output_names(role: str) -> list[str]:
     return {"interpolator": ["between"], "identity_encoder": ["id_lr", "f32", "f16"],
-            "animator": ["theta", "flow", "mask", "colour"]}[role]
+            "animator": ["theta", "flow", "mask", "colour"], "mouth": ["opening"]}[role]
 
 
 def to_onnx(module: nn.Module, role: str) -> bytes:

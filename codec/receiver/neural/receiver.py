@@ -1,12 +1,15 @@
 """The neural receiver: identity frame + 8x8 stream + speech -> 256x256 at 25 fps.
 
-Runs three ONNX networks through ONNX Runtime (no torch at run time):
+Runs four ONNX networks through ONNX Runtime (no torch at run time):
 - ``identity_encoder`` once per identity frame (its encoding is cached);
 - ``interpolator`` once per pair of consecutive low-res frames (5 -> 25 fps, cached);
 - ``animator`` once per output frame: the interpolated 8x8 window around t, the identity
   encoding and the 200 ms log-mel window of the speech -> motion, mask and colour, which
   ``compose.compose_frame`` (numpy/OpenCV) turns into the warped, blended, back-projected
-  256x256 frame.
+  256x256 frame;
+- ``mouth`` once per output frame: speech features -> lip opening, which ``mouth.MouthWarp``
+  applies to the identity frame's mouth (found once by dlib's 68-point predictor) before
+  the animator's warp.
 """
 
 from __future__ import annotations
@@ -19,6 +22,14 @@ import numpy as np
 from codec.audio.features import window_features, window_span_ms
 from codec.receiver.base import FRAME_MS, Receiver
 from codec.receiver.neural.compose import compose_frame
+from codec.receiver.neural.mouth import (
+    MOUTH_STRENGTH,
+    MouthWarp,
+    block_features,
+    block_from_samples,
+    block_span_ms,
+    mouth_shape,
+)
 from codec.receiver.neural.weights import ROLES, find_model, load_verified
 from codec.sender.downsample import box_downsample
 from codec.types import IdentityFrame, LowResFrame
@@ -52,13 +63,15 @@ class NeuralReceiver(Receiver):
 
     def __init__(self, *, low_latency: bool = False, canvas_size: int = 256,
                  models_dir: Path | None = None, threads: int = 1,
-                 use_audio: bool = True) -> None:
+                 use_audio: bool = True, use_mouth: bool = True) -> None:
         super().__init__(low_latency=low_latency, canvas_size=canvas_size)
         if canvas_size != 256:
             raise ValueError("the neural receiver renders 256x256 canvases only")
         self.sessions = {role: _session(load_verified(find_model(role, models_dir)), threads)
                          for role in ROLES}
         self.use_audio = use_audio
+        self.use_mouth = use_mouth
+        self._mouth: MouthWarp | None = None
         self._id_inputs: dict[str, np.ndarray] = {}
         self._identity = np.zeros((256, 256, 3), np.float32)
         self._between: dict[tuple[int, int], np.ndarray] = {}
@@ -72,6 +85,19 @@ class NeuralReceiver(Receiver):
         id_lr, f32, f16 = self.sessions["identity_encoder"].run(None, {"identity": x})
         self._id_inputs = {"id_lr": id_lr, "f32": f32, "f16": f16}
         self._identity = np.ascontiguousarray(img)
+        self._mouth = self._mouth_warp(self._identity) if self.use_mouth else None
+
+    @staticmethod
+    def _mouth_warp(img: np.ndarray) -> MouthWarp | None:
+        """The identity frame's mouth, or None when dlib finds no usable face on it (the
+        frame is then animated unchanged)."""
+        from codec.metrics.landmarks import detect_face, landmarks
+
+        box = detect_face(np.rint(img).astype(np.uint8))
+        if box is None:
+            return None
+        shape = mouth_shape(landmarks(np.rint(img).astype(np.uint8), box))
+        return None if shape is None else MouthWarp(img, shape)
 
     # ---- low-res stream at 25 fps -------------------------------------------------------
     def _in_between(self, j: int) -> np.ndarray:
@@ -128,10 +154,24 @@ class NeuralReceiver(Receiver):
             samples = np.zeros_like(samples)
         return window_features(samples)
 
+    def opening_at(self, t_ms: float) -> float:
+        """Lip opening the speech around t asks for (the ``mouth`` network)."""
+        samples = self.audio_window(t_ms, *block_span_ms())
+        if not self.use_audio:
+            samples = np.zeros_like(samples)
+        feats = block_features(block_from_samples(samples))[None]
+        (opening,) = self.sessions["mouth"].run(None, {"feats": feats})
+        return float(opening.ravel()[0])
+
+    def identity_at(self, t_ms: float) -> np.ndarray:
+        if self._mouth is None:
+            return self._identity
+        return self._mouth.render(self.opening_at(t_ms), MOUTH_STRENGTH)
+
     def render(self, t_ms: float) -> np.ndarray:
         window = self.window_at(t_ms)
         feeds = {"window": window[None], "mel": self.mel_at(t_ms)[None], **self._id_inputs}
         theta, flow, mask, colour = self.sessions["animator"].run(None, feeds)
         cur = window[WINDOW // 2].transpose(1, 2, 0)
-        out = compose_frame(self._identity, theta[0], flow[0], mask[0], colour[0], cur)
+        out = compose_frame(self.identity_at(t_ms), theta[0], flow[0], mask[0], colour[0], cur)
         return np.rint(out).astype(np.uint8)

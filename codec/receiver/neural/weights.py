@@ -1,7 +1,7 @@
 """Shipped ONNX weights: files ``models/<role>-<sha256[:12]>.onnx``, verified on load.
 
 Each network of the neural receiver has one role (``interpolator``, ``identity_encoder``,
-``animator``). A file whose content hash does not match its name is refused with
+``animator``, ``mouth``). A file whose content hash does not match its name is refused with
 ``ModelIntegrityError``; nothing is ever downloaded.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from codec.errors import TalkcodecError
 
-ROLES = ("interpolator", "identity_encoder", "animator")
+ROLES = ("interpolator", "identity_encoder", "animator", "mouth")
 HASH_LEN = 12
 _NAME = re.compile(r"^(?P<role>[a-z_]+)-(?P<hash>[0-9a-f]{12})\.onnx$")
 MAX_MODEL_BYTES = 64 << 20
