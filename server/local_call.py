@@ -18,7 +18,7 @@ from server.sender_agent import SenderAgent
 from server.signal_client import SignalClient
 from server.signalling import SignallingConfig
 from server.tokens import make_room_token, new_secret
-from server.transport import enable_loopback_candidates
+from server.transport import close_peer_connection, enable_loopback_candidates
 
 
 @dataclass
@@ -57,7 +57,7 @@ class LocalCall:
         await self.worker.client.close()
         if self.agent is not None:
             for agent_link in list(self.agent.links.values()):
-                await agent_link.pc.close()
+                await close_peer_connection(agent_link.pc)
             await self.agent.router.close_all()
             await self.agent.client.close()
         for t in self.tasks:

@@ -1,7 +1,9 @@
 """A headless viewer (Python) for tests and benchmarks: joins a room as ``viewer``, accepts
 the worker's view sessions, reads the timestamp stamp of every displayed frame and keeps
 the worker's live figures. Glass-to-glass latency = receive time - (sender epoch + frame
-timestamp), on one machine's clock."""
+timestamp), on one machine's clock. Audio: it records when each decoded audio frame arrives
+and the onsets of loud sounds (a beep probe for lip sync); its audio is decoded as each
+packet arrives (no jitter-buffer prefetch), so an onset's time is its arrival."""
 
 from __future__ import annotations
 
@@ -10,22 +12,33 @@ import json
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
+from codec import AUDIO_RATE, CANVAS_FPS
 from server.sessions import SessionRouter
 from server.signal_client import SignalClient
-from server.transport import new_peer_connection
+from server.transport import new_peer_connection, prompt_audio_receiver
 from server.view_tracks import read_stamp
+
+BEEP_PERIOD_MS, BEEP_AT_MS, BEEP_MS = 1000, 500, 60
+ONSET_LEVEL = 0.2  # of full scale
+ONSET_QUIET_MS = 300.0  # a new onset only after this much quiet
 
 
 @dataclass
 class ViewRecord:
     frames: list[tuple[float, int]] = field(default_factory=list)  # (unix ms, stamp ts)
     latencies_ms: list[float] = field(default_factory=list)
+    # Latency of each frame's arrival (its last RTP packet) before aiortc's jitter buffer,
+    # which holds a video frame until the next one starts (one frame, 40 ms).
+    arrivals: list[tuple[float, float]] = field(default_factory=list)  # (unix ms, latency ms)
     stats: list[dict] = field(default_factory=list)
     lowres: int = 0
     audio_frames: int = 0
+    audio_onsets_ms: list[float] = field(default_factory=list)  # unix ms
+    last_loud_ms: float = float("-inf")
     epoch_unix_ms: float | None = None
     label: str = ""
 
@@ -51,7 +64,14 @@ class ProbeViewer:
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            self._tasks.append(asyncio.ensure_future(self._consume(track, record)))
+            arrivals: dict[int, float] = {}
+            for rtp_receiver in pc.getReceivers():
+                if rtp_receiver.track is track:
+                    if track.kind == "audio":
+                        prompt_audio_receiver(rtp_receiver)
+                    else:
+                        _note_arrivals(rtp_receiver, arrivals)
+            self._tasks.append(asyncio.ensure_future(self._consume(track, record, arrivals)))
 
         @pc.on("datachannel")
         def on_channel(channel) -> None:  # noqa: ANN001
@@ -71,7 +91,8 @@ class ProbeViewer:
 
         return pc
 
-    async def _consume(self, track: MediaStreamTrack, record: ViewRecord) -> None:
+    async def _consume(self, track: MediaStreamTrack, record: ViewRecord,
+                       arrivals: dict[int, float]) -> None:
         while True:
             try:
                 frame = await track.recv()
@@ -80,14 +101,88 @@ class ProbeViewer:
             now = time.time() * 1000
             if track.kind == "audio":
                 record.audio_frames += 1
+                _find_onsets(frame, now, record)
                 continue
             ts = read_stamp(frame.to_ndarray(format="rgb24"))
             record.frames.append((now, ts))
+            arrived = None
+            if "first" in arrivals and frame.pts is not None:
+                arrived = arrivals.pop((int(arrivals["first"]) + frame.pts) & 0xFFFFFFFF, None)
             if record.epoch_unix_ms is not None:
                 record.latencies_ms.append(now - (record.epoch_unix_ms + ts))
+                if arrived is not None:
+                    record.arrivals.append((arrived, arrived - (record.epoch_unix_ms + ts)))
 
     async def close(self) -> None:
         for t in self._tasks:
             t.cancel()
         await self.router.close_all()
         await self.client.close()
+
+
+def _note_arrivals(rtp_receiver: object, arrivals: dict) -> None:
+    """Arrival time (unix ms) of each video frame's last RTP packet, by RTP timestamp;
+    ``arrivals["first"]`` is the first frame's (decoded pts 0)."""
+    handle = rtp_receiver._handle_rtp_packet  # type: ignore[attr-defined]
+
+    async def noting(packet, arrival_time_ms):  # noqa: ANN001, ANN202
+        if packet.marker:
+            arrivals.setdefault("first", packet.timestamp)
+            arrivals[packet.timestamp] = time.time() * 1000
+            if len(arrivals) > 400:
+                for key in [k for k in arrivals if k != "first"][:200]:
+                    del arrivals[key]
+        return await handle(packet, arrival_time_ms)
+
+    rtp_receiver._handle_rtp_packet = noting  # type: ignore[attr-defined]
+
+
+def _find_onsets(frame, recv_unix_ms: float, record: ViewRecord) -> None:  # noqa: ANN001
+    """Onsets of loud sound in a decoded audio frame (interleaved s16 at 48 kHz)."""
+    channels = len(frame.layout.channels)
+    pcm = frame.to_ndarray().reshape(-1)[::channels].astype(np.float32) / 32768.0
+    loud = np.flatnonzero(np.abs(pcm) > ONSET_LEVEL)
+    if not len(loud):
+        return
+    rate = frame.sample_rate
+    first = recv_unix_ms + 1000.0 * loud[0] / rate
+    if first - record.last_loud_ms > ONSET_QUIET_MS:
+        record.audio_onsets_ms.append(first)
+    record.last_loud_ms = recv_unix_ms + 1000.0 * loud[-1] / rate
+
+
+def beep_clip(clip):  # noqa: ANN001, ANN201 - FaceClip -> FaceClip
+    """The lip-sync probe: the clip's video with its audio replaced by a 1 kHz beep every
+    second (at stream time 500 ms + k s)."""
+    import copy
+
+    out = copy.copy(clip)
+    t = np.arange(clip.n_frames * AUDIO_RATE // CANVAS_FPS) / AUDIO_RATE
+    on = ((t * 1000 - BEEP_AT_MS) % BEEP_PERIOD_MS) < BEEP_MS
+    out.audio = (0.5 * np.sin(2 * np.pi * 1000 * t) * on).astype(np.float32)
+    return out
+
+
+def av_offset(record: ViewRecord, seconds: float) -> dict:
+    """A/V offset at this viewer over the last ``seconds``: for each beep onset, its latency
+    (arrival - (epoch + its stream time)) minus the latency of the video frames that
+    arrived within 200 ms of it (median), both as they arrive, before any playout buffer
+    (a player syncs the two tracks of the stream itself). > 0: sound after picture."""
+    if record.epoch_unix_ms is None or not record.audio_onsets_ms or not record.arrivals:
+        raise RuntimeError("no beeps or no stamped frames reached the viewer")
+    video = np.array(record.arrivals[-int(seconds * CANVAS_FPS):])
+    onsets = np.array(record.audio_onsets_ms[-int(seconds * 1000 / BEEP_PERIOD_MS):])
+    lat_a = (onsets - record.epoch_unix_ms - BEEP_AT_MS) % BEEP_PERIOD_MS
+    off = []
+    for onset, lat in zip(onsets, lat_a, strict=True):
+        near = video[np.abs(video[:, 0] - onset) <= 200.0, 1]
+        if len(near):
+            off.append(lat - float(np.median(near)))
+    if not off:
+        raise RuntimeError("no video frame arrived near a beep")
+    off = np.array(off)
+    return {"av_offset_med": float(np.median(off)), "av_offset_p10": float(np.percentile(off, 10)),
+            "av_offset_p90": float(np.percentile(off, 90)), "av_n": len(off),
+            "audio_lat_med": float(np.median(lat_a)),
+            "video_lat_med": float(np.median(video[:, 1])),
+            "video_decoded_lat_med": float(np.median(record.latencies_ms[-len(video):]))}

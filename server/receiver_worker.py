@@ -29,8 +29,15 @@ from codec.types import AudioChunk, LowResFrame, OutputFrame
 from server.link_decoder import LinkDecoder, RateWindow
 from server.sessions import SessionRouter
 from server.signal_client import SignalClient
-from server.transport import LOWRES_CHANNEL, RELIABLE_CHANNEL, new_peer_connection
-from server.view_tracks import ReconstructedVideoTrack
+from server.transport import (
+    LOWRES_CHANNEL,
+    RELIABLE_CHANNEL,
+    SenderAudioClock,
+    close_peer_connection,
+    new_peer_connection,
+    prompt_audio_receiver,
+)
+from server.view_tracks import PlayoutClock, ReconstructedVideoTrack, SyncedAudioTrack
 
 log = logging.getLogger(__name__)
 VIEW_CHANNEL = "talkcodec-view"
@@ -67,6 +74,10 @@ class LinkSession:
         self.reliable: RTCDataChannel | None = None
         self.epoch_unix_ms: float | None = None
         self.audio_track: MediaStreamTrack | None = None
+        self.audio_clock: SenderAudioClock | None = None
+        # The viewers' audio: the link's speech played out on the video's clock (lip sync).
+        self.playout = PlayoutClock()
+        self.viewer_audio: SyncedAudioTrack | None = None
         self.audio_rate = RateWindow()
         self.viewers: dict[str, tuple[ReconstructedVideoTrack, RTCDataChannel]] = {}
         self.rendered = RateWindow()
@@ -103,7 +114,7 @@ class LinkSession:
         if isinstance(msg, dict) and msg.get("type") == "epoch":
             epoch = msg.get("epoch_unix_ms")
             if isinstance(epoch, (int, float)) and abs(epoch / 1000 - time.time()) < 86400:
-                self.epoch_unix_ms = float(epoch)
+                self.epoch_unix_ms = self.playout.epoch_unix_ms = float(epoch)
                 self._broadcast({"type": "epoch", "epoch_unix_ms": self.epoch_unix_ms})
 
     async def _feed(self, datagram: bytes) -> None:
@@ -124,26 +135,43 @@ class LinkSession:
         for rtp_receiver in self.pc.getReceivers():
             if rtp_receiver.track is track:
                 _count_rtp_payload(rtp_receiver, self.audio_rate)
+                # Decode each Opus packet on arrival; stamp it from the sender's reports.
+                self.audio_clock = prompt_audio_receiver(rtp_receiver)
+        self.viewer_audio = SyncedAudioTrack(self.playout)
         relayed = self.worker.relay.subscribe(track)
         self.tasks.append(asyncio.ensure_future(self._consume_audio(relayed)))
         for viewer in list(self.viewers):
             asyncio.ensure_future(self.worker.offer_view(viewer, self))
 
+    def _audio_stream_ms(self, frame) -> float | None:  # noqa: ANN001 - av.AudioFrame
+        """Stream time (capture - epoch) of a decoded frame's first sample: from the
+        sender's RTCP reports, or (before the first one) arrival time - duration."""
+        if self.epoch_unix_ms is None:
+            return None
+        captured = self.audio_clock.capture_unix_ms(frame) if self.audio_clock else None
+        if captured is None:
+            captured = time.time() * 1000 - 1000.0 * frame.samples / frame.sample_rate
+        return captured - self.epoch_unix_ms
+
     async def _consume_audio(self, track: MediaStreamTrack) -> None:
         resampler = AudioResampler(format="flt", layout="mono", rate=16000)
+        to_viewers = AudioResampler(format="s16", layout="mono", rate=SyncedAudioTrack.RATE)
         loop = asyncio.get_running_loop()
         while True:
             try:
                 frame = await track.recv()
             except Exception:  # noqa: BLE001 - track ended
                 return
-            for out in resampler.resample(frame):
-                pcm = out.to_ndarray().reshape(-1).astype(np.float32)
-                if self.epoch_unix_ms is None:
-                    continue
-                dur_ms = 1000.0 * len(pcm) / 16000
-                ts = int(time.time() * 1000 - self.epoch_unix_ms - dur_ms)
-                chunk = AudioChunk(samples=pcm, timestamp_ms=max(0, ts))
+            stream_ms = self._audio_stream_ms(frame)
+            if stream_ms is None:
+                continue
+            if self.viewer_audio is not None:
+                for out in to_viewers.resample(frame):
+                    self.viewer_audio.push(out.to_ndarray().reshape(-1), stream_ms)
+            pcm = np.concatenate([out.to_ndarray().reshape(-1).astype(np.float32)
+                                  for out in resampler.resample(frame)] or [np.zeros(0, np.float32)])
+            if len(pcm):
+                chunk = AudioChunk(samples=pcm, timestamp_ms=max(0, int(stream_ms)))
                 await loop.run_in_executor(self.executor, self.receiver.push_audio, chunk)
 
     # ---- output side -----------------------------------------------------------------
@@ -262,7 +290,9 @@ class LinkSession:
     async def close(self) -> None:
         for t in self.tasks:
             t.cancel()
-        await self.pc.close()
+        if self.viewer_audio is not None:
+            self.viewer_audio.stop()
+        await close_peer_connection(self.pc)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
@@ -325,10 +355,13 @@ class ReceiverWorker:
 
     async def offer_view(self, viewer: str, link: LinkSession) -> None:
         pc = new_peer_connection(self.config.ice_servers)
-        track = ReconstructedVideoTrack()
+        track = ReconstructedVideoTrack(clock=link.playout)
         pc.addTrack(track)
-        if link.audio_track is not None:
-            pc.addTrack(self.relay.subscribe(link.audio_track))
+        if link.viewer_audio is not None:
+            # aiortc gives both tracks the connection's one media stream (msid): browsers
+            # lip-sync the tracks of a stream by the sender reports, and the worker already
+            # sends them aligned (SyncedAudioTrack).
+            pc.addTrack(self.relay.subscribe(link.viewer_audio))
         channel = pc.createDataChannel(VIEW_CHANNEL)
         link.viewers[viewer] = (track, channel)
 
@@ -342,7 +375,7 @@ class ReceiverWorker:
             await self.router.offer(viewer, f"view:{link.key}", pc)
         except (asyncio.TimeoutError, ConnectionError):
             link.viewers.pop(viewer, None)
-            await pc.close()
+            await close_peer_connection(pc)
 
     async def _on_peer_joined(self, msg: dict) -> None:
         if msg.get("role") == "viewer":

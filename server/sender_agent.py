@@ -34,6 +34,7 @@ from server.transport import (
     DEFAULT_AUDIO_FRAME_MS,
     LinkShape,
     PcmAudioTrack,
+    close_peer_connection,
     new_peer_connection,
 )
 
@@ -79,7 +80,7 @@ class FileSender:
             await self._stream(self.link, audio, max_seconds)
         finally:
             if self.link is not None:
-                await self.link.pc.close()
+                await close_peer_connection(self.link.pc)
             await self.client.close()
             router_task.cancel()
 

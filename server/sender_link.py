@@ -24,6 +24,10 @@ from server.transport import (
     RELIABLE_CHANNEL,
     LinkEmulator,
     LinkShape,
+    WireMeter,
+    close_peer_connection,
+    lean_link_audio,
+    lean_link_transport,
     link_stats,
     new_peer_connection,
     use_low_bitrate_opus,
@@ -59,9 +63,13 @@ class SenderLink:
             LOWRES_CHANNEL, ordered=False, maxRetransmits=0
         )
         self.reliable: RTCDataChannel = self.pc.createDataChannel(RELIABLE_CHANNEL)
+        self.audio_sender = None
         if audio_track is not None:
-            use_low_bitrate_opus(self.pc.addTrack(audio_track), audio_bitrate, audio_frame_ms)
+            self.audio_sender = self.pc.addTrack(audio_track)
+            use_low_bitrate_opus(self.audio_sender, audio_bitrate, audio_frame_ms)
+        lean_link_transport(self.pc)
         self.emulator = LinkEmulator(link_shape) if link_shape is not None else None
+        self.meter = WireMeter()
         self.epoch_unix_ms: float | None = None
         self.sent_bytes: dict[str, int] = {k.name: 0 for k in StreamKind}
         self.on_intra_request: Callable[[], None] | None = None
@@ -69,14 +77,18 @@ class SenderLink:
 
     async def open(self, timeout_s: float = 20.0) -> None:
         await self.router.offer(self.receiver_peer, self.session, self.pc)
+        if self.audio_sender is not None:
+            lean_link_audio(self.pc, self.audio_sender)
         if self.emulator is not None:
             self.emulator.attach(self.pc)
+        self.meter.attach(self.pc)
         await wait_connected(self.pc, timeout_s)
         deadline = time.monotonic() + timeout_s
         while self.lowres.readyState != "open" or self.reliable.readyState != "open":
             if time.monotonic() > deadline:
                 raise ConnectionError("talkcodec data channels did not open")
             await asyncio.sleep(0.02)
+        self.meter.attach(self.pc, lowres_channels=[self.lowres])  # stream id, ICE sockets
 
     def set_epoch(self, epoch_unix_ms: float) -> None:
         """Timestamp 0 of the stream is this wall-clock time (for latency measurement)."""
@@ -107,6 +119,7 @@ class SenderLink:
 
     async def stats(self) -> dict[str, int]:
         out = await link_stats(self.pc)
+        out.update(self.meter.snapshot())
         out.update({f"sent_{k.lower()}": v for k, v in self.sent_bytes.items()})
         return out
 
@@ -116,4 +129,4 @@ class SenderLink:
 
     async def close(self) -> None:
         await self.router.close_session(self.receiver_peer, self.session)
-        await self.pc.close()
+        await close_peer_connection(self.pc)

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from aiortc import RTCPeerConnection
 
 from server.signal_client import SignalClient
-from server.transport import accept_answer, make_answer, make_offer
+from server.transport import accept_answer, close_peer_connection, make_answer, make_offer
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class SessionRouter:
         key = (to, session)
         old = self.pcs.pop(key, None)
         if old is not None:
-            await old.close()
+            await close_peer_connection(old)
         self.pcs[key] = pc
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[key] = fut
@@ -50,7 +50,7 @@ class SessionRouter:
     async def close_session(self, peer: str, session: str, notify: bool = True) -> None:
         pc = self.pcs.pop((peer, session), None)
         if pc is not None:
-            await pc.close()
+            await close_peer_connection(pc)
             if notify:
                 try:
                     await self.client.signal(peer, {"session": session, "kind": "bye"})
@@ -96,7 +96,7 @@ class SessionRouter:
         elif kind == "offer" and isinstance(data.get("sdp"), str) and self.on_offer is not None:
             old = self.pcs.pop(key, None)
             if old is not None:
-                await old.close()
+                await close_peer_connection(old)
             pc = await self.on_offer(peer, session, data)
             if pc is None:
                 return

@@ -13,9 +13,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import fractions
 import random
 import time
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -29,13 +31,33 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.codecs.opus import OpusEncoder
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcdtlstransport import SRTP_AES128_CM_SHA1_80
+from aiortc.rtcsctptransport import (
+    DataChunk,
+    ForwardTsnChunk,
+    HeartbeatAckChunk,
+    HeartbeatChunk,
+    SackChunk,
+    parse_packet,
+)
+from aiortc.rtp import HeaderExtensionsMap, RtcpByePacket, RtcpSrPacket, is_rtcp
+from aiortc.utils import uint16_add
 from av import AudioFrame, AudioResampler
+from OpenSSL import SSL
 
 LOWRES_CHANNEL = "talkcodec-lowres"  # unreliable, unordered: 8x8 frame packets
 RELIABLE_CHANNEL = "talkcodec-reliable"  # reliable, ordered: CONFIG + IDENTITY, sync
 DEFAULT_AUDIO_BITRATE = 8000
-DEFAULT_AUDIO_FRAME_MS = 60
+DEFAULT_AUDIO_FRAME_MS = 120  # the longest Opus packet: 8.3 RTP packets/s
+OPUS_FRAME_MS = (20, 40, 60, 80, 100, 120)
+OPUS_CLOCK = 48000  # RTP clock of Opus
+LINK_RTCP_INTERVAL_S = 5.0  # RFC 3550's nominal minimum; aiortc reports every 0.5-1.5 s
+# DTLS 1.2 record overhead: AES-GCM 13 + 8 (explicit nonce) + 16 (tag) = 37 B, ChaCha20-
+# Poly1305 13 + 16 = 29 B, on every data-channel message.
+LINK_DTLS_CIPHERS = (b"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:"
+                     b"ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA")
 
 _original_host_addresses = aioice.ice.get_host_addresses
 
@@ -71,14 +93,38 @@ class LowBitrateOpusEncoder(OpusEncoder):
     def __init__(self, bitrate: int = DEFAULT_AUDIO_BITRATE,
                  frame_ms: int = DEFAULT_AUDIO_FRAME_MS) -> None:
         super().__init__()
-        if frame_ms not in (20, 40, 60):
-            raise ValueError("Opus frame must be 20, 40 or 60 ms")
+        if frame_ms not in OPUS_FRAME_MS:
+            raise ValueError(f"Opus frame must be one of {OPUS_FRAME_MS} ms")
         self.codec.bit_rate = int(bitrate)
         self.codec.layout = "mono"
         self.codec.options = {"application": "voip", "vbr": "constrained",
                               "frame_duration": str(frame_ms)}
         self.resampler = AudioResampler(format="s16", layout="mono", rate=48000,
                                         frame_size=48 * frame_ms)
+        # Sampling clock: (input start in 1/48000 s, wall-clock ms of its first sample) per
+        # recent input frame, and the capture time of each packet made, oldest first.
+        self._inputs: deque[tuple[float, float]] = deque(maxlen=64)
+        self.captured_ms: deque[float] = deque(maxlen=64)
+
+    def encode(self, frame, force_keyframe: bool = False):  # noqa: ANN001, ANN201
+        # The track hands a frame over once its last sample is captured.
+        now_ms = time.time() * 1000
+        if frame.pts is not None and frame.time_base is not None:
+            self._inputs.append((float(frame.pts * frame.time_base * OPUS_CLOCK),
+                                 now_ms - 1000.0 * frame.samples / frame.sample_rate))
+        payloads, timestamp = super().encode(frame, force_keyframe)
+        if payloads and self._inputs and self.first_packet_pts is not None:
+            # The packet's pts is the input time of its first decoded sample (libopus's
+            # 312-sample delay included): find the input frame it falls in.
+            pts = timestamp + self.first_packet_pts
+            start, at_ms = self._inputs[0]
+            for s_, a_ in self._inputs:
+                if s_ <= pts:
+                    start, at_ms = s_, a_
+            for i in range(len(payloads)):
+                self.captured_ms.append(at_ms + (pts - start) * 1000.0 / OPUS_CLOCK
+                                        + i * 1000.0 * self.resampler.frame_size / OPUS_CLOCK)
+        return payloads, timestamp
 
 
 def use_low_bitrate_opus(sender: RTCRtpSender, bitrate: int = DEFAULT_AUDIO_BITRATE,
@@ -89,24 +135,185 @@ def use_low_bitrate_opus(sender: RTCRtpSender, bitrate: int = DEFAULT_AUDIO_BITR
     sender._RTCRtpSender__encoder = LowBitrateOpusEncoder(bitrate, frame_ms)  # type: ignore[attr-defined]
 
 
-class PcmAudioTrack(MediaStreamTrack):
-    """An audio track fed with 16 kHz mono float32 PCM (``feed``), paced in real time;
-    silence where nothing was fed in time."""
+NTP_UNIX_OFFSET_S = 2208988800
+
+
+def lean_link_transport(pc: RTCPeerConnection) -> None:
+    """Per-datagram savings on the talkcodec link, set before negotiation (on the link's
+    sender side only; every cipher and profile here is one aiortc and browsers accept):
+
+    - SRTP profile AES128_CM_HMAC_SHA1_80: a 10-byte auth tag per RTP packet instead of
+      AEAD_AES_256_GCM's 16;
+    - DTLS records in ChaCha20-Poly1305 first (server preference; GCM stays the fallback):
+      no 8-byte explicit nonce on every data-channel message.
+    """
+    for dtls in _dtls_transports(pc):
+        dtls._srtp_profiles = [SRTP_AES128_CM_SHA1_80]
+    for cert in getattr(pc, "_RTCPeerConnection__certificates", []):
+        _prefer_chacha(cert)
+
+
+def _prefer_chacha(cert: object) -> None:
+    if getattr(cert, "_talkcodec_chacha", False):
+        return
+    create = cert._create_ssl_context  # type: ignore[attr-defined]
+
+    def create_ssl_context(srtp_profiles):  # noqa: ANN001, ANN202
+        ctx = create(srtp_profiles)
+        ctx.set_cipher_list(LINK_DTLS_CIPHERS)
+        ctx.set_options(SSL.OP_CIPHER_SERVER_PREFERENCE)
+        return ctx
+
+    cert._create_ssl_context = create_ssl_context  # type: ignore[attr-defined]
+    cert._talkcodec_chacha = True  # type: ignore[attr-defined]
+
+
+def lean_link_audio(pc: RTCPeerConnection, sender: RTCRtpSender,
+                    rtcp_interval_s: float = LINK_RTCP_INTERVAL_S) -> None:
+    """Once the answer is applied (before the transport connects), on the link's Opus RTP
+    sender: no RTP header extensions (the negotiated mid + audio level cost 8 bytes a
+    packet; the receiver routes by SSRC and uses neither), and sender reports every
+    ``rtcp_interval_s`` instead of every 0.5-1.5 s."""
+    for transceiver in pc.getTransceivers():
+        if transceiver.sender is sender:
+            # aiortc configures the sender from this list when the transport connects.
+            transceiver._headerExtensions = []
+    sender._RTCRtpSender__rtp_header_extensions_map = HeaderExtensionsMap()  # type: ignore[attr-defined]
+    if getattr(sender, "_talkcodec_rtcp", False):
+        return
+    send_rtcp = sender._send_rtcp
+    last = [float("-inf")]
+    sampled: list[tuple[int, float]] = []  # (RTP timestamp, capture unix ms) of the last packet
+    dtls = sender.transport
+    send_rtp = dtls._send_rtp
+
+    async def noting_send_rtp(data: bytes) -> None:
+        encoder = getattr(sender, "_RTCRtpSender__encoder", None)
+        captured = getattr(encoder, "captured_ms", None)
+        if (captured and not is_rtcp(data) and len(data) >= 12
+                and int.from_bytes(data[8:12], "big") == sender._ssrc):
+            sampled[:] = [(int.from_bytes(data[4:8], "big"), captured.popleft())]
+        await send_rtp(data)
+
+    dtls._send_rtp = noting_send_rtp
+
+    async def throttled(packets: list) -> None:
+        now = time.monotonic()
+        if any(isinstance(p, RtcpByePacket) for p in packets) or now - last[0] >= rtcp_interval_s:
+            last[0] = now
+            for p in packets:
+                if isinstance(p, RtcpSrPacket) and sampled:
+                    # RFC 3550: the report's NTP time is the sampling instant of its RTP
+                    # timestamp (aiortc writes the time the last packet was sent).
+                    rtp, at_ms = sampled[0]
+                    delta = _signed32(p.sender_info.rtp_timestamp - rtp)
+                    p.sender_info.ntp_timestamp = _ntp(at_ms + delta * 1000.0 / OPUS_CLOCK)
+            await send_rtcp(packets)
+
+    sender._send_rtcp = throttled  # type: ignore[method-assign]
+    sender._talkcodec_rtcp = True  # type: ignore[attr-defined]
+
+
+def _signed32(x: int) -> int:
+    x &= 0xFFFFFFFF
+    return x - (1 << 32) if x >= 1 << 31 else x
+
+
+def _ntp(unix_ms: float) -> int:
+    seconds = unix_ms / 1000.0 + NTP_UNIX_OFFSET_S
+    return (int(seconds) << 32) | int((seconds % 1) * (1 << 32))
+
+
+class PromptAudioJitterBuffer(JitterBuffer):
+    """The link's audio at the receiver: each Opus RTP packet is a whole frame, so it goes
+    to the decoder as it arrives. aiortc's audio buffer first holds 4 packets back
+    (4 x 120 ms = 480 ms with the link's Opus frames). Packets older than the newest one
+    (late, duplicate) are dropped; a lost one is a gap (Opus PLC is not used by aiortc)."""
+
+    def __init__(self) -> None:
+        super().__init__(capacity=16)
+        self._newest: int | None = None
+        self.first_timestamp: int | None = None  # RTP timestamp of decoded pts 0
+
+    def add(self, packet) -> tuple[bool, JitterFrame | None]:  # noqa: ANN001 - RtpPacket
+        seq = packet.sequence_number
+        if self._newest is not None and not 0 < uint16_add(seq, -self._newest) < 0x8000:
+            return False, None
+        self._newest = seq
+        if self.first_timestamp is None:
+            self.first_timestamp = packet.timestamp
+        return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)
+
+
+
+
+class SenderAudioClock:
+    """When the sender captured each decoded audio frame, on the sender's clock.
+
+    The link's sender reports pair an RTP timestamp with the wall-clock time its first
+    decoded sample was captured (``lean_link_audio`` makes them so; RFC 3550's meaning).
+    So a decoded frame (pts in 1/48000 s from the first packet, whose RTP timestamp the
+    prompt jitter buffer kept) was captured at ``sr_time + (rtp - sr_rtp) / 48 kHz``: on
+    the same clock as the talkcodec stream's epoch, whatever the network delay.
+    ``capture_unix_ms`` is None until the first report (the caller then falls back to
+    arrival time)."""
+
+    def __init__(self, rtp_receiver: object) -> None:
+        self.buffer = PromptAudioJitterBuffer()
+        rtp_receiver._RTCRtpReceiver__jitter_buffer = self.buffer  # type: ignore[attr-defined]
+        self.sr: tuple[float, int] | None = None  # (unix ms, RTP timestamp)
+        handle = rtp_receiver._handle_rtcp_packet  # type: ignore[attr-defined]
+
+        async def on_rtcp(packet) -> None:  # noqa: ANN001
+            if isinstance(packet, RtcpSrPacket):
+                ntp = packet.sender_info.ntp_timestamp
+                unix_ms = ((ntp >> 32) - NTP_UNIX_OFFSET_S + (ntp & 0xFFFFFFFF) / 2**32) * 1000
+                self.sr = (unix_ms, packet.sender_info.rtp_timestamp)
+            await handle(packet)
+
+        rtp_receiver._handle_rtcp_packet = on_rtcp  # type: ignore[attr-defined]
+
+    def capture_unix_ms(self, frame: AudioFrame) -> float | None:
+        first = self.buffer.first_timestamp
+        if self.sr is None or first is None or frame.pts is None:
+            return None
+        rate = frame.sample_rate or OPUS_CLOCK
+        rtp = first + int(frame.pts * OPUS_CLOCK / rate)
+        return self.sr[0] + _signed32(rtp - self.sr[1]) * 1000.0 / OPUS_CLOCK
+
+
+def prompt_audio_receiver(rtp_receiver: object) -> SenderAudioClock:
+    """Give this (audio) RTP receiver the prompt jitter buffer; returns its capture clock."""
+    return SenderAudioClock(rtp_receiver)
+
+
+async def close_peer_connection(pc: RTCPeerConnection) -> None:
+    """``pc.close()`` that a cancelled caller cannot break.
+
+    When the remote end closes, aiortc starts its own ``close()`` task; a second caller
+    awaits that task's "closed" future. If that caller is cancelled (a call shutting down)
+    the future is cancelled with it, and aiortc's task then fails on ``set_result``:
+    "Task exception was never retrieved ... InvalidStateError". Shielded, the caller's
+    cancellation leaves the close running."""
+    await asyncio.shield(pc.close())
+
+
+class PacedAudioTrack(MediaStreamTrack):
+    """An audio track that hands out ``PTIME_S`` frames of ``RATE`` mono s16 in real time;
+    a subclass supplies the samples (``_next_samples``)."""
 
     kind = "audio"
-    RATE = 16000
+    RATE = 48000
     PTIME_S = 0.02
 
-    def __init__(self, max_buffer_s: float = 2.0) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self._buffer = np.zeros(0, np.float32)
-        self._max = int(max_buffer_s * self.RATE)
         self._start: float | None = None
         self._sent = 0
 
-    def feed(self, pcm: np.ndarray) -> None:
-        pcm = np.clip(np.asarray(pcm, np.float32).reshape(-1), -1.0, 1.0)
-        self._buffer = np.concatenate([self._buffer, pcm])[-self._max:]
+    def _next_samples(self, n: int) -> np.ndarray:
+        """The next ``n`` samples, int16."""
+        raise NotImplementedError
 
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
@@ -116,17 +323,36 @@ class PcmAudioTrack(MediaStreamTrack):
             self._start = time.time()
         else:
             await asyncio.sleep(max(0.0, self._start + (self._sent + n) / self.RATE - time.time()))
-        chunk = self._buffer[:n]
-        self._buffer = self._buffer[n:]
-        if len(chunk) < n:
-            chunk = np.concatenate([chunk, np.zeros(n - len(chunk), np.float32)])
-        frame = AudioFrame.from_ndarray((chunk * 32767).astype(np.int16)[None, :], format="s16",
+        frame = AudioFrame.from_ndarray(self._next_samples(n)[None, :], format="s16",
                                         layout="mono")
         frame.sample_rate = self.RATE
         frame.pts = self._sent
         frame.time_base = fractions.Fraction(1, self.RATE)
         self._sent += n
         return frame
+
+
+class PcmAudioTrack(PacedAudioTrack):
+    """An audio track fed with 16 kHz mono float32 PCM (``feed``), paced in real time;
+    silence where nothing was fed in time."""
+
+    RATE = 16000
+
+    def __init__(self, max_buffer_s: float = 2.0) -> None:
+        super().__init__()
+        self._buffer = np.zeros(0, np.float32)
+        self._max = int(max_buffer_s * self.RATE)
+
+    def feed(self, pcm: np.ndarray) -> None:
+        pcm = np.clip(np.asarray(pcm, np.float32).reshape(-1), -1.0, 1.0)
+        self._buffer = np.concatenate([self._buffer, pcm])[-self._max:]
+
+    def _next_samples(self, n: int) -> np.ndarray:
+        chunk = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        if len(chunk) < n:
+            chunk = np.concatenate([chunk, np.zeros(n - len(chunk), np.float32)])
+        return (chunk * 32767).astype(np.int16)
 
 
 @dataclass
@@ -191,6 +417,17 @@ async def _quiet(coro: Awaitable[None]) -> None:
         pass
 
 
+def _dtls_transports(pc: RTCPeerConnection) -> list:
+    found = [t.sender.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        found.append(pc.sctp.transport)
+    unique = []
+    for t in found:
+        if all(t is not u for u in unique):
+            unique.append(t)
+    return unique
+
+
 def _ice_transports(pc: RTCPeerConnection) -> list:
     found = []
     for t in pc.getTransceivers():
@@ -227,6 +464,106 @@ async def wait_connected(pc: RTCPeerConnection, timeout_s: float = 20.0) -> None
         if pc.connectionState in ("failed", "closed") or time.monotonic() > deadline:
             raise ConnectionError(f"peer connection {pc.connectionState}")
         await asyncio.sleep(0.05)
+
+
+_wire_label: contextvars.ContextVar[str] = contextvars.ContextVar("talkcodec_wire_label",
+                                                                  default="dtls_other")
+
+
+def _sctp_label(packet: bytes, lowres_streams: set[int]) -> str:
+    try:
+        chunks = parse_packet(packet)[3]
+    except ValueError:
+        return "sctp_other"
+    if not chunks:
+        return "sctp_other"
+    chunk = chunks[0]
+    if isinstance(chunk, DataChunk):
+        return "sctp_data_lowres" if chunk.stream_id in lowres_streams else "sctp_data_reliable"
+    if isinstance(chunk, SackChunk):
+        return "sctp_sack"
+    if isinstance(chunk, (HeartbeatChunk, HeartbeatAckChunk)):
+        return "sctp_heartbeat"
+    if isinstance(chunk, ForwardTsnChunk):
+        return "sctp_forward_tsn"
+    return "sctp_other"
+
+
+class WireMeter:
+    """Counts every datagram one peer connection sends, by what it carries.
+
+    Labels (bytes and packets each): ``rtp_audio`` (SRTP: RTP header + extensions + Opus +
+    auth tag), ``rtcp`` (SRTCP), ``sctp_data_lowres`` / ``sctp_data_reliable`` (DTLS records
+    carrying one SCTP DATA chunk of that channel), ``sctp_sack``, ``sctp_heartbeat``,
+    ``sctp_forward_tsn``, ``sctp_other``, ``dtls_other`` (handshake, alerts): together the
+    DTLS transport's ``bytesSent``. ``stun`` (ICE consent checks and responses, sent by
+    aioice outside DTLS) is counted too but is not part of that total. No UDP/IP headers.
+    """
+
+    DTLS_LABELS = ("rtp_audio", "rtcp", "sctp_data_lowres", "sctp_data_reliable", "sctp_sack",
+                   "sctp_heartbeat", "sctp_forward_tsn", "sctp_other", "dtls_other")
+
+    def __init__(self) -> None:
+        self.bytes: dict[str, int] = defaultdict(int)
+        self.packets: dict[str, int] = defaultdict(int)
+        self.lowres_streams: set[int] = set()
+
+    def _count(self, label: str, n: int) -> None:
+        self.bytes[label] += n
+        self.packets[label] += 1
+
+    def attach(self, pc: RTCPeerConnection, lowres_channels: list | tuple = ()) -> None:
+        """Meter ``pc`` (call once its transports exist, after the local description is
+        set; again after connecting to pick up ICE's sockets)."""
+        for channel in lowres_channels:
+            if channel.id is not None:
+                self.lowres_streams.add(channel.id)
+        for dtls in _dtls_transports(pc):
+            if getattr(dtls, "_talkcodec_metered", False):
+                continue
+            dtls._talkcodec_metered = True
+            send_data = dtls._send_data
+
+            async def labelled_send_data(data: bytes, _send=send_data) -> None:
+                token = _wire_label.set(_sctp_label(data, self.lowres_streams))
+                try:
+                    await _send(data)
+                finally:
+                    _wire_label.reset(token)
+
+            dtls._send_data = labelled_send_data
+        for ice in _ice_transports(pc):
+            if not getattr(ice, "_talkcodec_metered", False):
+                ice._talkcodec_metered = True
+                ice._send = self._wrap_ice_send(ice._send)
+            for protocol in getattr(ice._connection, "_protocols", []):
+                if not getattr(protocol, "_talkcodec_metered", False):
+                    protocol._talkcodec_metered = True
+                    send_stun = protocol.send_stun
+
+                    def counted_stun(message, addr, _send=send_stun) -> None:  # noqa: ANN001
+                        data = bytes(message)
+                        self._count("stun", len(data))
+                        _send(message, addr)
+
+                    protocol.send_stun = counted_stun
+
+    def _wrap_ice_send(self, send: Callable[[bytes], Awaitable[None]]) -> Callable[[bytes], Awaitable[None]]:
+        async def metered_send(data: bytes) -> None:
+            first = data[0] if data else 0
+            if 127 < first < 192:
+                label = "rtcp" if is_rtcp(data) else "rtp_audio"
+            else:
+                label = _wire_label.get()
+            self._count(label, len(data))
+            await send(data)
+
+        return metered_send
+
+    def snapshot(self) -> dict[str, int]:
+        out = {f"wire_{k}": v for k, v in self.bytes.items()}
+        out.update({f"wire_pkts_{k}": v for k, v in self.packets.items()})
+        return out
 
 
 async def link_stats(pc: RTCPeerConnection) -> dict[str, int]:

@@ -3,9 +3,10 @@
 after a 2 s total outage it comes back within a few seconds (next intra frame).
 
 - video only over 16 kbit/s;
-- video + speech over 24 kbit/s: WebRTC's per-packet overheads (RTP/SRTP, SCTP/DTLS,
-  UDP/IP: ~30-90 bytes a packet) bring a 6 kbit/s Opus + 1.5 kbit/s 8x8 stream to about
-  20 kbit/s on the wire, so 16 kbit/s cannot carry speech (docs/CALL.md)."""
+- video + speech (Opus at 6 kbit/s, 120 ms packets) over 24 kbit/s. Its steady state is
+  ~14 kbit/s with UDP/IPv4 headers (the link's lean transport: docs/CALL.md), but over
+  16 kbit/s with 5 % loss the ~4 kB identity frame's SCTP retransmissions and the speech
+  fill the 400 ms queue at the start and video hardly flowed (16 frames in 6 s, tried)."""
 
 from __future__ import annotations
 
@@ -40,9 +41,9 @@ async def _constrained_call(rate_bps: float, with_audio: bool) -> dict:
     viewer_task = asyncio.ensure_future(viewer.run())
     await asyncio.sleep(0.3)
     shape = LinkShape(rate_bps=rate_bps, delay_ms=DELAY_MS, loss=LOSS, max_queue_ms=400, seed=1)
-    # 6 kbit/s Opus in 60 ms frames: with RTP/SRTP/SCTP overheads the whole link fits 16 kbit/s.
+    # 6 kbit/s Opus in 120 ms packets (the default frame length).
     sender = FileSender(call.client("sender", "clip"), clip, loop=True, link_shape=shape,
-                        config=SenderConfig(audio_bitrate=6000), audio_frame_ms=60)
+                        config=SenderConfig(audio_bitrate=6000))
     sender_task = asyncio.ensure_future(sender.run(max_seconds=30))
     try:
         for _ in range(300):

@@ -1,7 +1,8 @@
 """The receiver worker in a Python-only call on loopback: a viewer that joins after the
 sender still gets the stream, hostile datagrams on the link are counted and ignored, the
 8x8 frames and figures reach the viewer, and a receiver that raises is replaced by the
-baseline instead of ending the call."""
+baseline instead of ending the call; the viewer's audio is delayed to match the video
+(lip sync)."""
 
 from __future__ import annotations
 
@@ -81,3 +82,50 @@ def test_late_viewer_and_hostile_datagrams(receiver: str) -> None:
     assert record.lowres > 10 and record.stats, "8x8 frames / figures did not reach the viewer"
     assert record.stats[-1]["video_kbps"] > 0
     assert out["counters"].corrupt >= 3  # counted, ignored, and the call went on
+
+
+async def _beep_call(seconds: float) -> dict:
+    from codec.sender.canvas import load_face_clip
+    from server.probe_viewer import av_offset, beep_clip
+
+    clip = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: load_face_clip(CALL_CLIP, max_seconds=4.0))
+    call = await start_local_call(with_agent=False, receiver="bicubic")
+    viewer = ProbeViewer(call.client("viewer", "probe"))
+    viewer_task = asyncio.ensure_future(viewer.run())
+    await asyncio.sleep(0.3)
+    sender = FileSender(call.client("sender", "beeps"), beep_clip(clip), loop=True)
+    sender_task = asyncio.ensure_future(sender.run(max_seconds=60))
+    try:
+        for _ in range(600):
+            if viewer.views and next(iter(viewer.views.values())).frames:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(3.0 + seconds)  # first sender reports, then the window
+        link = next(iter(call.worker.links.values()))
+        out = av_offset(next(iter(viewer.views.values())), seconds)
+        out["video_delay"] = link.playout.video_delay_ms
+        out["audio_delay"] = link.viewer_audio.delay_ms
+        return out
+    finally:
+        sender_task.cancel()
+        await viewer.close()
+        viewer_task.cancel()
+        await call.stop()
+
+
+def test_viewer_audio_is_delayed_to_match_the_video() -> None:
+    """Lip sync: a beep every second on the clip's video; at the viewer each beep's
+    latency matches the video's (interpolate mode waits ~200 ms for the next 8x8 frame,
+    which the speech does not), within what viewers do not notice (ITU-R BT.1359: sound
+    up to 45 ms early or 125 ms late)."""
+    if not CALL_CLIP.exists():
+        pytest.skip("shared data not present")
+    out = asyncio.run(asyncio.wait_for(_beep_call(6.0), timeout=120))
+    print(f"\nA/V at the viewer: {out}")
+    assert out["av_n"] >= 4, out
+    assert -45.0 <= out["av_offset_med"] <= 90.0, out
+    # The audio was held back for the video (the speech path alone is ~130 ms).
+    assert out["audio_lat_med"] > 180.0, out
+    # ... by the video's delay, less the Opus delay of the viewer's leg (6.5 ms).
+    assert out["audio_delay"] is not None and out["audio_delay"] >= out["video_delay"] - 8, out

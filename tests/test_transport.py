@@ -1,4 +1,5 @@
-"""aiortc plumbing on loopback: data channels, 8 kbit/s Opus proven on the wire, link emulation."""
+"""aiortc plumbing on loopback: data channels, 8 kbit/s Opus proven on the wire, the link's
+per-packet overheads on the wire, link emulation."""
 
 from __future__ import annotations
 
@@ -6,16 +7,19 @@ import asyncio
 
 import numpy as np
 import pytest
-from codec.data import data_dir
 
+from codec.data import data_dir
 from server.transport import (
     LOWRES_CHANNEL,
     RELIABLE_CHANNEL,
     LinkEmulator,
     LinkShape,
     PcmAudioTrack,
+    WireMeter,
     accept_answer,
     enable_loopback_candidates,
+    lean_link_audio,
+    lean_link_transport,
     link_stats,
     make_answer,
     make_offer,
@@ -48,7 +52,7 @@ async def _connect(sender_pc, receiver_pc) -> None:
     await wait_connected(receiver_pc)
 
 
-async def _audio_rate(pcm: np.ndarray, low_bitrate: bool) -> tuple[float, int]:
+async def _audio_rate(pcm: np.ndarray, low_bitrate: bool) -> tuple[float, float]:
     enable_loopback_candidates(only_loopback=True)
     tx, rx = new_peer_connection(), new_peer_connection()
     track = PcmAudioTrack()
@@ -77,16 +81,68 @@ async def _audio_rate(pcm: np.ndarray, low_bitrate: bool) -> tuple[float, int]:
     end = await link_stats(tx)
     await tx.close()
     await rx.close()
-    return (end["audio_rtp_payload"] - start["audio_rtp_payload"]) * 8 / seconds, len(received)
+    decoded_s = sum(f.samples / f.sample_rate for f in received)
+    return (end["audio_rtp_payload"] - start["audio_rtp_payload"]) * 8 / seconds, decoded_s
 
 
 def test_opus_is_8kbps_on_the_wire_not_aiortcs_96():
     pcm = speech(5.0)
-    low, n_low = run(_audio_rate(pcm, low_bitrate=True))
+    low, decoded_s = run(_audio_rate(pcm, low_bitrate=True))
     default, _ = run(_audio_rate(pcm, low_bitrate=False))
-    assert n_low > 50  # speech decoded at the far end
+    assert decoded_s > 3.0, decoded_s  # speech decoded at the far end
     assert 4000 < low <= 8000 * 1.1, low
     assert default > 30000, default  # aiortc's own setting, for contrast
+
+
+def test_lean_link_overheads_on_the_wire():
+    """What the link's sender hands to ICE, per packet: Opus RTP with no header
+    extensions and a 10-byte SRTP tag (12 + 10 B), 120 ms packets, a sender report per
+    5 s, and 8x8 messages in ChaCha20-Poly1305 DTLS records (SCTP 28 + DTLS 29 B)."""
+    pcm = speech(6.0)
+
+    async def scenario():
+        enable_loopback_candidates(only_loopback=True)
+        tx, rx = new_peer_connection(), new_peer_connection()
+        lowres = tx.createDataChannel(LOWRES_CHANNEL, ordered=False, maxRetransmits=0)
+        track = PcmAudioTrack()
+        track.feed(pcm)
+        sender = tx.addTrack(track)
+        use_low_bitrate_opus(sender)
+        lean_link_transport(tx)
+        meter = WireMeter()
+        got = []
+        rx.on("datachannel", lambda ch: ch.on("message", got.append))
+        await accept_answer(tx, await make_answer(rx, await make_offer(tx)))
+        lean_link_audio(tx, sender)
+        meter.attach(tx)
+        await wait_connected(tx)
+        while lowres.readyState != "open":
+            await asyncio.sleep(0.02)
+        meter.attach(tx, lowres_channels=[lowres])
+        await asyncio.sleep(1.0)
+        s0, w0 = await link_stats(tx), meter.snapshot()
+        for i in range(20):  # 4 s of 8x8 packets at 5 fps (36 bytes: a typical one)
+            lowres.send(bytes([i]) * 36)
+            await asyncio.sleep(0.2)
+        s1, w1 = await link_stats(tx), meter.snapshot()
+        await tx.close()
+        await rx.close()
+        return ({k: s1[k] - s0[k] for k in s1},
+                {k: w1.get(k, 0) - w0.get(k, 0) for k in w1}, len(got))
+
+    stats, wire, received = run(scenario())
+    assert received >= 20
+    packets = wire["wire_pkts_rtp_audio"]
+    assert packets == stats["audio_packets"] and 28 <= packets <= 38, wire  # 8.3 a second
+    per_packet = (wire["wire_rtp_audio"] - stats["audio_rtp_payload"]) / packets
+    assert per_packet == 12 + 10, per_packet
+    assert wire["wire_pkts_sctp_data_lowres"] == 20, wire
+    per_message = wire["wire_sctp_data_lowres"] / 20 - 36
+    assert per_message == 28 + 29, per_message
+    assert wire.get("wire_pkts_rtcp", 0) <= 1, wire
+    dtls_total = sum(v for k, v in wire.items()
+                     if k.startswith("wire_") and "pkts" not in k and k != "wire_stun")
+    assert dtls_total == stats["transport_total"], (dtls_total, stats)
 
 
 def test_data_channels_carry_packets_both_ways_of_reliability():
