@@ -15,7 +15,7 @@ each frame's timestamp stamp. Printed per receiver timing mode (interpolate / lo
   beep at the viewer (``server.probe_viewer.av_offset``).
 
     python benchmarks/bench_call.py [--seconds 15] [--receiver NAME] [--clip PATH]
-                                    [--audio-frame-ms 120]
+                                    [--audio-frame-ms MS]
 """
 
 from __future__ import annotations
@@ -38,7 +38,11 @@ from codec.receiver.registry import default_receiver_name  # noqa: E402
 from server.local_call import start_local_call  # noqa: E402
 from server.probe_viewer import ProbeViewer, av_offset, beep_clip  # noqa: E402
 from server.sender_agent import FileSender  # noqa: E402
-from server.transport import DEFAULT_AUDIO_FRAME_MS, OPUS_FRAME_MS  # noqa: E402
+from server.transport import (  # noqa: E402
+    DEFAULT_AUDIO_FRAME_MS,
+    OPUS_FRAME_MS,
+    link_audio_frame_ms,
+)
 
 DEFAULT_CLIP = "clips/OpenTalker__SadTalker__test__examples__source_image__WDA_EdMarkey0_000.mp4"
 
@@ -104,25 +108,27 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--receiver", default="", help="default: best available")
     parser.add_argument("--clip", default=str(data_dir() / DEFAULT_CLIP))
-    parser.add_argument("--audio-frame-ms", type=int, default=DEFAULT_AUDIO_FRAME_MS,
-                        choices=OPUS_FRAME_MS, help="Opus packet length on the link")
+    parser.add_argument("--audio-frame-ms", type=int, choices=OPUS_FRAME_MS,
+                        help="Opus packet length on the link (default: as talkcodec demo, "
+                             "120 ms, 60 ms in low-latency mode)")
     args = parser.parse_args()
     from codec.sender.canvas import load_face_clip
 
     clip = load_face_clip(args.clip, max_seconds=8.0)
     receiver = args.receiver or default_receiver_name()
     print(f"# bench_call: {Path(args.clip).name}, {args.seconds:.0f} s per mode, receiver "
-          f"'{receiver}', Opus {args.audio_frame_ms} ms packets, {platform.machine()} "
+          f"'{receiver}', {platform.machine()} "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, loopback")
-    header = ("mode", "fps", "lat med", "p10", "p90", "video", "audio", "v+a", "wire", "pkt/s",
-              "render")
+    header = ("mode", "Opus ms", "fps", "lat med", "p10", "p90", "video", "audio", "v+a", "wire",
+              "pkt/s", "render")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     results = []
     for low_latency in (False, True):
+        frame_ms = args.audio_frame_ms or link_audio_frame_ms(low_latency)
         r = asyncio.run(measure(clip, receiver, low_latency, args.seconds,
-                                audio_frame_ms=args.audio_frame_ms))
-        print(f"| {r['mode']} | {r['fps']:.1f} | {r['lat_med']:.0f} ms | {r['lat_p10']:.0f} | "
+                                audio_frame_ms=frame_ms))
+        print(f"| {r['mode']} | {frame_ms} | {r['fps']:.1f} | {r['lat_med']:.0f} ms | {r['lat_p10']:.0f} | "
               f"{r['lat_p90']:.0f} | {r['video_kbps']:.2f} kbit/s | {r['audio_kbps']:.2f} | "
               f"{r['total_kbps']:.2f} | {r['wire_kbps']:.2f} | {r['audio_pps']:.0f} | "
               f"{r['render_ms']:.1f} ms |", flush=True)
@@ -139,9 +145,10 @@ def main() -> None:
           "(arrival) | (decoded) | worker: video delay | audio played at | audio late by |")
     print("|" + "---|" * 11)
     for low_latency in (False, True):
+        frame_ms = args.audio_frame_ms or link_audio_frame_ms(low_latency)
         a = asyncio.run(measure(beep_clip(clip), receiver, low_latency, args.seconds,
-                                av_probe=True, audio_frame_ms=args.audio_frame_ms))
-        print(f"| {a['mode']} | {a['av_offset_med']:+.0f} ms | {a['av_offset_p10']:+.0f} | "
+                                av_probe=True, audio_frame_ms=frame_ms))
+        print(f"| {a['mode']}, {frame_ms} ms Opus | {a['av_offset_med']:+.0f} ms | {a['av_offset_p10']:+.0f} | "
               f"{a['av_offset_p90']:+.0f} | {a['av_n']} | {a['audio_lat_med']:.0f} ms | "
               f"{a['video_lat_med']:.0f} ms | {a['video_decoded_lat_med']:.0f} ms | "
               f"{a['worker_video_delay']:.0f} ms | "

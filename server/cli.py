@@ -19,8 +19,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from codec.errors import InputError, TalkcodecError
 from codec.data import data_dir
+from codec.errors import InputError, TalkcodecError
+
+# server.transport.OPUS_FRAME_MS, without importing aiortc for every command.
+OPUS_FRAME_MS = (20, 40, 60, 80, 100, 120)
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CLIP = "clips/OpenTalker__SadTalker__test__examples__source_image__WDA_EdMarkey0_000.mp4"
@@ -72,14 +75,18 @@ async def _demo(args: argparse.Namespace) -> None:
             clip = await asyncio.get_running_loop().run_in_executor(
                 None, _load_clip, str(path), args.clip_seconds
             )
+    from server.transport import link_audio_frame_ms
+
+    frame_ms = args.audio_frame_ms or link_audio_frame_ms(args.low_latency)
     call = await start_local_call(host=args.host, port=args.port, receiver=args.receiver,
-                                  low_latency=args.low_latency)
+                                  low_latency=args.low_latency, audio_frame_ms=frame_ms)
     print(f"talkcodec demo: receiver '{call.worker.receiver_name}'"
           f"{' (low latency)' if args.low_latency else ''}")
     print(f"open this URL in a browser: {call.page_url()}", flush=True)
     tasks = []
     if clip is not None:
-        sender = FileSender(call.client("sender", "sample clip"), clip, loop=True)
+        sender = FileSender(call.client("sender", "sample clip"), clip, loop=True,
+                            audio_frame_ms=frame_ms)
         tasks.append(asyncio.ensure_future(sender.run()))
     try:
         await asyncio.Event().wait()
@@ -97,7 +104,7 @@ async def _serve(args: argparse.Namespace) -> None:
     from server.signal_client import SignalClient
     from server.signalling import SignallingConfig
     from server.tokens import make_room_token, new_secret
-    from server.transport import enable_loopback_candidates
+    from server.transport import enable_loopback_candidates, link_audio_frame_ms
 
     secret = new_secret()
     token = make_room_token(secret, args.room)
@@ -123,7 +130,9 @@ async def _serve(args: argparse.Namespace) -> None:
         tasks.append(asyncio.ensure_future(_retrying(worker.run)))
         print(f"receiver worker ('{worker.receiver_name}') in room {args.room}", flush=True)
         if args.agent:
-            agent = SenderAgent(SignalClient(url, args.room, token, "agent", "agent", "agent"))
+            agent = SenderAgent(SignalClient(url, args.room, token, "agent", "agent", "agent"),
+                                audio_frame_ms=args.audio_frame_ms
+                                or link_audio_frame_ms(args.low_latency))
             tasks.append(asyncio.ensure_future(agent.run()))
     await asyncio.gather(*tasks)
 
@@ -149,7 +158,7 @@ async def _send(args: argparse.Namespace) -> None:
     if args.agent:
         client = SignalClient(url, args.room, args.token, name, "agent", name)
         print(f"sender agent '{name}' serving browser cameras in room {args.room}", flush=True)
-        await SenderAgent(client).run()
+        await SenderAgent(client, audio_frame_ms=args.audio_frame_ms).run()
         return
     if not args.source:
         raise TalkcodecError("give a video file or camera device, or --agent")
@@ -160,7 +169,7 @@ async def _send(args: argparse.Namespace) -> None:
     clip = await asyncio.get_running_loop().run_in_executor(
         None, _load_clip, args.source, args.max_seconds
     )
-    sender = FileSender(client, clip, loop=args.loop)
+    sender = FileSender(client, clip, loop=args.loop, audio_frame_ms=args.audio_frame_ms)
     print(f"sending {Path(args.source).name} ({clip.n_frames} frames) to room {args.room}",
           flush=True)
     await sender.run()
@@ -176,6 +185,8 @@ def add_subcommands(sub: Any) -> None:
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--receiver", default="", help="receiver name (default: best available)")
     demo.add_argument("--low-latency", action="store_true", help="no wait for the next 8x8 frame")
+    demo.add_argument("--audio-frame-ms", type=int, choices=OPUS_FRAME_MS,
+                      help="Opus packet length on the link (default 120, 60 with --low-latency)")
     demo.set_defaults(func=lambda a: _run(_demo(a)))
 
     serve = sub.add_parser("serve", help="signalling server and/or receiver worker")
@@ -188,6 +199,8 @@ def add_subcommands(sub: Any) -> None:
     serve.add_argument("--receiver", default="")
     serve.add_argument("--low-latency", action="store_true")
     serve.add_argument("--agent", action="store_true", help="also serve browser cameras here")
+    serve.add_argument("--audio-frame-ms", type=int, choices=OPUS_FRAME_MS,
+                       help="the agent's Opus packets (default 120, 60 with --low-latency)")
     serve.add_argument("--loopback", action="store_true", help="offer 127.0.0.1 ICE candidates")
     serve.set_defaults(func=lambda a: _run(_serve(a)))
 
@@ -201,6 +214,8 @@ def add_subcommands(sub: Any) -> None:
     send.add_argument("--name", help="peer id")
     send.add_argument("--label", help="name shown to viewers")
     send.add_argument("--loop", action="store_true", help="repeat the file")
+    send.add_argument("--audio-frame-ms", type=int, choices=OPUS_FRAME_MS, default=120,
+                      help="Opus packet length on the link (60 for a low-latency receiver)")
     send.add_argument("--max-seconds", type=float)
     send.add_argument("--loopback", action="store_true", help="offer 127.0.0.1 ICE candidates")
     send.set_defaults(func=lambda a: _run(_send(a)))

@@ -18,7 +18,11 @@ from server.sender_agent import SenderAgent
 from server.signal_client import SignalClient
 from server.signalling import SignallingConfig
 from server.tokens import make_room_token, new_secret
-from server.transport import close_peer_connection, enable_loopback_candidates
+from server.transport import (
+    close_peer_connection,
+    enable_loopback_candidates,
+    link_audio_frame_ms,
+)
 
 
 @dataclass
@@ -78,7 +82,10 @@ async def start_local_call(
     with_agent: bool = True,
     sender_config: SenderConfig | None = None,
     allowed_origins: frozenset[str] = frozenset(),
+    audio_frame_ms: int | None = None,
 ) -> LocalCall:
+    """``audio_frame_ms``: Opus packets of the agent's links (default: the link's 120 ms,
+    or 60 ms in low-latency mode, where the speech and not the video is the later stream)."""
     enable_loopback_candidates()
     secret = new_secret()
     app = create_app(SignallingConfig(secret=secret, allowed_origins=allowed_origins))
@@ -90,7 +97,8 @@ async def start_local_call(
     call.tasks.append(asyncio.ensure_future(call.worker.run()))
     if with_agent:
         call.agent = SenderAgent(call.client("agent", "sender agent", "agent"),
-                                 config=sender_config)
+                                 config=sender_config,
+                                 audio_frame_ms=audio_frame_ms or link_audio_frame_ms(low_latency))
         call.tasks.append(asyncio.ensure_future(call.agent.run()))
     for _ in range(100):
         if call.worker.client._ws is not None:

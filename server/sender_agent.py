@@ -124,10 +124,12 @@ class SenderAgent:
     """Serves browser cameras (sessions ``camera:<viewer>``) on this machine."""
 
     def __init__(self, client: SignalClient, *, config: SenderConfig | None = None,
-                 ice_servers: list | None = None) -> None:
+                 ice_servers: list | None = None,
+                 audio_frame_ms: int = DEFAULT_AUDIO_FRAME_MS) -> None:
         self.client = client
         self.config = config or SenderConfig()
         self.ice_servers = ice_servers
+        self.audio_frame_ms = audio_frame_ms
         self.router = SessionRouter(client)
         self.router.on_offer = self._on_offer
         self.relay = MediaRelay()
@@ -170,6 +172,7 @@ class SenderAgent:
                     receiver = await wait_for_receiver(self.client)
                     link = SenderLink(self.router, receiver, f"link:{viewer}", audio_track=audio,
                                       audio_bitrate=self.config.audio_bitrate,
+                                      audio_frame_ms=self.audio_frame_ms,
                                       ice_servers=self.ice_servers)
                     link.on_intra_request = encoder.request_intra
                     self.links[viewer] = link

@@ -3,11 +3,19 @@
 - ``new_peer_connection``: one bundled transport (BUNDLE group) (so the link's rate is one number), optional
   STUN/TURN servers, loopback host candidates when asked (aioice leaves 127.0.0.1 out).
 - ``LowBitrateOpusEncoder`` / ``use_low_bitrate_opus``: aiortc fixes Opus at 96 kbit/s and
-  20 ms frames; the talkcodec link sends speech at 8 kbit/s in 60 ms frames instead, set on
-  that one RTP sender only.
+  20 ms frames; the talkcodec link sends speech at 8 kbit/s in 120 ms packets instead (60 ms
+  to a low-latency receiver), set on that one RTP sender only; it also keeps the sampling
+  clock of each packet.
+- ``lean_link_transport`` / ``lean_link_audio``: fewer bytes per datagram on the link (SRTP
+  profile, DTLS cipher, no RTP header extensions, sender reports every 5 s carrying the
+  sampling time).
+- ``PromptAudioJitterBuffer`` / ``SenderAudioClock``: the receiving side decodes each Opus
+  packet on arrival and knows when it was captured (lip sync, ``view_tracks``).
+- ``WireMeter``: every datagram the link sends, by stream; ``link_stats``: bytes counted by
+  the transport itself (RTP payload, SCTP/DTLS/SRTP total).
 - ``LinkEmulator``: a constrained link (rate, delay, loss) injected under DTLS/SRTP, where the
   ICE transport sends its datagrams.
-- ``link_stats``: bytes counted by the transport itself (RTP payload, SCTP/DTLS/SRTP total).
+- ``close_peer_connection``: ``pc.close()`` that a cancelled caller cannot break.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ LOWRES_CHANNEL = "talkcodec-lowres"  # unreliable, unordered: 8x8 frame packets
 RELIABLE_CHANNEL = "talkcodec-reliable"  # reliable, ordered: CONFIG + IDENTITY, sync
 DEFAULT_AUDIO_BITRATE = 8000
 DEFAULT_AUDIO_FRAME_MS = 120  # the longest Opus packet: 8.3 RTP packets/s
+LOW_LATENCY_AUDIO_FRAME_MS = 60  # when the receiver does not wait for the next 8x8 frame
 OPUS_FRAME_MS = (20, 40, 60, 80, 100, 120)
 OPUS_CLOCK = 48000  # RTP clock of Opus
 LINK_RTCP_INTERVAL_S = 5.0  # RFC 3550's nominal minimum; aiortc reports every 0.5-1.5 s
@@ -125,6 +134,14 @@ class LowBitrateOpusEncoder(OpusEncoder):
                 self.captured_ms.append(at_ms + (pts - start) * 1000.0 / OPUS_CLOCK
                                         + i * 1000.0 * self.resampler.frame_size / OPUS_CLOCK)
         return payloads, timestamp
+
+
+def link_audio_frame_ms(low_latency: bool) -> int:
+    """Opus packet length for a link to a receiver in this mode. Interpolating, the video
+    waits ~200 ms for the next 8x8 frame, so 120 ms packets cost no lip sync; in low-latency
+    mode 120 ms packets made the speech trail the picture by 48-94 ms, 60 ms packets by
+    -3..+5 ms (for 1.9 kbit/s more on the wire: 14.4 instead of 12.6; docs/CALL.md)."""
+    return LOW_LATENCY_AUDIO_FRAME_MS if low_latency else DEFAULT_AUDIO_FRAME_MS
 
 
 def use_low_bitrate_opus(sender: RTCRtpSender, bitrate: int = DEFAULT_AUDIO_BITRATE,

@@ -179,6 +179,14 @@ def test_data_channels_carry_packets_both_ways_of_reliability():
     run(scenario())
 
 
+def test_cli_offers_the_opus_frame_lengths_the_link_accepts():
+    from server import cli, transport
+
+    assert cli.OPUS_FRAME_MS == transport.OPUS_FRAME_MS
+    assert transport.link_audio_frame_ms(False) == transport.DEFAULT_AUDIO_FRAME_MS == 120
+    assert transport.link_audio_frame_ms(True) == 60
+
+
 def test_link_emulator_rate_delay_and_loss():
     async def scenario():
         shape = LinkShape(rate_bps=16000, delay_ms=100, loss=0.2, max_queue_ms=10_000, seed=3)
