@@ -21,8 +21,8 @@ import face_recognition_models
 import numpy as np
 
 from codec.audio.features import padded_clip_features
+from codec.sender.canvas import load_face_clip
 from codec.sender.downsample import box_downsample
-from training.clip_source import load_clip, sender_loader_available
 from training.paths import cache_dir, data_dir
 
 LOWRES = 8
@@ -54,7 +54,7 @@ def canvas_landmarks(frames: np.ndarray, detect_every: int = 5) -> np.ndarray:
 
 
 def build_one(row: dict, root: Path, out: Path, max_seconds: float) -> None:
-    clip = load_clip(str(root / row["file"]), max_seconds=max_seconds)
+    clip = load_face_clip(str(root / row["file"]), max_seconds=max_seconds)
     frames = clip.frames
     t = len(frames)
     out.mkdir(parents=True, exist_ok=True)
@@ -71,7 +71,7 @@ def build_one(row: dict, root: Path, out: Path, max_seconds: float) -> None:
     np.save(out / "landmarks.npy", canvas_landmarks(frames))
     meta = {"file": row["file"], "identity": row["identity"], "split": row["split"],
             "speech": row["speech"], "n_frames": t, "has_audio": clip.audio is not None,
-            "loader": "sender" if sender_loader_available() else "fallback"}
+            "loader": "sender"}
     (out / "meta.json").write_text(json.dumps(meta))
 
 

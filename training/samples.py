@@ -9,8 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from codec.audio.features import clip_window
+from codec.metrics.landmarks import mouth_opening
 from codec.receiver.neural.animator import WINDOW
 from codec.receiver.neural.interpolator import Interpolator
+from codec.receiver.neural.mouth import MOUTH_STRENGTH, MouthWarp, mouth_shape
 from training.dataset import KEY_EVERY, CachedClip, received_stream, transmitted
 
 MOUTH = slice(48, 68)
@@ -48,14 +50,35 @@ class SampleSource:
     """Random (clip, target frame, identity frame) samples with the received 8x8 stream."""
 
     def __init__(self, clips: list[CachedClip], interp: Interpolator | None, seed: int,
-                 known: "SampleSource | None" = None) -> None:
+                 openings: list[np.ndarray] | None = None) -> None:
+        """``openings``: per clip, the lip opening the mouth stage predicts from the speech
+        at every frame; when given, the identity frame's mouth is warped as the receiver
+        warps it (half the samples to that prediction, half to the target frame's true
+        opening, so the animator learns to keep a warped mouth without trusting it
+        blindly)."""
         self.clips = clips
-        old = dict(zip([c.name for c in known.clips], known.streams, strict=True)) if known else {}
-        self.streams = [old[c.name] if c.name in old else
-                        received_stream(transmitted(c.lowres), interp) for c in clips]
+        self.streams = [received_stream(transmitted(c.lowres), interp) for c in clips]
         lengths = np.array([c.n_frames for c in clips], np.float64)
         self.p = lengths / lengths.sum()
         self.rng = np.random.default_rng(seed)
+        self.openings = openings
+
+    def identity(self, ci: int, k: int, t: int) -> np.ndarray:
+        c = self.clips[ci]
+        ident = c.frames[k]
+        if self.openings is None:
+            return ident
+        shape = mouth_shape(c.landmarks[k])
+        if shape is None:
+            return ident
+        if self.rng.random() < 0.5:
+            opening, strength = float(self.openings[ci][t]), MOUTH_STRENGTH
+        else:
+            truth = c.landmarks[t]
+            if np.isnan(truth).any():
+                return ident
+            opening, strength = mouth_opening(truth), 1.0
+        return MouthWarp(ident.astype(np.float32), shape).render(opening, strength)
 
     def window(self, ci: int, t: int) -> np.ndarray:
         """Stream frames t-2..t+2 as the receiver has them when rendering t: nothing past
@@ -73,7 +96,7 @@ class SampleSource:
             c = self.clips[ci]
             t = int(self.rng.integers(1, c.n_frames))
             k = 0 if self.rng.random() < 0.5 else int(self.rng.integers(0, c.n_frames))
-            win, ident, tgt = self.window(ci, t), c.frames[k], c.frames[t]
+            win, ident, tgt = self.window(ci, t), self.identity(ci, k, t), c.frames[t]
             wmap = region_weight(c.landmarks[t], size)
             if self.rng.random() < 0.5:
                 win, ident, tgt, wmap = (win[:, :, ::-1], ident[:, ::-1], tgt[:, ::-1],

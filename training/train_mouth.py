@@ -40,6 +40,18 @@ def clip_arrays(clip: CachedClip, mel: np.ndarray | None = None) -> tuple[np.nda
     return x.astype(np.float64), y
 
 
+def predicted_openings(clips: list[CachedClip], path: str | None = None) -> list[np.ndarray]:
+    """Per clip, the shipped-to-be MouthDriver's opening at every frame (cache/mouth.pt)."""
+    net = MouthDriver()
+    net.load_state_dict(torch.load(path or cache_dir() / "mouth.pt"))
+    out = []
+    with torch.no_grad():
+        for c in clips:
+            x, _ = clip_arrays(c)
+            out.append(net(torch.from_numpy(x).float())[:, 0].numpy())
+    return out
+
+
 def fit_ridge(x: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, ...]:
     mu, sd = x.mean(0), x.std(0) + 1e-6
     z = (x - mu) / sd

@@ -1,9 +1,14 @@
 """Train the neural receiver (IdentityEncoder + Animator) on cached train clips.
 
-    nice -n 5 .venv/bin/python -m training.train_receiver --minutes 40
+    nice -n 5 .venv/bin/python -m training.train_receiver --steps 3000 [--resume]
 
-Checkpoints to cache/receiver.pt every few hundred steps (``--resume`` continues);
-logs val PSNR at 256x256 on a fixed set of val samples.
+A phase is a number of steps with its own cosine learning-rate schedule; ``--resume``
+continues from cache/receiver.pt. Single torch thread, fixed seeds and a step count (not a
+time budget), so a rerun on the same cache gives the same weights. The 8x8 windows are
+linearly interpolated by default (``--interp trained`` uses cache/interpolator.pt), so the
+receiver does not depend on the interpolator run; with cache/mouth.pt present the identity
+frames get the mouth stage's warp (see ``samples.SampleSource``). Checkpoints to
+cache/receiver.pt every 300 steps; logs val PSNR at 256x256 on fixed val samples.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from training.dataset import load_clips
 from training.losses import frequency_l1, weighted_l1
 from training.paths import cache_dir
 from training.samples import SampleSource
+from training.train_mouth import predicted_openings
 
 
 def load_interpolator() -> Interpolator | None:
@@ -38,7 +44,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--minutes", type=float, default=40.0)
+    ap.add_argument("--steps", type=int, required=True, help="steps in this phase")
     ap.add_argument("--batch", type=int, default=12)
     ap.add_argument("--size", type=int, default=128, help="training output resolution")
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -47,15 +53,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads; 1 is much faster than 2 on a loaded 2-core box")
     ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--rescan-every", type=int, default=200, help="pick up newly cached clips")
+    ap.add_argument("--interp", choices=("linear", "trained"), default="linear")
+    ap.add_argument("--no-mouth", action="store_true", help="identity frames unwarped")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    interp = load_interpolator()
-    train = SampleSource(load_clips("train"), interp, args.seed)
-    val = SampleSource(load_clips("val"), interp, 1234).sample(32, 256)
-    print(f"train clips {len(train.clips)}, interpolator {'yes' if interp else 'linear'}",
-          flush=True)
+    interp = load_interpolator() if args.interp == "trained" else None
+    clips = load_clips("train")
+    use_mouth = not args.no_mouth and (cache_dir() / "mouth.pt").exists()
+    openings = predicted_openings(clips) if use_mouth else None
+    vclips = load_clips("val")
+    val = SampleSource(vclips, interp, 1234,
+                       openings=predicted_openings(vclips) if use_mouth else None
+                       ).sample(32, 256)
+    print(f"train clips {len(clips)}, interpolator {'yes' if interp else 'linear'}, "
+          f"mouth warp {'yes' if use_mouth else 'no'}", flush=True)
     net = ReceiverNet()
     ckpt = cache_dir() / "receiver.pt"
     step = 0
@@ -65,14 +77,14 @@ def main() -> None:
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         step = state["step"]
+    train = SampleSource(clips, interp, args.seed + step, openings=openings)  # fresh draws per phase
     t0 = time.time()
-    deadline = t0 + 60 * args.minutes
-    total_s = 60 * args.minutes
-    while time.time() < deadline:
+    first, last = step, step + args.steps
+    while step < last:
         step += 1
-        frac = (time.time() - t0) / total_s
+        frac = (step - first - 1) / args.steps
         for g in opt.param_groups:
-            g["lr"] = float(args.lr * 0.5 * (1 + np.cos(np.pi * min(1.0, frac))))
+            g["lr"] = float(args.lr * 0.5 * (1 + np.cos(np.pi * frac)))
         b = train.sample(args.batch, args.size)
         out = net(b.window, b.mel, b.identity)
         l1 = weighted_l1(out, b.target, b.weight)
@@ -85,12 +97,7 @@ def main() -> None:
         if step % 50 == 0:
             print(f"step {step} l1 {l1.item():.4f} freq {fr.item():.4f} "
                   f"{time.time() - t0:.0f}s", flush=True)
-        if step % args.rescan_every == 0:
-            clips = load_clips("train")
-            if len(clips) != len(train.clips):  # the cache builder added clips meanwhile
-                train = SampleSource(clips, interp, args.seed + step, known=train)
-                print(f"step {step}: now {len(clips)} train clips", flush=True)
-        if step % 300 == 0 or time.time() >= deadline:
+        if step % 300 == 0 or step == last:
             with torch.no_grad():
                 v = torch.cat([net(val.window[i : i + 8], val.mel[i : i + 8],
                                    val.identity[i : i + 8]) for i in range(0, 32, 8)])
