@@ -3,8 +3,9 @@
 The 8x8 stream arrives on an unreliable, unordered channel: packets may be lost, duplicated,
 reordered or corrupt. ``codec.bitstream.stream.StreamDecoder`` resolves the dependencies
 (skips inter frames after a gap until the next intra); this adapter feeds its events to a
-receiver, counts bytes and losses for the live figures, and calls ``on_gap`` when frames
-were skipped (the worker then asks the sender for an intra frame). Corrupt datagrams are
+receiver, counts bytes and losses for the live figures, calls ``on_gap`` when frames
+were skipped (the worker then asks the sender for an intra frame) and ``on_identity`` when
+an identity frame reached the receiver (the worker acknowledges it to the sender). Corrupt datagrams are
 counted and ignored; nothing here raises on network input.
 """
 
@@ -57,9 +58,11 @@ class LinkDecoder:
     ``feed`` returns the low-res frames it decoded."""
 
     def __init__(self, receiver: Receiver, on_gap: Callable[[], None] | None = None,
+                 on_identity: Callable[[], None] | None = None,
                  reorder_window: int = LIVE_REORDER_WINDOW) -> None:
         self.receiver = receiver
         self.on_gap = on_gap
+        self.on_identity = on_identity
         self.stream = StreamDecoder(reorder_window=reorder_window)
         self.newest_seq: int | None = None
         self.bad_datagrams = 0
@@ -81,6 +84,8 @@ class LinkDecoder:
         events = self.stream.push(packet)
         for identity in events.identities:
             self.receiver.set_identity(identity)
+            if self.on_identity is not None:
+                self.on_identity()
         for frame in events.lowres:
             self.receiver.push_lowres(frame)
         for chunk in events.audio:

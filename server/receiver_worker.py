@@ -69,7 +69,8 @@ class LinkSession:
         loop = asyncio.get_running_loop()
         # The decoder runs in the executor thread; the request goes out on the event loop.
         self.decoder = LinkDecoder(
-            self.receiver, on_gap=lambda: loop.call_soon_threadsafe(self._request_intra)
+            self.receiver, on_gap=lambda: loop.call_soon_threadsafe(self._request_intra),
+            on_identity=lambda: loop.call_soon_threadsafe(self._ack_identity),
         )
         self.reliable: RTCDataChannel | None = None
         self.epoch_unix_ms: float | None = None
@@ -125,8 +126,15 @@ class LinkSession:
         self.wake.set()
 
     def _request_intra(self) -> None:
+        self._control({"type": "intra-request"})
+
+    def _ack_identity(self) -> None:
+        # The sender holds its 8x8 stream and speech until this (sender_link.py).
+        self._control({"type": "identity-ack"})
+
+    def _control(self, msg: dict) -> None:
         if self.reliable is not None and self.reliable.readyState == "open":
-            self.reliable.send(json.dumps({"type": "intra-request"}))
+            self.reliable.send(json.dumps(msg))
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind != "audio":

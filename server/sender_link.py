@@ -1,8 +1,19 @@
 """The sender end of the talkcodec link: one peer connection to the room's receiver worker.
 
 Channels: 8x8 frame packets on an unreliable, unordered data channel; CONFIG and IDENTITY
-packets (and JSON control: the capture epoch, intra requests) on a reliable one; speech on
-an Opus track at the codec's low bitrate. Only this stream leaves the sender.
+packets (and JSON control: the capture epoch, intra requests, the identity's
+acknowledgement) on a reliable one; speech on an Opus track at the codec's low bitrate.
+Only this stream leaves the sender.
+
+Call setup, identity first: the 8x8 stream and the speech are held until the worker
+acknowledges the identity frame (``identity-ack``), so that the ~4-5 kB identity has the
+link to itself. On a 16 kbit/s link, speech (~11 kbit/s with its headers) and the 8x8
+stream sent alongside it filled the bottleneck queue, the identity's SCTP packets and
+their retransmissions were dropped, and the 8x8 messages waited behind them in SCTP's one
+send queue: the first face came ~10 s after connecting (docs/CALL.md, Constrained link).
+Held 8x8 packets are kept while they are few (a quick acknowledgement, as on loopback,
+loses nothing); after that they are dropped and the first frame after the acknowledgement
+is an intra frame. Speech captured before the acknowledgement is not sent.
 """
 
 from __future__ import annotations
@@ -34,6 +45,31 @@ from server.transport import (
     wait_connected,
 )
 
+# The identity's acknowledgement normally comes within a round trip plus the identity's
+# transfer (~3-6 s at 16 kbit/s); after this the link sends everything anyway.
+IDENTITY_ACK_TIMEOUT_S = 20.0
+MAX_HELD_LOWRES = 2  # 8x8 packets kept while held (400 ms at 5 fps); beyond, dropped
+
+
+class HeldAudioTrack(MediaStreamTrack):
+    """``track`` as it is, except that its frames are discarded (in real time, so nothing
+    queues up) until ``release``."""
+
+    kind = "audio"
+
+    def __init__(self, track: MediaStreamTrack) -> None:
+        super().__init__()
+        self.track = track
+        self.released = False
+        self.discarded = 0
+
+    async def recv(self):  # an av.AudioFrame
+        while True:
+            frame = await self.track.recv()
+            if self.released:
+                return frame
+            self.discarded += 1
+
 
 def as_datagram(packet: Packet | bytes) -> tuple[StreamKind, bytes]:
     if isinstance(packet, Packet):
@@ -64,8 +100,9 @@ class SenderLink:
         )
         self.reliable: RTCDataChannel = self.pc.createDataChannel(RELIABLE_CHANNEL)
         self.audio_sender = None
-        if audio_track is not None:
-            self.audio_sender = self.pc.addTrack(audio_track)
+        self.held_audio = HeldAudioTrack(audio_track) if audio_track is not None else None
+        if self.held_audio is not None:
+            self.audio_sender = self.pc.addTrack(self.held_audio)
             use_low_bitrate_opus(self.audio_sender, audio_bitrate, audio_frame_ms)
         lean_link_transport(self.pc)
         self.emulator = LinkEmulator(link_shape) if link_shape is not None else None
@@ -73,6 +110,13 @@ class SenderLink:
         self.epoch_unix_ms: float | None = None
         self.sent_bytes: dict[str, int] = {k.name: 0 for k in StreamKind}
         self.on_intra_request: Callable[[], None] | None = None
+        # Identity first: 8x8 packets and speech wait for the worker's acknowledgement.
+        self.media_held = True
+        self.held_lowres: list[bytes] | None = []  # None: too many, dropping until an intra
+        self.dropped_lowres = 0
+        self.identity_acked_s: float | None = None  # after open() connected
+        self._opened_at: float | None = None
+        self._hold_timer: asyncio.TimerHandle | None = None
         self.reliable.on("message", self._on_control)
 
     async def open(self, timeout_s: float = 20.0) -> None:
@@ -89,6 +133,29 @@ class SenderLink:
                 raise ConnectionError("talkcodec data channels did not open")
             await asyncio.sleep(0.02)
         self.meter.attach(self.pc, lowres_channels=[self.lowres])  # stream id, ICE sockets
+        self._opened_at = time.monotonic()
+        if self.media_held:
+            self._hold_timer = asyncio.get_running_loop().call_later(
+                IDENTITY_ACK_TIMEOUT_S, self.release_media)
+
+    def release_media(self) -> None:
+        """Stop holding the 8x8 stream and the speech (the identity was acknowledged)."""
+        if not self.media_held:
+            return
+        self.media_held = False
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+        if self._opened_at is not None:
+            self.identity_acked_s = time.monotonic() - self._opened_at
+        if self.held_audio is not None:
+            self.held_audio.released = True
+        held, self.held_lowres = self.held_lowres, None
+        if held is not None and self.lowres.readyState == "open":
+            for data in held:  # a complete start of the stream: send it as it is
+                self.lowres.send(data)
+                self.sent_bytes[StreamKind.LOWRES.name] += len(data)
+        elif held is None and self.on_intra_request is not None:
+            self.on_intra_request()  # the held frames were dropped: start on an intra frame
 
     def set_epoch(self, epoch_unix_ms: float) -> None:
         """Timestamp 0 of the stream is this wall-clock time (for latency measurement)."""
@@ -102,6 +169,13 @@ class SenderLink:
             kind, data = as_datagram(packet)
             if kind == StreamKind.AUDIO:
                 continue  # speech goes on the Opus track
+            if kind == StreamKind.LOWRES and self.media_held:
+                if self.held_lowres is not None and len(self.held_lowres) < MAX_HELD_LOWRES:
+                    self.held_lowres.append(data)
+                else:
+                    self.dropped_lowres += len(self.held_lowres or ()) + 1
+                    self.held_lowres = None
+                continue
             channel = self.lowres if kind == StreamKind.LOWRES else self.reliable
             if channel.readyState == "open":
                 channel.send(data)
@@ -114,13 +188,21 @@ class SenderLink:
             msg = json.loads(message)
         except ValueError:
             return
-        if isinstance(msg, dict) and msg.get("type") == "intra-request" and self.on_intra_request:
+        if not isinstance(msg, dict):
+            return
+        if msg.get("type") == "identity-ack":
+            self.release_media()
+        elif msg.get("type") == "intra-request" and self.on_intra_request:
             self.on_intra_request()
 
     async def stats(self) -> dict[str, int]:
         out = await link_stats(self.pc)
         out.update(self.meter.snapshot())
         out.update({f"sent_{k.lower()}": v for k, v in self.sent_bytes.items()})
+        out["held_lowres_dropped"] = self.dropped_lowres
+        out["held_audio_frames"] = self.held_audio.discarded if self.held_audio else 0
+        if self.identity_acked_s is not None:
+            out["identity_acked_ms"] = int(self.identity_acked_s * 1000)
         return out
 
     @property
@@ -128,5 +210,7 @@ class SenderLink:
         return self.pc.connectionState == "connected"
 
     async def close(self) -> None:
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
         await self.router.close_session(self.receiver_peer, self.session)
         await close_peer_connection(self.pc)

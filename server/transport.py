@@ -43,10 +43,12 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdtlstransport import SRTP_AES128_CM_SHA1_80
 from aiortc.rtcsctptransport import (
+    USERDATA_MAX_LENGTH,
     DataChunk,
     ForwardTsnChunk,
     HeartbeatAckChunk,
     HeartbeatChunk,
+    RTCSctpTransport,
     SackChunk,
     parse_packet,
 )
@@ -63,6 +65,12 @@ LOW_LATENCY_AUDIO_FRAME_MS = 60  # when the receiver does not wait for the next 
 OPUS_FRAME_MS = (20, 40, 60, 80, 100, 120)
 OPUS_CLOCK = 48000  # RTP clock of Opus
 LINK_RTCP_INTERVAL_S = 5.0  # RFC 3550's nominal minimum; aiortc reports every 0.5-1.5 s
+# SCTP congestion window of the link, at most: two full DATA chunks in flight. aiortc starts
+# at three and bursts up to four (~5 kB): on a 16 kbit/s link that is 2.5 s of queue, so a
+# bottleneck's queue dropped the identity frame's later chunks and their retransmissions
+# waited for SCTP's timer (RTO 1-3 s). Two in flight keep the identity ack-clocked under
+# the link's rate; the link's other SCTP traffic (8x8 messages, ~100 B) never needs more.
+LINK_SCTP_MAX_CWND = 2 * USERDATA_MAX_LENGTH
 # DTLS 1.2 record overhead: AES-GCM 13 + 8 (explicit nonce) + 16 (tag) = 37 B, ChaCha20-
 # Poly1305 13 + 16 = 29 B, on every data-channel message.
 LINK_DTLS_CIPHERS = (b"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:"
@@ -162,12 +170,37 @@ def lean_link_transport(pc: RTCPeerConnection) -> None:
     - SRTP profile AES128_CM_HMAC_SHA1_80: a 10-byte auth tag per RTP packet instead of
       AEAD_AES_256_GCM's 16;
     - DTLS records in ChaCha20-Poly1305 first (server preference; GCM stays the fallback):
-      no 8-byte explicit nonce on every data-channel message.
+      no 8-byte explicit nonce on every data-channel message;
+    - SCTP's congestion window capped at two full chunks (``LINK_SCTP_MAX_CWND``), so the
+      identity frame does not burst past a narrow link's queue.
     """
     for dtls in _dtls_transports(pc):
         dtls._srtp_profiles = [SRTP_AES128_CM_SHA1_80]
     for cert in getattr(pc, "_RTCPeerConnection__certificates", []):
         _prefer_chacha(cert)
+    if pc.sctp is not None:
+        cap_sctp_window(pc.sctp)
+
+
+class _CappedWindowSctp(RTCSctpTransport):
+    """aiortc's SCTP transport with its congestion window clamped to ``LINK_SCTP_MAX_CWND``
+    (aiortc assigns ``_cwnd`` in slow start, congestion avoidance and on timeouts; the clamp
+    sits under all of them)."""
+
+    @property
+    def _cwnd(self) -> int:  # type: ignore[override]
+        return self.__dict__["_talkcodec_cwnd"]
+
+    @_cwnd.setter
+    def _cwnd(self, value: int) -> None:
+        self.__dict__["_talkcodec_cwnd"] = min(int(value), LINK_SCTP_MAX_CWND)
+
+
+def cap_sctp_window(sctp: RTCSctpTransport) -> None:
+    """At most ``LINK_SCTP_MAX_CWND`` bytes of DATA in flight on this SCTP transport."""
+    cwnd = sctp.__dict__.pop("_cwnd", LINK_SCTP_MAX_CWND)
+    sctp.__class__ = _CappedWindowSctp
+    sctp._cwnd = cwnd
 
 
 def _prefer_chacha(cert: object) -> None:
@@ -216,7 +249,10 @@ def lean_link_audio(pc: RTCPeerConnection, sender: RTCRtpSender,
 
     async def throttled(packets: list) -> None:
         now = time.monotonic()
-        if any(isinstance(p, RtcpByePacket) for p in packets) or now - last[0] >= rtcp_interval_s:
+        bye = any(isinstance(p, RtcpByePacket) for p in packets)
+        if not bye and not sampled:
+            return  # nothing sent yet (the link holds its speech until the identity is in)
+        if bye or now - last[0] >= rtcp_interval_s:
             last[0] = now
             for p in packets:
                 if isinstance(p, RtcpSrPacket) and sampled:
@@ -374,12 +410,16 @@ class PcmAudioTrack(PacedAudioTrack):
 
 @dataclass
 class LinkShape:
-    """An emulated link: bottleneck rate, one-way delay, random loss, drop-tail queue."""
+    """An emulated link: bottleneck rate, one-way delay, random loss, drop-tail queue.
+
+    ``max_queue_ms``: a datagram is dropped when it would wait longer than this behind the
+    ones queued before it (a queue of ``rate x max_queue_ms``: 2 kB at 16 kbit/s, one full
+    SCTP packet waiting behind another; 400 ms, 800 B, could not hold even one)."""
 
     rate_bps: float = 16000.0
     delay_ms: float = 100.0
     loss: float = 0.05
-    max_queue_ms: float = 400.0
+    max_queue_ms: float = 1000.0
     seed: int = 0
 
 

@@ -125,7 +125,8 @@ def test_viewer_audio_is_delayed_to_match_the_video() -> None:
     print(f"\nA/V at the viewer: {out}")
     assert out["av_n"] >= 4, out
     assert -45.0 <= out["av_offset_med"] <= 90.0, out
-    # The audio was held back for the video (the speech path alone is ~130 ms).
-    assert out["audio_lat_med"] > 180.0, out
+    # The audio was held back for the video (the speech path alone is ~130 ms; on a quiet
+    # box the video's own latency, and so the held-back audio's, is 180-185 ms).
+    assert out["audio_lat_med"] > 160.0, out
     # ... by the video's delay, less the Opus delay of the viewer's leg (6.5 ms).
     assert out["audio_delay"] is not None and out["audio_delay"] >= out["video_delay"] - 8, out

@@ -10,6 +10,7 @@ import pytest
 
 from codec.data import data_dir
 from server.transport import (
+    LINK_SCTP_MAX_CWND,
     LOWRES_CHANNEL,
     RELIABLE_CHANNEL,
     LinkEmulator,
@@ -215,3 +216,23 @@ def test_link_emulator_rate_delay_and_loss():
         assert tight.dropped >= 14
 
     run(scenario())
+
+
+def test_link_sctp_window_is_capped_at_two_chunks():
+    """The link's SCTP never has more than two full chunks in flight (an identity frame
+    burst past a narrow link's queue otherwise; docs/CALL.md, Constrained link), whatever
+    aiortc's congestion control assigns; smaller windows stay as they are."""
+
+    async def scenario():
+        pc = new_peer_connection()
+        pc.createDataChannel(RELIABLE_CHANNEL)
+        lean_link_transport(pc)
+        seen = [pc.sctp._cwnd]
+        pc.sctp._cwnd = 100 * LINK_SCTP_MAX_CWND  # slow start would grow it
+        seen.append(pc.sctp._cwnd)
+        pc.sctp._cwnd = 1000  # a timeout shrinks it
+        seen.append(pc.sctp._cwnd)
+        await pc.close()
+        return seen
+
+    assert run(scenario()) == [LINK_SCTP_MAX_CWND, LINK_SCTP_MAX_CWND, 1000]
