@@ -28,7 +28,8 @@ from codec.receiver.neural import NeuralReceiver  # noqa: E402
 from codec.receiver.neural.weights import ROLES, find_model, load_verified  # noqa: E402
 from codec.types import AudioChunk, IdentityFrame, LowResFrame  # noqa: E402
 
-CALLS_PER_FRAME = {"identity_encoder": 0.0, "interpolator": 1 / 5, "animator": 1.0}
+CALLS_PER_FRAME = {"identity_encoder": 0.0, "interpolator": 1 / 5, "animator": 1.0,
+                   "mouth": 1.0}
 
 
 def _shape(vi: onnx.ValueInfoProto) -> list[int]:
@@ -69,7 +70,7 @@ def test_stream(seconds: float) -> tuple[IdentityFrame, list[LowResFrame], list[
         frames, audio = load_val(val_rows()[0], 10.0)
         frames, audio = frames[:n], audio[: n * 640]
         del load_face_clip
-    except Exception:  # noqa: BLE001 - timing does not depend on the content
+    except Exception:  # noqa: BLE001 - noise: no face, so the mouth stage stays off
         frames = rng.integers(0, 256, (n, 256, 256, 3), dtype=np.uint8)
         audio = (0.1 * rng.standard_normal(n * 640)).astype(np.float32)
     lows = [LowResFrame(frames[k].reshape(8, 32, 8, 32, 3).mean(axis=(1, 3)).astype(np.float32),
@@ -97,9 +98,17 @@ def main() -> None:
     # ch), blend (2 x 3 ch), back-projection (box means + two 8->256 matrix products x 3 ch).
     n = 256 * 256
     total_macs += n * (12 + 24 + 6 + 3) + 3 * (256 * 8 * 8 + 256 * 256 * 8)
+    # mouth stage: log-mel of 41 frames (400-point FFT ~ 2 x 400 x log2(400), 40 x 201 mel
+    # filter) + the warp of the mouth region (4 taps x 3 ch, plus the cavity blend).
+    ident, lows, chunks = test_stream(args.seconds)
+    probe = NeuralReceiver(threads=1)
+    probe.set_identity(ident)
+    roi = 0 if probe._mouth is None else probe._mouth.gx.size  # noqa: SLF001
+    total_macs += 41 * (2 * 400 * 9 + 40 * 201) + roi * (12 + 6)
+    print(f"mouth stage: {'on' if roi else 'off (no face on the identity frame)'}, "
+          f"warped region {roi} px")
     print(f"total params {total_params}; per output frame {total_macs / 1e6:.1f} MMAC = "
           f"{2 * total_macs / 1e9:.3f} GFLOP (identity encoder once per call, not counted)")
-    ident, lows, chunks = test_stream(args.seconds)
     for threads in (1, 2):
         rx = NeuralReceiver(threads=threads)
         rx.run(ident, lows[:3], chunks)  # warm-up

@@ -6,7 +6,8 @@ canvas frame 0; low-res stream = 8x8 box means of every 5th frame through the bi
 low-res codec (default parameters; ``--exact`` skips it); audio through Opus at 8 kbit/s
 (``--raw-audio`` skips it). Metrics over all frames but frame 0: PSNR (RGB), SSIM (luma),
 mouth landmark distance (px, box found on the ground truth), mouth-motion correlation
-(inner-lip opening over time), mouth-box PSNR. Ablation on the speech clips: ``neural:true``
+(inner-lip opening over time), mouth-box PSNR, dlib identity-descriptor distance on every
+5th frame (mean, and the pooled share of frames under 0.6). Ablation on the speech clips: ``neural:true``
 (the clip's own speech), ``neural:swapped`` (the next speech clip's audio) and
 ``neural:silence`` (no audio) over the same clips. The interpolator is scored at 8x8 on the 4
 in-between frames of every key pair (PSNR against the exact box means).
@@ -39,10 +40,15 @@ from codec.metrics.landmarks import (  # noqa: E402
     motion_correlation,
     mouth_opening,
 )
+from codec.metrics.identity import descriptor_distance, face_descriptor  # noqa: E402
 from codec.receiver.registry import get_receiver  # noqa: E402
 from codec.sender.downsample import box_downsample  # noqa: E402
 from codec.types import AudioChunk, IdentityFrame, LowResFrame  # noqa: E402
 from codec.data import data_dir as data_root  # noqa: E402
+
+
+ID_EVERY = 5  # identity descriptor on every 5th frame
+SAME_PERSON = 0.6  # dlib's same-person threshold
 
 
 def val_rows() -> list[dict]:
@@ -103,6 +109,18 @@ class MouthTruth:
                      points=np.array([p if p is not None else np.full((68, 2), np.nan)
                                       for p in self.points]))
 
+    def identity_scores(self, frames: list[np.ndarray], canvas: np.ndarray) -> dict[str, float]:
+        """dlib 128-d descriptor distance to the ground truth on every ``ID_EVERY``-th frame
+        (box from the ground truth): mean, and matches (< 0.6) / frames scored."""
+        if not hasattr(self, "_desc"):
+            self._desc = {i: face_descriptor(canvas[i], self.boxes[i])
+                          for i in range(ID_EVERY, len(canvas), ID_EVERY)
+                          if self.boxes[i] is not None}
+        d = [descriptor_distance(face_descriptor(frames[i], self.boxes[i]), ref)
+             for i, ref in self._desc.items()]
+        return {"id_dist": float(np.mean(d)) if d else float("nan"),
+                "id_match": float(np.sum(np.array(d) < SAME_PERSON)), "id_n": float(len(d))}
+
     def scores(self, frames: list[np.ndarray], canvas: np.ndarray) -> dict[str, float]:
         dist, op_out, op_gt, mouth_p = [], [], [], []
         for i in range(1, len(canvas)):
@@ -119,7 +137,8 @@ class MouthTruth:
         return {"mouth_dist": float(np.mean(dist)) if dist else float("nan"),
                 "mouth_corr": motion_correlation(np.array(op_out), np.array(op_gt))
                 if len(op_gt) >= 3 else float("nan"),
-                "mouth_psnr": mean_psnr(mouth_p) if mouth_p else float("nan")}
+                "mouth_psnr": mean_psnr(mouth_p) if mouth_p else float("nan"),
+                **self.identity_scores(frames, canvas)}
 
 
 def run_receiver(name: str, canvas: np.ndarray, lows: list[LowResFrame],
@@ -197,9 +216,11 @@ def main() -> None:
             interp.append(interpolator_scores(canvas, lows))
     print("\nmean over clips (val, all frames but the identity frame):")
     for label, res in table.items():
-        keys = res[0].keys()
+        keys = [k for k in res[0] if k not in ("id_match", "id_n")]
+        pooled = sum(r["id_match"] for r in res) / max(1.0, sum(r["id_n"] for r in res))
         print(f"  {label:15s} n={len(res):2d} " + " ".join(
-            f"{k} {np.nanmean([r[k] for r in res]):.3f}" for k in keys))
+            f"{k} {np.nanmean([r[k] for r in res]):.3f}" for k in keys)
+            + f" ID<0.6 {pooled:.3f} of {sum(r['id_n'] for r in res):.0f} frames")
     if interp:
         a = np.array(interp)
         print(f"  interpolator 8x8 in-between PSNR {a[:, 0].mean():.2f} dB "
