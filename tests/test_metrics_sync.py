@@ -20,10 +20,19 @@ def _shipped() -> bool:
 
 
 def _val_clip() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(frames, landmarks, audio) of a val speech clip from the training cache."""
+    """(frames, landmarks, audio) of a val speech clip: from the training cache when it is
+    built, else made the same way from ../shared/data (the sender's loader + dlib)."""
     d = cache_dir() / "clips" / VAL_CLIP
     if not (d / "meta.json").exists():
-        pytest.skip("training cache (cache/clips) not built")
+        from codec.data import data_dir
+        from codec.sender.canvas import load_face_clip
+        from training.build_cache import canvas_landmarks
+
+        path = data_dir() / "clips" / f"{VAL_CLIP}.mpg"
+        if not path.exists():
+            pytest.skip(f"shared data not found at {data_dir()}")
+        clip = load_face_clip(str(path), max_seconds=12.0)
+        return clip.frames, canvas_landmarks(clip.frames), clip.audio
     t = json.loads((d / "meta.json").read_text())["n_frames"]
     frames = np.memmap(d / "frames.u8", np.uint8, "r", shape=(t, 256, 256, 3))
     return np.asarray(frames), np.load(d / "landmarks.npy")[:t], np.load(d / "audio.npy")
