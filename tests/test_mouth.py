@@ -111,3 +111,28 @@ def test_identity_frame_without_a_face_is_animated_unchanged() -> None:
                                           LowResFrame(np.full((8, 8, 3), 120.0, np.float32), 200)],
                     [])
     assert rx._mouth is None and len(frames) >= 5
+
+
+def test_mouth_setup_is_safe_from_several_receiver_threads(face: tuple) -> None:
+    """Two callers' receivers set up their identity frames at once (the call's workers run
+    in their own threads): both find the mouth, same result as alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from codec.receiver.neural.receiver import NeuralReceiver
+
+    frame, _ = face
+    img = frame.astype(np.float32)
+    with ThreadPoolExecutor(4) as pool:
+        warps = list(pool.map(lambda _: NeuralReceiver._mouth_warp(img), range(8)))
+    assert all(w is not None for w in warps)
+    assert len({(w.shape.cx, w.shape.gap, w.shape.width) for w in warps}) == 1
+
+
+def test_mouth_off_the_frame_is_refused(face: tuple) -> None:
+    frame, box = face
+    pts = landmarks(frame, box)
+    for shift in ((400.0, 0.0), (-400.0, 0.0), (0.0, 400.0), (0.0, -400.0)):
+        shape = mouth_shape(pts + np.array(shift))
+        if shape is not None:
+            with pytest.raises(ValueError):
+                MouthWarp(frame.astype(np.float32), shape)

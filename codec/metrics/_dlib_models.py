@@ -6,12 +6,18 @@ own data files (no download).
 
 from __future__ import annotations
 
+import threading
 import warnings
 from functools import lru_cache
 from typing import Any
 
 import dlib
 import numpy as np
+
+
+# The shared detector / predictor objects are not safe to use from several threads at once;
+# callers that may run concurrently (one receiver per caller in the call) hold this lock.
+DLIB_LOCK = threading.Lock()
 
 
 def _model_path(kind: str) -> str:

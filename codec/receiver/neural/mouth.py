@@ -127,6 +127,8 @@ class MouthWarp:
         self.x1 = int(min(w, np.ceil(s.cx + 2.4 * s.half_width)))
         self.y0 = int(max(0, np.floor(s.nose_y)))
         self.y1 = int(min(h, np.ceil(s.chin_y + 0.6 * below + 2 * s.width * MAX_OPENING)))
+        if self.x1 - self.x0 < 4 or self.y1 - self.y0 < 4 or not 0 <= s.cx < w:
+            raise ValueError("the mouth lies outside the frame")
         gx, gy = np.meshgrid(np.arange(self.x0, self.x1, dtype=np.float32),
                              np.arange(self.y0, self.y1, dtype=np.float32))
         self.gx, self.gy = gx, gy

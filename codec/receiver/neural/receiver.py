@@ -91,13 +91,22 @@ class NeuralReceiver(Receiver):
     def _mouth_warp(img: np.ndarray) -> MouthWarp | None:
         """The identity frame's mouth, or None when dlib finds no usable face on it (the
         frame is then animated unchanged)."""
+        from codec.metrics._dlib_models import DLIB_LOCK
         from codec.metrics.landmarks import detect_face, landmarks
 
-        box = detect_face(np.rint(img).astype(np.uint8))
-        if box is None:
+        frame = np.rint(img).astype(np.uint8)
+        with DLIB_LOCK:  # one receiver per caller: workers run in their own threads
+            box = detect_face(frame)
+            points = None if box is None else landmarks(frame, box)
+        if points is None:
             return None
-        shape = mouth_shape(landmarks(np.rint(img).astype(np.uint8), box))
-        return None if shape is None else MouthWarp(img, shape)
+        shape = mouth_shape(points)
+        if shape is None:
+            return None
+        try:
+            return MouthWarp(img, shape)
+        except ValueError:  # landmarks extrapolated off the frame
+            return None
 
     # ---- low-res stream at 25 fps -------------------------------------------------------
     def _in_between(self, j: int) -> np.ndarray:
