@@ -14,7 +14,6 @@ from typing import Any
 import dlib
 import numpy as np
 
-
 # The shared detector / predictor objects are not safe to use from several threads at once;
 # callers that may run concurrently (one receiver per caller in the call) hold this lock.
 DLIB_LOCK = threading.Lock()
