@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from codec.receiver.neural import NeuralReceiver  # noqa: E402
+from codec.receiver.neural.mouth import BLOCK_FRAMES  # noqa: E402
 from codec.receiver.neural.weights import ROLES, find_model, load_verified  # noqa: E402
 from codec.types import AudioChunk, IdentityFrame, LowResFrame  # noqa: E402
 
@@ -98,13 +99,13 @@ def main() -> None:
     # ch), blend (2 x 3 ch), back-projection (box means + two 8->256 matrix products x 3 ch).
     n = 256 * 256
     total_macs += n * (12 + 24 + 6 + 3) + 3 * (256 * 8 * 8 + 256 * 256 * 8)
-    # mouth stage: log-mel of 41 frames (400-point FFT ~ 2 x 400 x log2(400), 40 x 201 mel
+    # speech: one log-mel block per frame, shared by mouth stage and animator (400-point FFT ~ 2 x 400 x log2(400), 40 x 201 mel
     # filter) + the warp of the mouth region (4 taps x 3 ch, plus the cavity blend).
     ident, lows, chunks = test_stream(args.seconds)
     probe = NeuralReceiver(threads=1)
     probe.set_identity(ident)
     roi = 0 if probe._mouth is None else probe._mouth.gx.size  # noqa: SLF001
-    total_macs += 41 * (2 * 400 * 9 + 40 * 201) + roi * (12 + 6)
+    total_macs += BLOCK_FRAMES * (2 * 400 * 9 + 40 * 201) + roi * (12 + 6)
     print(f"mouth stage: {'on' if roi else 'off (no face on the identity frame)'}, "
           f"warped region {roi} px")
     print(f"total params {total_params}; per output frame {total_macs / 1e6:.1f} MMAC = "

@@ -109,15 +109,20 @@ class MouthTruth:
                      points=np.array([p if p is not None else np.full((68, 2), np.nan)
                                       for p in self.points]))
 
-    def identity_scores(self, frames: list[np.ndarray], canvas: np.ndarray) -> dict[str, float]:
-        """dlib 128-d descriptor distance to the ground truth on every ``ID_EVERY``-th frame
-        (box from the ground truth): mean, and matches (< 0.6) / frames scored."""
-        if not hasattr(self, "_desc"):
+    def _references(self, canvas: np.ndarray) -> dict[int, np.ndarray]:
+        """Ground-truth descriptors of the scored frames, computed once per clip."""
+        if getattr(self, "_desc", None) is None:
             self._desc = {i: face_descriptor(canvas[i], self.boxes[i])
                           for i in range(ID_EVERY, len(canvas), ID_EVERY)
                           if self.boxes[i] is not None}
+        return self._desc
+
+    def identity_scores(self, frames: list[np.ndarray], canvas: np.ndarray) -> dict[str, float]:
+        """dlib 128-d descriptor distance to the ground truth on every ``ID_EVERY``-th frame
+        (box from the ground truth): mean, and matches (< 0.6) / frames scored."""
+        refs = self._references(canvas)
         d = [descriptor_distance(face_descriptor(frames[i], self.boxes[i]), ref)
-             for i, ref in self._desc.items()]
+             for i, ref in refs.items()]
         return {"id_dist": float(np.mean(d)) if d else float("nan"),
                 "id_match": float(np.sum(np.array(d) < SAME_PERSON)), "id_n": float(len(d))}
 

@@ -136,3 +136,20 @@ def test_mouth_off_the_frame_is_refused(face: tuple) -> None:
         if shape is not None:
             with pytest.raises(ValueError):
                 MouthWarp(frame.astype(np.float32), shape)
+
+
+def test_the_block_contains_the_animators_speech_window() -> None:
+    """The receiver computes the log-mel once per frame: the animator's window is a slice of
+    the mouth block, identical to ``window_features`` of its own span (training's input)."""
+    from codec.audio.features import window_features, window_span_ms
+    from codec.receiver.neural.mouth import ANIMATOR_WINDOW
+
+    audio = _speechlike(1.0, seed=3)
+    before, after = block_span_ms()
+    a_before, a_after = window_span_ms()
+    n = int(round((before + after) * SAMPLE_RATE / 1000))
+    block = block_from_samples(audio[:n])
+    skip = int(round((before - a_before) * SAMPLE_RATE / 1000))
+    m = int(round((a_before + a_after) * SAMPLE_RATE / 1000))
+    np.testing.assert_allclose(block[ANIMATOR_WINDOW], window_features(audio[skip : skip + m]),
+                               atol=1e-5)

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from codec.audio.features import window_features, window_span_ms
 from codec.receiver.base import FRAME_MS, Receiver
 from codec.receiver.neural.compose import compose_frame
 from codec.receiver.neural.mouth import (
+    ANIMATOR_WINDOW,
     MOUTH_STRENGTH,
     MouthWarp,
     block_features,
@@ -156,31 +156,31 @@ class NeuralReceiver(Receiver):
         return np.stack(win).astype(np.float32).transpose(0, 3, 1, 2)
 
     # ---- rendering -------------------------------------------------------------------
-    def mel_at(self, t_ms: float) -> np.ndarray:
-        before, after = window_span_ms()
-        samples = self.audio_window(t_ms, before, after)
-        if not self.use_audio:
-            samples = np.zeros_like(samples)
-        return window_features(samples)
-
-    def opening_at(self, t_ms: float) -> float:
-        """Lip opening the speech around t asks for (the ``mouth`` network)."""
+    def speech_at(self, t_ms: float) -> np.ndarray:
+        """Log-mel block of the speech around t (``mouth.block_span_ms``), computed once per
+        frame for both the mouth stage and the animator; silence when audio is off."""
         samples = self.audio_window(t_ms, *block_span_ms())
         if not self.use_audio:
             samples = np.zeros_like(samples)
-        feats = block_features(block_from_samples(samples))[None]
+        return block_from_samples(samples)
+
+    def mel_at(self, t_ms: float) -> np.ndarray:
+        """The animator's 200 ms log-mel window at t."""
+        return self.speech_at(t_ms)[ANIMATOR_WINDOW]
+
+    def opening(self, block: np.ndarray) -> float:
+        """Lip opening a speech block asks for (the ``mouth`` network)."""
+        feats = block_features(block)[None]
         (opening,) = self.sessions["mouth"].run(None, {"feats": feats})
         return float(opening.ravel()[0])
 
-    def identity_at(self, t_ms: float) -> np.ndarray:
-        if self._mouth is None:
-            return self._identity
-        return self._mouth.render(self.opening_at(t_ms), MOUTH_STRENGTH)
-
     def render(self, t_ms: float) -> np.ndarray:
         window = self.window_at(t_ms)
-        feeds = {"window": window[None], "mel": self.mel_at(t_ms)[None], **self._id_inputs}
+        block = self.speech_at(t_ms)
+        identity = (self._identity if self._mouth is None
+                    else self._mouth.render(self.opening(block), MOUTH_STRENGTH))
+        feeds = {"window": window[None], "mel": block[ANIMATOR_WINDOW][None], **self._id_inputs}
         theta, flow, mask, colour = self.sessions["animator"].run(None, feeds)
         cur = window[WINDOW // 2].transpose(1, 2, 0)
-        out = compose_frame(self.identity_at(t_ms), theta[0], flow[0], mask[0], colour[0], cur)
+        out = compose_frame(identity, theta[0], flow[0], mask[0], colour[0], cur)
         return np.rint(out).astype(np.uint8)
