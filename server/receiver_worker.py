@@ -322,6 +322,11 @@ class ReceiverWorker:
         self.client = client
         self.config = config or WorkerConfig()
         self.receiver_name = self.config.receiver or default_receiver_name()
+        # Fail now, not at the first call, when the receiver cannot be built here (e.g.
+        # TALKCODEC_DEVICE=cuda without a CUDA build of ONNX Runtime).
+        probe = get_receiver(self.receiver_name, low_latency=self.config.low_latency)
+        log.info("receiver %s on %s", self.receiver_name,
+                 ", ".join(getattr(probe, "providers", ["CPU"])))
         self.router = SessionRouter(client)
         self.router.on_offer = self._on_offer
         self.router.on_peer_joined = self._on_peer_joined

@@ -55,6 +55,11 @@ def test_call_services_gpu_and_secrets() -> None:
     assert "deploy" not in services["receiver"]  # the CPU receiver reserves nothing
     assert services["receiver"]["profiles"] == ["cpu"]
     assert services["receiver-gpu"]["profiles"] == ["gpu"]
+    # The GPU image swaps in the CUDA build of ONNX Runtime and insists on using it.
+    assert services["receiver-gpu"]["build"]["args"]["ONNXRUNTIME"].startswith("onnxruntime-gpu")
+    assert services["receiver-gpu"]["environment"]["TALKCODEC_DEVICE"] == "cuda"
+    assert "TALKCODEC_DEVICE" not in services["receiver"]["environment"]
+    assert services["receiver-gpu"]["environment"]["TALKCODEC_SECRET"].startswith("${")
     assert "coturn" in services["turn"]["image"]
     text = COMPOSE.read_text()
     # Secrets come from the environment at `up` time, required, never written here.
@@ -73,6 +78,9 @@ def test_dockerfiles_use_bootstrap_and_exist() -> None:
         assert re.search(r"^RUN scripts/bootstrap\.sh call\b", text, re.M), dockerfile
         assert re.search(r"^FROM python:3\.11", text, re.M)
     assert (ROOT / "docker" / "turnserver.conf").exists()
+    receiver = (ROOT / "docker" / "Dockerfile.receiver").read_text()
+    assert re.search(r"^ARG ONNXRUNTIME=$", receiver, re.M)  # CPU build unless the gpu profile
+    assert 'pip install -c constraints.txt "$ONNXRUNTIME"' in receiver
     assert "scripts/bootstrap.sh" in (ROOT / "Makefile").read_text()  # what the README uses
 
 

@@ -146,6 +146,32 @@ def test_shipped_receiver_runs_from_the_registry() -> None:
     assert min(stds) > 1.0  # not a blank frame
 
 
+@needs_shipped
+def test_device_choice_is_checked() -> None:
+    import onnxruntime as ort
+
+    from codec.receiver.neural import NeuralReceiver
+
+    assert NeuralReceiver(device="cpu").providers == ["CPUExecutionProvider"]
+    with pytest.raises(ValueError, match="device must be one of"):
+        NeuralReceiver(device="tpu")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(RuntimeError, match="no CUDA provider"):
+            NeuralReceiver(device="cuda")
+
+
+def test_receiver_imports_without_pyav() -> None:
+    """A receiver container or GPU box needs no PyAV to run the neural receiver."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['av'] = None\n"
+            "from codec.receiver.neural import NeuralReceiver\n"
+            "from codec.receiver.neural.mouth import MouthWarp\n")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=120)
+
+
 def test_models_dir_is_the_repo_models_folder() -> None:
     assert weights.models_dir().name == "models"
     assert (weights.models_dir().parent / "codec").is_dir()

@@ -14,6 +14,7 @@ Runs four ONNX networks through ONNX Runtime (no torch at run time):
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +47,31 @@ def _as_8x8(frame: LowResFrame) -> np.ndarray:
     return px if px.shape[0] == NET_LOWRES else box_downsample(px, px.shape[0] // NET_LOWRES)
 
 
-def _session(data: bytes, threads: int) -> Any:
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _session(data: bytes, threads: int, device: str = "auto") -> Any:
+    """An ONNX Runtime session: ``auto`` takes the CUDA provider when the installed ONNX
+    Runtime has one (onnxruntime-gpu), ``cpu`` never does, ``cuda`` insists on it."""
     import onnxruntime as ort
 
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     available = ort.get_available_providers()
-    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-    return ort.InferenceSession(data, sess_options=opts, providers=providers)
+    if device == "cuda" and "CUDAExecutionProvider" not in available:
+        raise RuntimeError("device 'cuda' asked for, but this ONNX Runtime has no CUDA "
+                           f"provider (it has {available}); install onnxruntime-gpu")
+    wanted = ("CPUExecutionProvider",) if device == "cpu" else (
+        "CUDAExecutionProvider", "CPUExecutionProvider")
+    providers = [p for p in wanted if p in available]
+    sess = ort.InferenceSession(data, sess_options=opts, providers=providers)
+    if device == "cuda" and "CUDAExecutionProvider" not in sess.get_providers():
+        raise RuntimeError("the CUDA provider did not load (CUDA/cuDNN libraries missing?)")
+    return sess
 
 
 class NeuralReceiver(Receiver):
@@ -63,12 +79,15 @@ class NeuralReceiver(Receiver):
 
     def __init__(self, *, low_latency: bool = False, canvas_size: int = 256,
                  models_dir: Path | None = None, threads: int = 1,
-                 use_audio: bool = True, use_mouth: bool = True) -> None:
+                 use_audio: bool = True, use_mouth: bool = True, device: str | None = None) -> None:
         super().__init__(low_latency=low_latency, canvas_size=canvas_size)
         if canvas_size != 256:
             raise ValueError("the neural receiver renders 256x256 canvases only")
-        self.sessions = {role: _session(load_verified(find_model(role, models_dir)), threads)
-                         for role in ROLES}
+        # ``auto`` (the default, or $TALKCODEC_DEVICE): CUDA when onnxruntime-gpu is installed.
+        device = device or os.environ.get("TALKCODEC_DEVICE", "auto")
+        self.sessions = {role: _session(load_verified(find_model(role, models_dir)), threads,
+                                        device) for role in ROLES}
+        self.providers = self.sessions["animator"].get_providers()
         self.use_audio = use_audio
         self.use_mouth = use_mouth
         self._mouth: MouthWarp | None = None
