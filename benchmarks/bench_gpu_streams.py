@@ -80,7 +80,7 @@ def _worker(stream: str, device: str, threads: int, barrier, results) -> None:
         t0 = time.perf_counter()
         out = rx.run(ident, lows, chunks)
         results.put((len(out), time.perf_counter() - t0, None))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - reported by the parent
         if not barrier.broken:
             barrier.abort()
         results.put((0, 0.0, f"{type(exc).__name__}: {exc}"))
@@ -129,7 +129,7 @@ def run(stream: Path, device: str, threads: int, counts: list[int]) -> None:
         try:
             barrier.wait(timeout=300)
             mem = _gpu_memory_mib()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a worker failed before the start
             mem = "-"
         got = [results.get(timeout=600) for _ in procs]
         for p in procs:
