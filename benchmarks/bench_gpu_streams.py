@@ -1,8 +1,9 @@
 """How many concurrent 25 fps receiver streams one machine sustains, on the GPU (ONNX Runtime's
 CUDA provider) and on the CPU of the same machine.
 
-Each stream is its own process running the shipped ``neural`` receiver (``threads`` ONNX
-Runtime threads, as a receiver container runs it) over the same 8 s val clip: K streams
+Each stream is its own process running the shipped ``neural`` receiver over the same 8 s
+val clip, with ``--threads`` threads for everything in it (ONNX Runtime, OpenCV and the
+BLAS behind numpy, so that K processes do not oversubscribe the cores): K streams
 start together, each renders every 256x256 frame as fast as it can, and the benchmark
 prints each K's slowest stream in frames/s, the sum over streams and the GPU memory in use.
 A K is sustained when its slowest stream is at least 25 fps.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import shutil
 import subprocess
 import sys
@@ -115,6 +117,11 @@ def per_call(stream: Path, device: str, threads: int) -> None:
 
 
 def run(stream: Path, device: str, threads: int, counts: list[int]) -> None:
+    import cv2
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)  # read by the spawned workers' numpy at import
+    cv2.setNumThreads(threads)
     per_call(stream, device, threads)
     ctx = mp.get_context("spawn")
     print(f"{'streams':>7s} {'slowest fps':>11s} {'sum fps':>8s} {'GPU MiB':>8s}  sustained")
