@@ -58,7 +58,8 @@ class _AnimatorByName(nn.Module):
         return self.animator.heads(window, id_lr, f32, f16, mel)
 
 
-def trained_modules(roles: tuple[str, ...] = ROLES) -> dict[str, nn.Module]:
+def trained_modules(roles: tuple[str, ...] = ROLES,
+                    receiver_ckpt: Path | None = None) -> dict[str, nn.Module]:
     out: dict[str, nn.Module] = {}
     if "interpolator" in roles:
         interp = Interpolator()
@@ -66,7 +67,7 @@ def trained_modules(roles: tuple[str, ...] = ROLES) -> dict[str, nn.Module]:
         out["interpolator"] = interp.eval()
     if {"identity_encoder", "animator"} & set(roles):
         net = ReceiverNet()
-        net.load_state_dict(torch.load(cache_dir() / "receiver.pt",
+        net.load_state_dict(torch.load(receiver_ckpt or cache_dir() / "receiver.pt",
                                        weights_only=False)["net"])
         out["identity_encoder"] = net.identity_encoder.eval()
         out["animator"] = _AnimatorByName(net).eval()
@@ -100,10 +101,11 @@ def max_abs_diff(module: nn.Module, data: bytes, role: str, seed: int = 1) -> fl
     return max(float(np.abs(r.numpy() - o).max()) for r, o in zip(ref, got, strict=True))
 
 
-def export_all(out_dir: Path, roles: tuple[str, ...] = ROLES) -> dict[str, Path]:
+def export_all(out_dir: Path, roles: tuple[str, ...] = ROLES,
+               receiver_ckpt: Path | None = None) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
-    for role, module in trained_modules(roles).items():
+    for role, module in trained_modules(roles, receiver_ckpt).items():
         data = to_onnx(module, role)
         print(f"{role}: max |torch - ort| = {max_abs_diff(module, data, role):.4f} "
               f"({len(data) / 1024:.0f} KiB)")
@@ -118,7 +120,11 @@ def export_all(out_dir: Path, roles: tuple[str, ...] = ROLES) -> dict[str, Path]
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=ROLES, help="export just this role")
+    ap.add_argument("--only", choices=ROLES, action="append",
+                    help="export just this role (repeatable)")
+    ap.add_argument("--receiver-ckpt", type=Path, default=None,
+                    help="identity encoder + animator checkpoint (default cache/receiver.pt)")
     args = ap.parse_args()
-    for p in export_all(models_dir(), (args.only,) if args.only else ROLES).values():
+    roles = tuple(args.only) if args.only else ROLES
+    for p in export_all(models_dir(), roles, args.receiver_ckpt).values():
         print(p)

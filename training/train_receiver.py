@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,7 +23,13 @@ import torch
 from codec.receiver.neural.interpolator import Interpolator
 from codec.receiver.neural.network import ReceiverNet
 from training.dataset import load_clips
-from training.losses import frequency_l1, weighted_l1
+from training.losses import (
+    affine_equivariance,
+    frequency_l1,
+    random_affines,
+    warp_lowres,
+    weighted_l1,
+)
 from training.paths import cache_dir
 from training.samples import SampleSource
 from training.train_mouth import predicted_openings
@@ -55,6 +62,10 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--interp", choices=("linear", "trained"), default="linear")
     ap.add_argument("--no-mouth", action="store_true", help="identity frames unwarped")
+    ap.add_argument("--equivariance", type=float, default=0.0,
+                    help="weight of the affine-motion equivariance loss (0: off)")
+    ap.add_argument("--ckpt", type=Path, default=None,
+                    help="checkpoint to resume from and write (default cache/receiver.pt)")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -69,7 +80,9 @@ def main() -> None:
     print(f"train clips {len(clips)}, interpolator {'yes' if interp else 'linear'}, "
           f"mouth warp {'yes' if use_mouth else 'no'}", flush=True)
     net = ReceiverNet()
-    ckpt = cache_dir() / "receiver.pt"
+    ckpt = args.ckpt or cache_dir() / "receiver.pt"
+    # Its own generator, so phases without the loss draw exactly what they drew before.
+    eq_gen = torch.Generator().manual_seed(args.seed + 7919)
     step = 0
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     if args.resume and ckpt.exists():
@@ -86,16 +99,24 @@ def main() -> None:
         for g in opt.param_groups:
             g["lr"] = float(args.lr * 0.5 * (1 + np.cos(np.pi * frac)))
         b = train.sample(args.batch, args.size)
-        out = net(b.window, b.mel, b.identity)
+        id_lr, f32, f16 = net.identity_encoder(b.identity)
+        theta, flow, mask, colour = net.animator.heads(b.window, id_lr, f32, f16, b.mel)
+        out = net.animator.compose(b.identity, theta, flow, mask, colour, b.window[:, 2])
         l1 = weighted_l1(out, b.target, b.weight)
         fr = frequency_l1(out, b.target)
         loss = l1 + args.freq_weight * fr
+        eq = torch.zeros(())
+        if args.equivariance > 0:
+            t = random_affines(b.window.shape[0], eq_gen)
+            theta_t = net.animator.heads(warp_lowres(b.window, t), id_lr, f32, f16, b.mel)[0]
+            eq = affine_equivariance(theta, theta_t, t)
+            loss = loss + args.equivariance * eq
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         if step % 50 == 0:
-            print(f"step {step} l1 {l1.item():.4f} freq {fr.item():.4f} "
+            print(f"step {step} l1 {l1.item():.4f} freq {fr.item():.4f} eq {eq.item():.4f} "
                   f"{time.time() - t0:.0f}s", flush=True)
         if step % 300 == 0 or step == last:
             with torch.no_grad():

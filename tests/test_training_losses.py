@@ -1,0 +1,53 @@
+"""The receiver's training losses: the motion-equivariance loss and its low-res warp."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training.losses import (  # noqa: E402
+    _as_matrix,
+    affine_equivariance,
+    random_affines,
+    warp_lowres,
+)
+
+
+def _theta_of(m: torch.Tensor) -> torch.Tensor:
+    return torch.stack([m[:, 0, 0] - 1, m[:, 0, 1], m[:, 0, 2],
+                        m[:, 1, 0], m[:, 1, 1] - 1, m[:, 1, 2]], 1)
+
+
+def test_equivariance_is_zero_only_for_the_composed_motion() -> None:
+    t = random_affines(6, torch.Generator().manual_seed(0))
+    theta = 0.05 * torch.randn(6, 6, generator=torch.Generator().manual_seed(1))
+    assert affine_equivariance(theta, _theta_of(_as_matrix(theta) @ t), t).item() < 1e-6
+    # A network that ignores the transform is penalised.
+    assert affine_equivariance(theta, theta, t).item() > 0.01
+
+
+def test_random_affines_are_small_similarities() -> None:
+    t = random_affines(100, torch.Generator().manual_seed(0))
+    assert torch.all(t[:, 2] == torch.tensor([0.0, 0.0, 1.0]))
+    scale = torch.linalg.det(t[:, :2, :2]).sqrt()
+    assert torch.all((scale > 0.9) & (scale < 1.1))
+    assert torch.all(t[:, :2, 2].abs() <= 0.12 + 1e-6)
+
+
+def test_warp_lowres_follows_the_transformed_video() -> None:
+    import torch.nn.functional as F
+
+    w = 255 * torch.rand(2, 5, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(warp_lowres(w, torch.eye(3).expand(2, 3, 3)), w, atol=1e-2)
+    # Against the exact 8x8 of a warped smooth 256x256 frame: far closer than no warp.
+    t = random_affines(2, torch.Generator().manual_seed(1))
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 256), torch.linspace(-1, 1, 256),
+                            indexing="ij")
+    img = (128 + 100 * torch.sin(3 * xx + 1) * torch.cos(2 * yy)).expand(2, 3, 256, 256)
+    grid = F.affine_grid(t[:, :2], [2, 3, 256, 256], align_corners=False)
+    exact = F.avg_pool2d(F.grid_sample(img.contiguous(), grid, padding_mode="border",
+                                       align_corners=False), 32)
+    low = F.avg_pool2d(img, 32)
+    approx = warp_lowres(low[:, None], t)[:, 0]
+    assert (approx - exact).abs().mean() < 0.3 * (low - exact).abs().mean()
