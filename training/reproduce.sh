@@ -11,4 +11,5 @@ $PY -m training.train_interpolator
 $PY -m training.train_mouth
 $PY -m training.train_receiver --steps 2400 --size 64 --batch 12 --lr 2e-3
 $PY -m training.train_receiver --steps 6000 --size 128 --batch 12 --lr 7e-4 --resume
+$PY -m training.train_receiver --steps 3000 --size 128 --batch 12 --lr 2e-4 --resume
 $PY -m training.export_onnx
