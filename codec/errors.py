@@ -5,6 +5,10 @@ class TalkcodecError(Exception):
     """Base class of every error talkcodec raises on purpose."""
 
 
+class ConfigError(TalkcodecError):
+    """A setting (option or environment variable) is invalid or cannot be honoured here."""
+
+
 class InputError(TalkcodecError):
     """An input file or stream cannot be used (unreadable, no video stream, too large...)."""
 

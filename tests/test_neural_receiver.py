@@ -153,10 +153,12 @@ def test_device_choice_is_checked() -> None:
     from codec.receiver.neural import NeuralReceiver
 
     assert NeuralReceiver(device="cpu").providers == ["CPUExecutionProvider"]
-    with pytest.raises(ValueError, match="device must be one of"):
+    from codec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="must be one of"):
         NeuralReceiver(device="tpu")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
-        with pytest.raises(RuntimeError, match="no CUDA provider"):
+        with pytest.raises(ConfigError, match="no CUDA provider"):
             NeuralReceiver(device="cuda")
 
 

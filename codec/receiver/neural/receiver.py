@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from codec.errors import ConfigError
 from codec.receiver.base import FRAME_MS, Receiver
 from codec.receiver.neural.compose import compose_frame
 from codec.receiver.neural.mouth import (
@@ -56,7 +57,7 @@ def _session(data: bytes, threads: int, device: str = "auto") -> Any:
     import onnxruntime as ort
 
     if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        raise ConfigError(f"device (TALKCODEC_DEVICE) must be one of {DEVICES}, got {device!r}")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -66,14 +67,15 @@ def _session(data: bytes, threads: int, device: str = "auto") -> Any:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     available = ort.get_available_providers()
     if device == "cuda" and "CUDAExecutionProvider" not in available:
-        raise RuntimeError("device 'cuda' asked for, but this ONNX Runtime has no CUDA "
+        raise ConfigError("device 'cuda' asked for, but this ONNX Runtime has no CUDA "
                            f"provider (it has {available}); install onnxruntime-gpu")
     wanted = ("CPUExecutionProvider",) if device == "cpu" else (
         "CUDAExecutionProvider", "CPUExecutionProvider")
     providers = [p for p in wanted if p in available]
     sess = ort.InferenceSession(data, sess_options=opts, providers=providers)
     if device == "cuda" and "CUDAExecutionProvider" not in sess.get_providers():
-        raise RuntimeError("the CUDA provider did not load (CUDA/cuDNN libraries missing?)")
+        raise ConfigError("device 'cuda' asked for, but ONNX Runtime's CUDA provider did not "
+                          "load (CUDA 13 / cuDNN 9 libraries missing?)")
     return sess
 
 
