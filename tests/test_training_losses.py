@@ -51,3 +51,19 @@ def test_warp_lowres_follows_the_transformed_video() -> None:
     low = F.avg_pool2d(img, 32)
     approx = warp_lowres(low[:, None], t)[:, 0]
     assert (approx - exact).abs().mean() < 0.3 * (low - exact).abs().mean()
+
+
+def test_gradient_l1_rewards_edges_not_offsets() -> None:
+    import torch.nn.functional as F
+
+    from training.losses import gradient_l1, weighted_l1
+
+    g = torch.Generator().manual_seed(3)
+    target = 255 * torch.rand(2, 3, 32, 32, generator=g)
+    weight = torch.ones(2, 1, 32, 32)
+    assert gradient_l1(target, target, weight).item() == 0.0
+    # A constant offset costs plain L1 but no gradient loss; a blur costs both.
+    assert gradient_l1(target + 10.0, target, weight).item() < 1e-6
+    assert weighted_l1(target + 10.0, target, weight).item() > 0.03
+    blur = F.avg_pool2d(F.pad(target, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    assert gradient_l1(blur, target, weight).item() > 0.05

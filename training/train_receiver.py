@@ -26,6 +26,7 @@ from training.dataset import load_clips
 from training.losses import (
     affine_equivariance,
     frequency_l1,
+    gradient_l1,
     random_affines,
     warp_lowres,
     weighted_l1,
@@ -62,6 +63,8 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--interp", choices=("linear", "trained"), default="linear")
     ap.add_argument("--no-mouth", action="store_true", help="identity frames unwarped")
+    ap.add_argument("--grad-weight", type=float, default=0.0,
+                    help="weight of the region-weighted image-gradient L1 (0: off)")
     ap.add_argument("--equivariance", type=float, default=0.0,
                     help="weight of the affine-motion equivariance loss (0: off)")
     ap.add_argument("--ckpt", type=Path, default=None,
@@ -105,6 +108,8 @@ def main() -> None:
         l1 = weighted_l1(out, b.target, b.weight)
         fr = frequency_l1(out, b.target)
         loss = l1 + args.freq_weight * fr
+        if args.grad_weight > 0:
+            loss = loss + args.grad_weight * gradient_l1(out, b.target, b.weight)
         eq = torch.zeros(())
         if args.equivariance > 0:
             t = random_affines(b.window.shape[0], eq_gen)
