@@ -21,9 +21,7 @@ from typing import Any
 
 from codec.data import data_dir
 from codec.errors import InputError, TalkcodecError
-
-# server.transport.OPUS_FRAME_MS, without importing aiortc for every command.
-OPUS_FRAME_MS = (20, 40, 60, 80, 100, 120)
+from server.link_audio import DEFAULT_AUDIO_FRAME_MS, OPUS_FRAME_MS, link_audio_frame_ms
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CLIP = "clips/OpenTalker__SadTalker__test__examples__source_image__WDA_EdMarkey0_000.mp4"
@@ -75,8 +73,6 @@ async def _demo(args: argparse.Namespace) -> None:
             clip = await asyncio.get_running_loop().run_in_executor(
                 None, _load_clip, str(path), args.clip_seconds
             )
-    from server.transport import link_audio_frame_ms
-
     frame_ms = args.audio_frame_ms or link_audio_frame_ms(args.low_latency)
     call = await start_local_call(host=args.host, port=args.port, receiver=args.receiver,
                                   low_latency=args.low_latency, audio_frame_ms=frame_ms)
@@ -104,7 +100,7 @@ async def _serve(args: argparse.Namespace) -> None:
     from server.signal_client import SignalClient
     from server.signalling import SignallingConfig
     from server.tokens import make_room_token, new_secret
-    from server.transport import enable_loopback_candidates, link_audio_frame_ms
+    from server.transport import enable_loopback_candidates
 
     secret = new_secret()
     token = make_room_token(secret, args.room)
@@ -214,7 +210,8 @@ def add_subcommands(sub: Any) -> None:
     send.add_argument("--name", help="peer id")
     send.add_argument("--label", help="name shown to viewers")
     send.add_argument("--loop", action="store_true", help="repeat the file")
-    send.add_argument("--audio-frame-ms", type=int, choices=OPUS_FRAME_MS, default=120,
+    send.add_argument("--audio-frame-ms", type=int, choices=OPUS_FRAME_MS,
+                      default=DEFAULT_AUDIO_FRAME_MS,
                       help="Opus packet length on the link (60 for a low-latency receiver)")
     send.add_argument("--max-seconds", type=float)
     send.add_argument("--loopback", action="store_true", help="offer 127.0.0.1 ICE candidates")

@@ -57,12 +57,16 @@ from aiortc.utils import uint16_add
 from av import AudioFrame, AudioResampler
 from OpenSSL import SSL
 
+from server.link_audio import (  # noqa: F401 - re-exported: the link's packet lengths
+    DEFAULT_AUDIO_FRAME_MS,
+    LOW_LATENCY_AUDIO_FRAME_MS,
+    OPUS_FRAME_MS,
+    link_audio_frame_ms,
+)
+
 LOWRES_CHANNEL = "talkcodec-lowres"  # unreliable, unordered: 8x8 frame packets
 RELIABLE_CHANNEL = "talkcodec-reliable"  # reliable, ordered: CONFIG + IDENTITY, sync
 DEFAULT_AUDIO_BITRATE = 8000
-DEFAULT_AUDIO_FRAME_MS = 120  # the longest Opus packet: 8.3 RTP packets/s
-LOW_LATENCY_AUDIO_FRAME_MS = 60  # when the receiver does not wait for the next 8x8 frame
-OPUS_FRAME_MS = (20, 40, 60, 80, 100, 120)
 OPUS_CLOCK = 48000  # RTP clock of Opus
 LINK_RTCP_INTERVAL_S = 5.0  # RFC 3550's nominal minimum; aiortc reports every 0.5-1.5 s
 # SCTP congestion window of the link, at most: two full DATA chunks in flight. aiortc starts
@@ -142,14 +146,6 @@ class LowBitrateOpusEncoder(OpusEncoder):
                 self.captured_ms.append(at_ms + (pts - start) * 1000.0 / OPUS_CLOCK
                                         + i * 1000.0 * self.resampler.frame_size / OPUS_CLOCK)
         return payloads, timestamp
-
-
-def link_audio_frame_ms(low_latency: bool) -> int:
-    """Opus packet length for a link to a receiver in this mode. Interpolating, the video
-    waits ~200 ms for the next 8x8 frame, so 120 ms packets cost no lip sync; in low-latency
-    mode 120 ms packets made the speech trail the picture by 48-94 ms, 60 ms packets by
-    -3..+5 ms (for 1.9 kbit/s more on the wire: 14.4 instead of 12.6; docs/CALL.md)."""
-    return LOW_LATENCY_AUDIO_FRAME_MS if low_latency else DEFAULT_AUDIO_FRAME_MS
 
 
 def use_low_bitrate_opus(sender: RTCRtpSender, bitrate: int = DEFAULT_AUDIO_BITRATE,
