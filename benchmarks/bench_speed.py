@@ -87,17 +87,16 @@ def worker(clip_path: Path, seconds: float, threads: int) -> dict:
 def model_parts(providers: dict[str, list[str]], threads: int) -> dict[str, dict[str, float]]:
     """Runs/s of each neural receiver network, per provider."""
     import numpy as np
-    import onnxruntime as ort
 
-    from codec.receiver.neural.weights import ROLES, find_model, load_verified
+    from codec.receiver.neural.weights import ROLES, find_model, load_verified, onnx_session
 
     result: dict[str, dict[str, float]] = {}
     for role in ROLES:
         data = load_verified(find_model(role))
         for label, prov in providers.items():
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads
-            sess = ort.InferenceSession(data, sess_options=opts, providers=prov)
+            # The sessions the receiver itself makes (threads, no spinning), on this provider.
+            device = "cuda" if "CUDAExecutionProvider" in prov else "cpu"
+            sess = onnx_session(data, threads, device)
             feeds = {
                 i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape],
                                  np.float16 if "float16" in i.type else np.float32)

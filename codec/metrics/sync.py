@@ -41,7 +41,7 @@ import numpy as np
 
 from codec.audio.features import SAMPLE_RATE, clip_window, padded_clip_features
 from codec.errors import TalkcodecError
-from codec.receiver.neural.weights import find_model, load_verified
+from codec.receiver.neural.weights import find_model, load_verified, onnx_session
 
 ROLE = "sync_expert"
 FPS = 25.0
@@ -166,14 +166,8 @@ class SyncExpert:
     """The shipped sync expert through ONNX Runtime on the CPU (hash-verified on load)."""
 
     def __init__(self, path: Path | None = None, threads: int = 1) -> None:
-        import onnxruntime as ort
-
         self.path = path or find_model(ROLE)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(load_verified(self.path), sess_options=opts,
-                                            providers=["CPUExecutionProvider"])
+        self.session = onnx_session(load_verified(self.path), threads, device="cpu")
 
     def embed(self, video: np.ndarray, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(video (N, 5, 24, 48), audio (M, 1, 20, 40)) -> L2-normalised embeddings."""

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from codec.errors import ConfigError
 from codec.receiver.base import FRAME_MS, Receiver
 from codec.receiver.neural.compose import compose_frame
 from codec.receiver.neural.mouth import (
@@ -32,7 +30,7 @@ from codec.receiver.neural.mouth import (
     block_span_ms,
     mouth_shape,
 )
-from codec.receiver.neural.weights import ROLES, find_model, load_verified
+from codec.receiver.neural.weights import ROLES, find_model, load_verified, onnx_session
 from codec.sender.downsample import box_downsample
 from codec.types import IdentityFrame, LowResFrame
 
@@ -48,37 +46,6 @@ def _as_8x8(frame: LowResFrame) -> np.ndarray:
     return px if px.shape[0] == NET_LOWRES else box_downsample(px, px.shape[0] // NET_LOWRES)
 
 
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def _session(data: bytes, threads: int, device: str = "auto") -> Any:
-    """An ONNX Runtime session: ``auto`` takes the CUDA provider when the installed ONNX
-    Runtime has one (onnxruntime-gpu), ``cpu`` never does, ``cuda`` insists on it."""
-    import onnxruntime as ort
-
-    if device not in DEVICES:
-        raise ConfigError(f"device (TALKCODEC_DEVICE) must be one of {DEVICES}, got {device!r}")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    # Spinning pool threads fight OpenCV's and the other receivers' threads for the cores:
-    # at 2 threads on the 2-core box the receiver ran at 64 fps spinning, 238 fps not.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    available = ort.get_available_providers()
-    if device == "cuda" and "CUDAExecutionProvider" not in available:
-        raise ConfigError("device 'cuda' asked for, but this ONNX Runtime has no CUDA "
-                           f"provider (it has {available}); install onnxruntime-gpu")
-    wanted = ("CPUExecutionProvider",) if device == "cpu" else (
-        "CUDAExecutionProvider", "CPUExecutionProvider")
-    providers = [p for p in wanted if p in available]
-    sess = ort.InferenceSession(data, sess_options=opts, providers=providers)
-    if device == "cuda" and "CUDAExecutionProvider" not in sess.get_providers():
-        raise ConfigError("device 'cuda' asked for, but ONNX Runtime's CUDA provider did not "
-                          "load (CUDA 13 / cuDNN 9 libraries missing?)")
-    return sess
-
-
 class NeuralReceiver(Receiver):
     name = "neural"
 
@@ -90,8 +57,8 @@ class NeuralReceiver(Receiver):
             raise ValueError("the neural receiver renders 256x256 canvases only")
         # ``auto`` (the default, or $TALKCODEC_DEVICE): CUDA when onnxruntime-gpu is installed.
         device = device or os.environ.get("TALKCODEC_DEVICE", "auto")
-        self.sessions = {role: _session(load_verified(find_model(role, models_dir)), threads,
-                                        device) for role in ROLES}
+        self.sessions = {role: onnx_session(load_verified(find_model(role, models_dir)),
+                                            threads, device) for role in ROLES}
         self.providers = self.sessions["animator"].get_providers()
         self.use_audio = use_audio
         self.use_mouth = use_mouth

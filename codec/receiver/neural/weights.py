@@ -2,7 +2,8 @@
 
 Each network of the neural receiver has one role (``interpolator``, ``identity_encoder``,
 ``animator``, ``mouth``). A file whose content hash does not match its name is refused with
-``ModelIntegrityError``; nothing is ever downloaded.
+``ModelIntegrityError``; nothing is ever downloaded. ``onnx_session`` is how every shipped
+network is run (the receiver's, the sync expert's, the speed benchmark's).
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import Any
 
-from codec.errors import TalkcodecError
+from codec.errors import ConfigError, TalkcodecError
 
 ROLES = ("interpolator", "identity_encoder", "animator", "mouth")
 HASH_LEN = 12
 _NAME = re.compile(r"^(?P<role>[a-z_]+)-(?P<hash>[0-9a-f]{12})\.onnx$")
 MAX_MODEL_BYTES = 64 << 20
+DEVICES = ("auto", "cpu", "cuda")
 
 
 class ModelError(TalkcodecError):
@@ -75,3 +78,32 @@ def weights_available(directory: Path | None = None) -> bool:
     except ModelError:
         return False
     return True
+
+
+def onnx_session(data: bytes, threads: int = 1, device: str = "auto") -> Any:
+    """An ONNX Runtime session for verified model bytes. ``auto`` takes the CUDA provider
+    when the installed ONNX Runtime has one (onnxruntime-gpu), ``cpu`` never does, ``cuda``
+    insists on it (``ConfigError`` when it cannot be had)."""
+    import onnxruntime as ort
+
+    if device not in DEVICES:
+        raise ConfigError(f"device (TALKCODEC_DEVICE) must be one of {DEVICES}, got {device!r}")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    # Spinning pool threads fight OpenCV's and the other receivers' threads for the cores:
+    # at 2 threads on the 2-core box the receiver ran at 64 fps spinning, 238 fps not.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    available = ort.get_available_providers()
+    if device == "cuda" and "CUDAExecutionProvider" not in available:
+        raise ConfigError("device 'cuda' asked for, but this ONNX Runtime has no CUDA "
+                          f"provider (it has {available}); install onnxruntime-gpu")
+    wanted = ("CPUExecutionProvider",) if device == "cpu" else (
+        "CUDAExecutionProvider", "CPUExecutionProvider")
+    sess = ort.InferenceSession(data, sess_options=opts,
+                                providers=[p for p in wanted if p in available])
+    if device == "cuda" and "CUDAExecutionProvider" not in sess.get_providers():
+        raise ConfigError("device 'cuda' asked for, but ONNX Runtime's CUDA provider did not "
+                          "load (CUDA 13 / cuDNN 9 libraries missing?)")
+    return sess
