@@ -7,8 +7,8 @@ low-res codec (default parameters; ``--exact`` skips it); audio through Opus at 
 (``--raw-audio`` skips it). Metrics over all frames but frame 0: PSNR (RGB), SSIM (luma),
 mouth landmark distance (px, box found on the ground truth), mouth-motion correlation
 (inner-lip opening over time), mouth-box PSNR, dlib identity-descriptor distance on every
-5th frame (mean, and the pooled share of frames under 0.6). Ablation on the speech clips: ``neural:true``
-(the clip's own speech), ``neural:swapped`` (the next speech clip's audio) and
+5th frame (mean, and the pooled share of frames under 0.6). Ablation on the speech clips:
+``neural:true`` (the clip's own speech), ``neural:swapped`` (the next speech clip's audio) and
 ``neural:silence`` (no audio) over the same clips. The interpolator is scored at 8x8 on the 4
 in-between frames of every key pair (PSNR against the exact box means).
 
@@ -40,7 +40,11 @@ from codec.metrics.landmarks import (  # noqa: E402
     motion_correlation,
     mouth_opening,
 )
-from codec.metrics.identity import descriptor_distance, face_descriptor  # noqa: E402
+from codec.metrics.identity import (  # noqa: E402
+    SAME_PERSON_THRESHOLD,
+    descriptor_distance,
+    face_descriptor,
+)
 from codec.receiver.registry import get_receiver  # noqa: E402
 from codec.sender.downsample import box_downsample  # noqa: E402
 from codec.types import AudioChunk, IdentityFrame, LowResFrame  # noqa: E402
@@ -48,7 +52,6 @@ from codec.data import data_dir as data_root  # noqa: E402
 
 
 ID_EVERY = 5  # identity descriptor on every 5th frame
-SAME_PERSON = 0.6  # dlib's same-person threshold
 
 
 def val_rows() -> list[dict]:
@@ -95,6 +98,7 @@ class MouthTruth:
     """Face boxes and landmarks of the ground-truth frames (the reference for mouth scores)."""
 
     def __init__(self, canvas: np.ndarray, store: Path | None = None) -> None:
+        self._desc: dict[int, np.ndarray] | None = None  # ground-truth descriptors, lazily
         if store is not None and store.exists():
             z = np.load(store)
             self.boxes = [FaceBox(*map(int, b)) if b[0] >= 0 else None for b in z["boxes"]]
@@ -111,7 +115,7 @@ class MouthTruth:
 
     def _references(self, canvas: np.ndarray) -> dict[int, np.ndarray]:
         """Ground-truth descriptors of the scored frames, computed once per clip."""
-        if getattr(self, "_desc", None) is None:
+        if self._desc is None:
             self._desc = {i: face_descriptor(canvas[i], self.boxes[i])
                           for i in range(ID_EVERY, len(canvas), ID_EVERY)
                           if self.boxes[i] is not None}
@@ -124,7 +128,8 @@ class MouthTruth:
         d = [descriptor_distance(face_descriptor(frames[i], self.boxes[i]), ref)
              for i, ref in refs.items()]
         return {"id_dist": float(np.mean(d)) if d else float("nan"),
-                "id_match": float(np.sum(np.array(d) < SAME_PERSON)), "id_n": float(len(d))}
+                "id_match": float(np.sum(np.array(d) < SAME_PERSON_THRESHOLD)),
+                "id_n": float(len(d))}
 
     def scores(self, frames: list[np.ndarray], canvas: np.ndarray) -> dict[str, float]:
         dist, op_out, op_gt, mouth_p = [], [], [], []
