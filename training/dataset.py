@@ -47,6 +47,17 @@ def load_clips(split: str, min_frames: int = 30) -> list[CachedClip]:
     return clips
 
 
+def dev_split(clips: list[CachedClip], step: int, start: int = 0
+              ) -> tuple[list[CachedClip], list[CachedClip]]:
+    """(fit, dev) by identity, never by clip: of the train identities sorted by name, every
+    ``step``-th from index ``start`` is held out as dev (the checkpoint or setting is chosen
+    on dev, never on val). Clip order is kept."""
+    ids = sorted({c.meta["identity"] for c in clips})
+    dev_ids = set(ids[start::step])
+    return ([c for c in clips if c.meta["identity"] not in dev_ids],
+            [c for c in clips if c.meta["identity"] in dev_ids])
+
+
 def transmitted(lowres: np.ndarray) -> np.ndarray:
     """Copy of the exact 8x8 frames with every key frame replaced by what the receiver
     decodes (the bitstream's low-res codec, default parameters, in stream order)."""

@@ -23,7 +23,13 @@ import numpy as np
 import torch
 
 from codec.receiver.neural.interpolator import Interpolator
-from training.dataset import KEY_EVERY, CachedClip, key_context, load_clips, transmitted
+from training.dataset import (
+    KEY_EVERY,
+    dev_split,
+    key_context,
+    load_clips,
+    transmitted,
+)
 from training.paths import cache_dir
 
 MOUTH_ROWS = slice(4, 7)  # 8x8 rows 4-6 = y 128..224 px of the canvas (the mouth's rows)
@@ -63,14 +69,6 @@ def catmull_rom(x: torch.Tensor) -> torch.Tensor:
     m0, m1 = (p1 - km1) / 2, p1 - p0
     return ((2 * t**3 - 3 * t**2 + 1) * p0 + (t**3 - 2 * t**2 + t) * m0
             + (-2 * t**3 + 3 * t**2) * p1 + (t**3 - t**2) * m1)
-
-
-def dev_split(clips: list[CachedClip]) -> tuple[list[CachedClip], list[CachedClip]]:
-    """(fit, dev): every 8th train identity (sorted by name, from the 4th) is dev."""
-    ids = sorted({c.meta["identity"] for c in clips})
-    dev_ids = set(ids[3::8])
-    return ([c for c in clips if c.meta["identity"] not in dev_ids],
-            [c for c in clips if c.meta["identity"] in dev_ids])
 
 
 def augment(lowres: np.ndarray, rng: np.random.Generator, jitter: float) -> list[np.ndarray]:
@@ -116,7 +114,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
-    fit, dev = dev_split(load_clips("train"))
+    fit, dev = dev_split(load_clips("train"), step=8, start=3)
     xt, yt = make_pairs([a for c in fit for a in augment(c.lowres, rng, args.jitter)])
     xd, yd = make_pairs([c.lowres[off:] for c in dev for off in range(KEY_EVERY)])
     print(f"fit clips {len(fit)} ({len(xt)} augmented pairs), dev clips {len(dev)} "

@@ -24,7 +24,7 @@ from codec.audio.features import LOG_FLOOR, N_MELS
 from codec.metrics.landmarks import motion_correlation, mouth_opening
 from codec.receiver.neural.mouth import BLOCK_FRAMES, block_features, block_from_clip
 from codec.receiver.neural.mouth_driver import MouthDriver
-from training.dataset import CachedClip, load_clips
+from training.dataset import CachedClip, dev_split, load_clips
 from training.paths import cache_dir
 
 GAIN_SHARE = 0.6
@@ -89,10 +89,9 @@ def main() -> None:
     t0 = time.time()
     train = [c for c in load_clips("train") if c.meta.get("has_audio", True)]
     val = [c for c in load_clips("val") if c.meta.get("has_audio", True)]
-    ids = sorted({c.meta["identity"] for c in train})
-    dev_ids = set(ids[::5])
-    tr = [clip_arrays(c) for c in train if c.meta["identity"] not in dev_ids]
-    dev = [clip_arrays(c) for c in train if c.meta["identity"] in dev_ids]
+    fit_clips, dev_clips = dev_split(train, step=5)
+    tr = [clip_arrays(c) for c in fit_clips]
+    dev = [clip_arrays(c) for c in dev_clips]
     print(f"train clips {len(tr)}, dev clips {len(dev)} (held-out train identities), "
           f"val clips {len(val)}", flush=True)
     xt, yt = stack(tr)

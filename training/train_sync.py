@@ -53,7 +53,7 @@ from torch.nn import functional as F
 from codec.audio.features import N_MELS, WINDOW_FRAMES
 from codec.metrics import sync as S
 from codec.receiver.neural.weights import content_hash, hashed_name, models_dir
-from training.dataset import CachedClip, load_clips
+from training.dataset import CachedClip, dev_split, load_clips
 from training.paths import cache_dir
 
 EMB = 64
@@ -290,10 +290,10 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
     clips = speech_clips("train")
-    idents = sorted({c.meta["identity"] for c in clips})
-    dev_ids = set(idents[DEV_EVERY - 1 :: DEV_EVERY])
-    train = [Prepared(c) for c in clips if c.meta["identity"] not in dev_ids]
-    dev = [Prepared(c) for c in clips if c.meta["identity"] in dev_ids]
+    fit_clips, dev_clips = dev_split(clips, step=DEV_EVERY, start=DEV_EVERY - 1)
+    dev_ids = {c.meta["identity"] for c in dev_clips}
+    train = [Prepared(c) for c in fit_clips]
+    dev = [Prepared(c) for c in dev_clips]
     mel = np.concatenate([p.audio.reshape(-1) for p in train])
     print(f"{len(train)} train clips ({sum(p.n for p in train)} frames), {len(dev)} dev clips "
           f"({sorted(dev_ids)}); prepared in {time.time() - t0:.0f} s", flush=True)
