@@ -35,9 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from codec.data import data_dir  # noqa: E402
 from codec.receiver.registry import default_receiver_name  # noqa: E402
-from server.local_call import start_local_call  # noqa: E402
-from server.probe_viewer import ProbeViewer, av_offset, beep_clip  # noqa: E402
-from server.sender_agent import FileSender  # noqa: E402
+from server.probe_viewer import av_offset, beep_clip, probe_call  # noqa: E402
 from server.transport import (  # noqa: E402
     DEFAULT_AUDIO_FRAME_MS,
     OPUS_FRAME_MS,
@@ -49,14 +47,9 @@ DEFAULT_CLIP = "clips/OpenTalker__SadTalker__test__examples__source_image__WDA_E
 
 async def measure(clip, receiver: str, low_latency: bool, seconds: float,  # noqa: ANN001
                   av_probe: bool = False, audio_frame_ms: int = DEFAULT_AUDIO_FRAME_MS) -> dict:
-    call = await start_local_call(with_agent=False, receiver=receiver, low_latency=low_latency)
-    viewer = ProbeViewer(call.client("viewer", "bench"))
-    viewer_task = asyncio.ensure_future(viewer.run())
-    await asyncio.sleep(0.3)
-    sender = FileSender(call.client("sender", "clip"), clip, loop=True,
-                        audio_frame_ms=audio_frame_ms)
-    sender_task = asyncio.ensure_future(sender.run(max_seconds=seconds + 30))
-    try:
+    async with probe_call(clip, receiver=receiver, low_latency=low_latency,
+                          max_seconds=seconds + 30, viewer_name="bench",
+                          audio_frame_ms=audio_frame_ms) as (call, viewer, sender):
         deadline = time.monotonic() + 90
         while not viewer.views or not next(iter(viewer.views.values())).frames:
             if time.monotonic() > deadline:
@@ -96,11 +89,6 @@ async def measure(clip, receiver: str, low_latency: bool, seconds: float,  # noq
             "wire": wire, "wire_pps": pps,
             "render_ms": worker.get("render_ms", float("nan")),
         }
-    finally:
-        sender_task.cancel()
-        await viewer.close()
-        viewer_task.cancel()
-        await call.stop()
 
 
 def main() -> None:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from aiortc import RTCPeerConnection
@@ -118,6 +121,31 @@ class ProbeViewer:
             t.cancel()
         await self.router.close_all()
         await self.client.close()
+
+
+@asynccontextmanager
+async def probe_call(clip: Any, *, receiver: str, low_latency: bool = False,
+                     max_seconds: float = 60.0, viewer_name: str = "probe",
+                     **sender_kw: Any) -> AsyncIterator[tuple[Any, ProbeViewer, Any]]:
+    """A loopback call (no agent) with a probe viewer and a looping file sender of ``clip``
+    (``sender_kw`` go to ``FileSender``); yields (call, viewer, sender) and tears all of it
+    down on exit. What tests and ``bench_call.py`` measure calls through."""
+    from server.local_call import start_local_call
+    from server.sender_agent import FileSender
+
+    call = await start_local_call(with_agent=False, receiver=receiver, low_latency=low_latency)
+    viewer = ProbeViewer(call.client("viewer", viewer_name))
+    viewer_task = asyncio.ensure_future(viewer.run())
+    await asyncio.sleep(0.3)  # the viewer is in the room before the link starts
+    sender = FileSender(call.client("sender", "clip"), clip, loop=True, **sender_kw)
+    sender_task = asyncio.ensure_future(sender.run(max_seconds=max_seconds))
+    try:
+        yield call, viewer, sender
+    finally:
+        sender_task.cancel()
+        await viewer.close()
+        viewer_task.cancel()
+        await call.stop()
 
 
 def _note_arrivals(rtp_receiver: object, arrivals: dict) -> None:

@@ -17,9 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from server.local_call import start_local_call
-from server.probe_viewer import ProbeViewer
-from server.sender_agent import FileSender
+from server.probe_viewer import probe_call
 from server.transport import LinkShape
 from tests._call_media import CALL_CLIP
 
@@ -37,15 +35,9 @@ async def _constrained_call() -> dict:
     clip = await asyncio.get_running_loop().run_in_executor(
         None, lambda: load_face_clip(CALL_CLIP, max_seconds=6.0))
     assert clip.audio is not None
-    call = await start_local_call(with_agent=False, receiver="bicubic")
-    viewer = ProbeViewer(call.client("viewer", "probe"))
-    viewer_task = asyncio.ensure_future(viewer.run())
-    await asyncio.sleep(0.3)
     shape = LinkShape(rate_bps=RATE_BPS, delay_ms=DELAY_MS, loss=LOSS, seed=1)
     # Default sender settings: Opus 8 kbit/s, 120 ms packets.
-    sender = FileSender(call.client("sender", "clip"), clip, loop=True, link_shape=shape)
-    sender_task = asyncio.ensure_future(sender.run(max_seconds=60))
-    try:
+    async with probe_call(clip, receiver="bicubic", link_shape=shape) as (_, viewer, sender):
         for _ in range(300):
             if sender.link is not None and sender.link.connected:
                 break
@@ -69,11 +61,6 @@ async def _constrained_call() -> dict:
         return {"record": record, "connected": connected, "outage": outage,
                 "restored": restored, "end": end, "emu": emu, "stats": stats,
                 "link_kbps": link_kbps}
-    finally:
-        sender_task.cancel()
-        await viewer.close()
-        viewer_task.cancel()
-        await call.stop()
 
 
 def test_call_with_speech_flows_and_recovers_on_a_16kbps_lossy_link() -> None:

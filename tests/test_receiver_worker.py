@@ -86,17 +86,11 @@ def test_late_viewer_and_hostile_datagrams(receiver: str) -> None:
 
 async def _beep_call(seconds: float) -> dict:
     from codec.sender.canvas import load_face_clip
-    from server.probe_viewer import av_offset, beep_clip
+    from server.probe_viewer import av_offset, beep_clip, probe_call
 
     clip = await asyncio.get_running_loop().run_in_executor(
         None, lambda: load_face_clip(CALL_CLIP, max_seconds=4.0))
-    call = await start_local_call(with_agent=False, receiver="bicubic")
-    viewer = ProbeViewer(call.client("viewer", "probe"))
-    viewer_task = asyncio.ensure_future(viewer.run())
-    await asyncio.sleep(0.3)
-    sender = FileSender(call.client("sender", "beeps"), beep_clip(clip), loop=True)
-    sender_task = asyncio.ensure_future(sender.run(max_seconds=60))
-    try:
+    async with probe_call(beep_clip(clip), receiver="bicubic") as (call, viewer, _):
         for _ in range(600):
             if viewer.views and next(iter(viewer.views.values())).frames:
                 break
@@ -107,11 +101,6 @@ async def _beep_call(seconds: float) -> dict:
         out["video_delay"] = link.playout.video_delay_ms
         out["audio_delay"] = link.viewer_audio.delay_ms
         return out
-    finally:
-        sender_task.cancel()
-        await viewer.close()
-        viewer_task.cancel()
-        await call.stop()
 
 
 def test_viewer_audio_is_delayed_to_match_the_video() -> None:
