@@ -63,17 +63,17 @@ def trained_modules(roles: tuple[str, ...] = ROLES,
     out: dict[str, nn.Module] = {}
     if "interpolator" in roles:
         interp = Interpolator()
-        interp.load_state_dict(torch.load(cache_dir() / "interpolator.pt"))
+        interp.load_state_dict(torch.load(cache_dir() / "interpolator.pt", map_location="cpu"))
         out["interpolator"] = interp.eval()
     if {"identity_encoder", "animator"} & set(roles):
         net = ReceiverNet()
         net.load_state_dict(torch.load(receiver_ckpt or cache_dir() / "receiver.pt",
-                                       weights_only=False)["net"])
+                                       weights_only=False, map_location="cpu")["net"])
         out["identity_encoder"] = net.identity_encoder.eval()
         out["animator"] = _AnimatorByName(net).eval()
     if "mouth" in roles:
         mouth = MouthDriver()
-        mouth.load_state_dict(torch.load(cache_dir() / "mouth.pt"))
+        mouth.load_state_dict(torch.load(cache_dir() / "mouth.pt", map_location="cpu"))
         out["mouth"] = mouth.eval()
     return {r: m for r, m in out.items() if r in roles}
 

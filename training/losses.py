@@ -64,7 +64,7 @@ def warp_lowres(window: torch.Tensor, t: torch.Tensor, factor: int = 8) -> torch
 
 def _as_matrix(theta: torch.Tensor) -> torch.Tensor:
     """Animator theta (B, 6) -> (B, 3, 3): p -> (I + theta) p."""
-    m = torch.zeros(theta.shape[0], 3, 3)
+    m = torch.zeros(theta.shape[0], 3, 3, device=theta.device)
     m[:, 0, 0], m[:, 0, 1], m[:, 0, 2] = 1.0 + theta[:, 0], theta[:, 1], theta[:, 2]
     m[:, 1, 0], m[:, 1, 1], m[:, 1, 2] = theta[:, 3], 1.0 + theta[:, 4], theta[:, 5]
     m[:, 2, 2] = 1.0
@@ -77,5 +77,5 @@ def affine_equivariance(theta: torch.Tensor, theta_t: torch.Tensor,
     for the transformed video must be the original motion composed with the transform,
     M' = M T (output p of the transformed frame is p' = T p of the original one). L1 over
     the 2x3 entries, in normalised coordinates."""
-    target = _as_matrix(theta) @ t
+    target = _as_matrix(theta) @ t.to(theta.device)
     return (_as_matrix(theta_t)[:, :2] - target[:, :2]).abs().mean()

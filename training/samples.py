@@ -29,6 +29,10 @@ class Batch:
     target: torch.Tensor  # (B, 3, R, R)
     weight: torch.Tensor  # (B, 1, R, R) landmark-region weights (1 elsewhere)
 
+    def to(self, device: torch.device) -> Batch:
+        return Batch(*(getattr(self, f).to(device) for f in
+                       ("window", "mel", "identity", "target", "weight")))
+
 
 def region_weight(landmarks: np.ndarray, size: int, canvas: int = 256) -> np.ndarray:
     """(size, size) loss weight: boxes around mouth, eyes, nose get extra weight."""

@@ -16,7 +16,6 @@ carry the codec's real error.
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 
 import numpy as np
@@ -30,6 +29,7 @@ from training.dataset import (
     load_clips,
     transmitted,
 )
+from training.device import cpu_state, resolve
 from training.paths import cache_dir
 
 MOUTH_ROWS = slice(4, 7)  # 8x8 rows 4-6 = y 128..224 px of the canvas (the mouth's rows)
@@ -109,8 +109,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads; 1 is much faster than 2 on a loaded 2-core box")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu (default, reproducible), cuda[:N] or auto; see training/device.py")
     ap.add_argument("--out", default=str(cache_dir() / "interpolator.pt"))
     args = ap.parse_args()
+    device = resolve(args.device)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
@@ -121,7 +124,8 @@ def main() -> None:
           f"({len(xd)} pairs: {sorted(c.meta['identity'] for c in dev)})", flush=True)
     print(f"dev linear {scores(linear(xd), yd)}, catmull-rom {scores(catmull_rom(xd), yd)}",
           flush=True)
-    model = Interpolator(args.width, args.depth)
+    model = Interpolator(args.width, args.depth).to(device)
+    xt, yt, xd, yd = xt.to(device), yt.to(device), xd.to(device), yd.to(device)
     print(f"params {sum(p.numel() for p in model.parameters())}", flush=True)
     decay = [p for n, p in model.named_parameters() if n.endswith("weight")]
     rest = [p for n, p in model.named_parameters() if not n.endswith("weight")]
@@ -129,10 +133,10 @@ def main() -> None:
                              {"params": rest, "weight_decay": 0.0}], lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
     gen = torch.Generator().manual_seed(args.seed)
-    best, best_state, best_step = -1.0, copy.deepcopy(model.state_dict()), 0
+    best, best_state, best_step = -1.0, cpu_state(model), 0
     t0 = time.time()
     for step in range(1, args.steps + 1):
-        idx = torch.randint(0, len(xt), (args.batch,), generator=gen)
+        idx = torch.randint(0, len(xt), (args.batch,), generator=gen).to(device)
         err = (model(xt[idx]) - yt[idx]) / 255.0
         loss = (err**2).mean() if args.loss == "mse" else torch.sqrt(err**2 + 1e-6).mean()
         opt.zero_grad()
@@ -143,11 +147,13 @@ def main() -> None:
             with torch.no_grad():
                 pd = psnr(model(xd), yd)
             if pd > best:
-                best, best_state, best_step = pd, copy.deepcopy(model.state_dict()), step
+                best, best_state, best_step = pd, cpu_state(model), step
             print(f"step {step} loss {loss.item():.3g} dev psnr {pd:.3f} (best {best:.3f} "
                   f"@ {best_step}) {time.time() - t0:.0f}s", flush=True)
+    model = model.cpu()
     model.load_state_dict(best_state)
     torch.save(best_state, args.out)
+    xd, yd = xd.cpu(), yd.cpu()
     xv, yv = make_pairs([c.lowres for c in load_clips("val")])
     with torch.no_grad():
         pv, pd = model(xv), model(xd)

@@ -23,6 +23,7 @@ import torch
 from codec.receiver.neural.interpolator import Interpolator
 from codec.receiver.neural.network import ReceiverNet
 from training.dataset import load_clips
+from training.device import cpu_state, resolve
 from training.losses import (
     affine_equivariance,
     frequency_l1,
@@ -41,7 +42,7 @@ def load_interpolator() -> Interpolator | None:
     if not p.exists():
         return None
     m = Interpolator()
-    m.load_state_dict(torch.load(p))
+    m.load_state_dict(torch.load(p, map_location="cpu"))
     return m.eval()
 
 
@@ -67,9 +68,12 @@ def main() -> None:
                     help="weight of the region-weighted image-gradient L1 (0: off)")
     ap.add_argument("--equivariance", type=float, default=0.0,
                     help="weight of the affine-motion equivariance loss (0: off)")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu (default, reproducible), cuda[:N] or auto; see training/device.py")
     ap.add_argument("--ckpt", type=Path, default=None,
                     help="checkpoint to resume from and write (default cache/receiver.pt)")
     args = ap.parse_args()
+    device = resolve(args.device)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     interp = load_interpolator() if args.interp == "trained" else None
@@ -79,17 +83,17 @@ def main() -> None:
     vclips = load_clips("val")
     val = SampleSource(vclips, interp, 1234,
                        openings=predicted_openings(vclips) if use_mouth else None
-                       ).sample(32, 256)
+                       ).sample(32, 256).to(device)
     print(f"train clips {len(clips)}, interpolator {'yes' if interp else 'linear'}, "
-          f"mouth warp {'yes' if use_mouth else 'no'}", flush=True)
-    net = ReceiverNet()
+          f"mouth warp {'yes' if use_mouth else 'no'}, device {device}", flush=True)
+    net = ReceiverNet().to(device)
     ckpt = args.ckpt or cache_dir() / "receiver.pt"
     # Its own generator, so phases without the loss draw exactly what they drew before.
     eq_gen = torch.Generator().manual_seed(args.seed + 7919)
     step = 0
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     if args.resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)  # our own checkpoint
+        state = torch.load(ckpt, weights_only=False, map_location=device)  # our own
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         step = state["step"]
@@ -101,7 +105,7 @@ def main() -> None:
         frac = (step - first - 1) / args.steps
         for g in opt.param_groups:
             g["lr"] = float(args.lr * 0.5 * (1 + np.cos(np.pi * frac)))
-        b = train.sample(args.batch, args.size)
+        b = train.sample(args.batch, args.size).to(device)
         id_lr, f32, f16 = net.identity_encoder(b.identity)
         theta, flow, mask, colour = net.animator.heads(b.window, id_lr, f32, f16, b.mel)
         out = net.animator.compose(b.identity, theta, flow, mask, colour, b.window[:, 2])
@@ -113,6 +117,7 @@ def main() -> None:
         eq = torch.zeros(())
         if args.equivariance > 0:
             t = random_affines(b.window.shape[0], eq_gen)
+            t = t.to(device)
             theta_t = net.animator.heads(warp_lowres(b.window, t), id_lr, f32, f16, b.mel)[0]
             eq = affine_equivariance(theta, theta_t, t)
             loss = loss + args.equivariance * eq
@@ -128,7 +133,8 @@ def main() -> None:
                 v = torch.cat([net(val.window[i : i + 8], val.mel[i : i + 8],
                                    val.identity[i : i + 8]) for i in range(0, 32, 8)])
             print(f"step {step} val psnr@256 {psnr(v, val.target):.2f}", flush=True)
-            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
+            torch.save({"net": cpu_state(net), "opt": cpu_state(opt.state_dict()),
+                        "step": step}, ckpt)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def _up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def consistent_up(lowres: torch.Tensor, size: int) -> torch.Tensor:
     """(B, C, s, s) -> (B, C, size, size) with the box-consistent cubic (a fixed matrix)."""
     u = upsample_matrix(int(lowres.shape[-1]), int(size), "cubic", True)
-    u = torch.from_numpy(u.copy())
+    u = torch.from_numpy(u.copy()).to(lowres.device)
     return torch.matmul(torch.matmul(u, lowres), u.t())
 
 
@@ -112,8 +112,8 @@ class Animator(nn.Module):
     @staticmethod
     def _affine_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """(B, H, W, 2) sampling grid of the affine motion (identity + theta)."""
-        ys = (torch.arange(h, dtype=torch.float32) + 0.5) * (2.0 / h) - 1.0
-        xs = (torch.arange(w, dtype=torch.float32) + 0.5) * (2.0 / w) - 1.0
+        ys = (torch.arange(h, dtype=torch.float32, device=theta.device) + 0.5) * (2.0 / h) - 1.0
+        xs = (torch.arange(w, dtype=torch.float32, device=theta.device) + 0.5) * (2.0 / w) - 1.0
         gy = ys.view(1, h, 1)
         gx = xs.view(1, 1, w)
         t = theta.view(-1, 6, 1, 1)
