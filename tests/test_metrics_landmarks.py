@@ -4,6 +4,7 @@ import pytest
 from codec.metrics.landmarks import (
     MOUTH,
     detect_face,
+    distance_parts,
     landmark_distance,
     landmarks,
     motion_correlation,
@@ -52,6 +53,30 @@ def test_distance_follows_a_known_shift_with_the_box_fixed():
     assert landmark_distance(out, truth, MOUTH) == pytest.approx(expected, abs=2.5)
     mean_move = (out - truth).mean(axis=0)
     assert mean_move == pytest.approx([shift, shift], abs=1.5)
+    # A whole-face shift is an offset of the mouth, not a change of its shape.
+    offset, shape = distance_parts(out, truth, MOUTH)
+    assert offset == pytest.approx([shift, shift], abs=1.5)
+    assert shape < 0.5 * landmark_distance(out, truth, MOUTH)
+
+
+def test_distance_parts_split_offset_from_shape():
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(50, 200, (68, 2))
+    moved = truth + [3.0, -4.0]
+    offset, shape = distance_parts(moved, truth, MOUTH)
+    assert offset == pytest.approx([3.0, -4.0]) and shape == pytest.approx(0.0, abs=1e-9)
+    # Opening the lips (lower points down, upper up) keeps the centre: all shape.
+    opened = truth.copy()
+    opened[48:58, 1] -= 2.0
+    opened[58:68, 1] += 2.0
+    offset, shape = distance_parts(opened, truth, MOUTH)
+    assert offset == pytest.approx([0.0, 0.0], abs=1e-9) and shape == pytest.approx(2.0)
+    both = opened + [0.0, 5.0]
+    offset, shape = distance_parts(both, truth, MOUTH)
+    assert np.linalg.norm(offset) <= landmark_distance(both, truth, MOUTH) + 1e-9
+    assert shape <= landmark_distance(both, truth, MOUTH) + 1e-9
+    with pytest.raises(ValueError):
+        distance_parts(truth[:60], truth, MOUTH)
 
 
 def test_mouth_opening_of_synthetic_lips():

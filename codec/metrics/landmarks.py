@@ -10,6 +10,9 @@ the box; what differs is only where the shape predictor puts the points inside i
 - :func:`mouth_opening`: inner-lip gap (mean of the 61-67, 62-66, 63-65 distances) divided
   by the mouth width (48-54), so it does not depend on face size.
 - :func:`motion_correlation`: Pearson correlation over time of two such series.
+- :func:`distance_parts`: a region's landmark distance split into where the region is
+  (the mean offset of its points) and its shape (the distance left once that offset is
+  removed), to tell a misplaced mouth from a mis-shaped one.
 """
 
 from __future__ import annotations
@@ -83,6 +86,17 @@ def landmark_distance(points: np.ndarray, truth: np.ndarray, region: slice = sli
     if a.shape != b.shape or a.ndim != 2 or a.shape[1] != 2:
         raise ValueError(f"landmark arrays differ or are malformed: {a.shape} vs {b.shape}")
     return float(np.linalg.norm(a - b, axis=1).mean())
+
+
+def distance_parts(points: np.ndarray, truth: np.ndarray,
+                   region: slice = slice(None)) -> tuple[np.ndarray, float]:
+    """(offset, shape): the mean displacement (dx, dy) of the region's points from the
+    truth, and the mean Euclidean distance left after subtracting it. The offset's length
+    and the shape distance are each at most :func:`landmark_distance` of the region."""
+    landmark_distance(points, truth, region)  # validates the shapes
+    d = np.asarray(points, np.float64)[region] - np.asarray(truth, np.float64)[region]
+    offset = d.mean(0)
+    return offset, float(np.linalg.norm(d - offset, axis=1).mean())
 
 
 def mouth_opening(points: np.ndarray) -> float:
