@@ -17,6 +17,7 @@ from training.losses import (  # noqa: E402
     affine_equivariance,
     frequency_l1,
     gradient_l1,
+    landmark_motion,
     random_affines,
     warp_lowres,
     weighted_l1,
@@ -56,7 +57,8 @@ def test_a_receiver_training_step_stays_on_the_models_device():
     b, s = 2, 64
     batch = Batch(window=torch.rand(b, 5, 3, 8, 8), mel=torch.rand(b, 20, 40),
                   identity=torch.rand(b, 3, s, s), target=torch.rand(b, 3, s, s),
-                  weight=torch.ones(b, 1, s, s)).to(dev)
+                  weight=torch.ones(b, 1, s, s), points_target=torch.rand(b, 31, 2),
+                  points_identity=torch.rand(b, 31, 2), points_valid=torch.ones(b)).to(dev)
     assert batch.identity.device == dev and batch.weight.device == dev
     id_lr, f32, f16 = net.identity_encoder(batch.identity)
     theta, flow, mask, colour = net.animator.heads(batch.window, id_lr, f32, f16, batch.mel)
@@ -65,7 +67,8 @@ def test_a_receiver_training_step_stays_on_the_models_device():
             + gradient_l1(out, batch.target, batch.weight))
     t = random_affines(b, torch.Generator().manual_seed(0)).to(dev)
     theta_t = net.animator.heads(warp_lowres(batch.window, t), id_lr, f32, f16, batch.mel)[0]
-    loss = loss + affine_equivariance(theta, theta_t, t)
+    loss = loss + affine_equivariance(theta, theta_t, t) + landmark_motion(
+        theta, flow, batch.points_target, batch.points_identity, batch.points_valid)
     loss.backward()
     assert out.device == dev and out.shape == (b, 3, s, s)
     assert all(p.grad is not None and p.grad.device == dev for p in net.parameters())

@@ -67,3 +67,44 @@ def test_gradient_l1_rewards_edges_not_offsets() -> None:
     assert weighted_l1(target + 10.0, target, weight).item() > 0.03
     blur = F.avg_pool2d(F.pad(target, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
     assert gradient_l1(blur, target, weight).item() > 0.05
+
+
+def test_landmark_motion_matches_the_animators_sampling_field():
+    from codec.receiver.neural.animator import Animator, _up
+    from training.losses import landmark_motion
+
+    gen = torch.Generator().manual_seed(3)
+    b, h = 2, 64
+    theta = 0.1 * torch.randn(b, 6, generator=gen)
+    flow = 0.05 * torch.randn(b, 2, 32, 32, generator=gen)
+    grid = Animator._affine_grid(theta, h, h) + _up(flow, (h, h)).permute(0, 2, 3, 1)
+    ix = torch.randint(0, h, (b, 7, 2), generator=gen)
+    at = (ix.float() + 0.5) * (2.0 / h) - 1.0  # pixel centres, as (x, y)
+    to = torch.stack([grid[i, ix[i, :, 1], ix[i, :, 0]] for i in range(b)])
+    ones = torch.ones(b)
+    assert landmark_motion(theta, flow, at, to, ones).item() == pytest.approx(0.0, abs=1e-5)
+    # Off by a known amount in x on every point: that amount, in normalised units.
+    assert landmark_motion(theta, flow, at, to + torch.tensor([0.05, 0.0]), ones).item() \
+        == pytest.approx(0.05, abs=1e-5)
+    # Invalid samples do not count; none valid gives 0, not NaN.
+    bad = to.clone()
+    bad[1] += 1.0
+    assert landmark_motion(theta, flow, at, bad, torch.tensor([1.0, 0.0])).item() \
+        == pytest.approx(0.0, abs=1e-5)
+    assert landmark_motion(theta, flow, at, bad, torch.zeros(b)).item() == 0.0
+
+
+def test_motion_points_mirror_with_the_frame():
+    import numpy as np
+
+    from training.samples import MOTION_POINTS, motion_points
+
+    pts = np.zeros((68, 2), np.float32)
+    pts[:, 0] = np.arange(68)
+    pts[:, 1] = 100.0
+    a, m = motion_points(pts, False), motion_points(pts, True)
+    n = MOTION_POINTS.stop - MOTION_POINTS.start
+    assert a.shape == (n, 2)
+    # A pixel x and its mirror 255 - x land at u and -u; y is untouched.
+    assert np.allclose(m[:, 0], -a[:, 0]) and np.allclose(m[:, 1], a[:, 1])
+    assert a[0, 0] == pytest.approx((17 + 0.5) * 2 / 256 - 1)

@@ -1,5 +1,5 @@
-"""Losses of the neural receiver: region-weighted L1, a frequency-domain L1 and the
-equivariance of the predicted head motion."""
+"""Losses of the neural receiver: region-weighted L1, a frequency-domain L1, the
+equivariance of the predicted head motion, and landmark supervision of that motion."""
 
 from __future__ import annotations
 
@@ -79,3 +79,21 @@ def affine_equivariance(theta: torch.Tensor, theta_t: torch.Tensor,
     the 2x3 entries, in normalised coordinates."""
     target = _as_matrix(theta) @ t.to(theta.device)
     return (_as_matrix(theta_t)[:, :2] - target[:, :2]).abs().mean()
+
+
+def landmark_motion(theta: torch.Tensor, flow: torch.Tensor, at: torch.Tensor,
+                    to: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Motion supervised by landmarks: where the animator's sampling field (affine ``theta``
+    + bilinearly upsampled ``flow``, as ``Animator.compose`` builds it) takes each target
+    landmark ``at`` must be the same landmark ``to`` on the identity frame, since that is
+    the identity pixel the output shows there. L1 in normalised coordinates (grid_sample's,
+    align_corners=False), mean over points, then over the samples with ``valid`` 1.
+    theta (B, 6); flow (B, 2, s, s); at, to (B, N, 2) as (x, y); valid (B,)."""
+    u, v = at[..., 0], at[..., 1]
+    t = theta.unsqueeze(-1)
+    f = F.grid_sample(flow, at.unsqueeze(2), mode="bilinear", padding_mode="border",
+                      align_corners=False)[..., 0]  # (B, 2, N)
+    gu = u + t[:, 0] * u + t[:, 1] * v + t[:, 2] + f[:, 0]
+    gv = v + t[:, 3] * u + t[:, 4] * v + t[:, 5] + f[:, 1]
+    err = ((gu - to[..., 0]).abs() + (gv - to[..., 1]).abs()).mean(-1)
+    return (err * valid).sum() / valid.sum().clamp(min=1.0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ MOUTH = slice(48, 68)
 EYES = slice(36, 48)
 NOSE = slice(27, 36)
 REGION_WEIGHTS = ((MOUTH, 6.0), (EYES, 3.0), (NOSE, 1.5))
+# Brows, nose and eyes: points the mouth stage's warp of the identity frame does not move
+# (it moves the lips and the jaw), so their identity-frame positions are still true.
+MOTION_POINTS = slice(17, 48)
 
 
 @dataclass
@@ -28,10 +31,22 @@ class Batch:
     identity: torch.Tensor  # (B, 3, R, R)
     target: torch.Tensor  # (B, 3, R, R)
     weight: torch.Tensor  # (B, 1, R, R) landmark-region weights (1 elsewhere)
+    # ``MOTION_POINTS`` of the target and identity frames, normalised (x, y) in [-1, 1]
+    # (grid_sample's align_corners=False), and 1 where both frames have landmarks.
+    points_target: torch.Tensor  # (B, N, 2)
+    points_identity: torch.Tensor  # (B, N, 2)
+    points_valid: torch.Tensor  # (B,)
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(*(getattr(self, f).to(device) for f in
-                       ("window", "mel", "identity", "target", "weight")))
+        return Batch(*(getattr(self, f.name).to(device) for f in fields(self)))
+
+
+def motion_points(landmarks: np.ndarray, flip: bool, canvas: int = 256) -> np.ndarray:
+    """(N, 2) normalised coordinates of the ``MOTION_POINTS`` (NaN stays NaN)."""
+    p = np.asarray(landmarks, np.float32)[MOTION_POINTS].copy()
+    if flip:
+        p[:, 0] = canvas - 1 - p[:, 0]
+    return (p + 0.5) * (2.0 / canvas) - 1.0
 
 
 def region_weight(landmarks: np.ndarray, size: int, canvas: int = 256) -> np.ndarray:
@@ -94,7 +109,7 @@ class SampleSource:
         return s[idx]
 
     def sample(self, batch: int, size: int) -> Batch:
-        wins, mels, ids, tgts, wts = [], [], [], [], []
+        wins, mels, ids, tgts, wts, pts, pks = [], [], [], [], [], [], []
         for _ in range(batch):
             ci = int(self.rng.choice(len(self.clips), p=self.p))
             c = self.clips[ci]
@@ -102,9 +117,12 @@ class SampleSource:
             k = 0 if self.rng.random() < 0.5 else int(self.rng.integers(0, c.n_frames))
             win, ident, tgt = self.window(ci, t), self.identity(ci, k, t), c.frames[t]
             wmap = region_weight(c.landmarks[t], size)
-            if self.rng.random() < 0.5:
+            flip = self.rng.random() < 0.5
+            if flip:
                 win, ident, tgt, wmap = (win[:, :, ::-1], ident[:, ::-1], tgt[:, ::-1],
                                          wmap[:, ::-1])
+            pts.append(motion_points(c.landmarks[t], flip))
+            pks.append(motion_points(c.landmarks[k], flip))
             wins.append(np.ascontiguousarray(win))
             mels.append(clip_window(c.mel, t * 40.0))
             ids.append(np.ascontiguousarray(ident))
@@ -116,7 +134,15 @@ class SampleSource:
             identity=_resize(np.stack(ids), size),
             target=_resize(np.stack(tgts), size),
             weight=torch.from_numpy(np.stack(wts))[:, None],
+            **_points(np.stack(pts), np.stack(pks)),
         )
+
+
+def _points(at: np.ndarray, to: np.ndarray) -> dict[str, torch.Tensor]:
+    valid = ~(np.isnan(at).any((1, 2)) | np.isnan(to).any((1, 2)))
+    return {"points_target": torch.from_numpy(np.nan_to_num(at)),
+            "points_identity": torch.from_numpy(np.nan_to_num(to)),
+            "points_valid": torch.from_numpy(valid.astype(np.float32))}
 
 
 def _resize(images: np.ndarray, size: int) -> torch.Tensor:

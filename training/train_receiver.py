@@ -28,6 +28,7 @@ from training.losses import (
     affine_equivariance,
     frequency_l1,
     gradient_l1,
+    landmark_motion,
     random_affines,
     warp_lowres,
     weighted_l1,
@@ -66,6 +67,8 @@ def main() -> None:
     ap.add_argument("--no-mouth", action="store_true", help="identity frames unwarped")
     ap.add_argument("--grad-weight", type=float, default=0.0,
                     help="weight of the region-weighted image-gradient L1 (0: off)")
+    ap.add_argument("--landmark-motion", type=float, default=0.0,
+                    help="weight of the landmark supervision of the motion (0: off)")
     ap.add_argument("--equivariance", type=float, default=0.0,
                     help="weight of the affine-motion equivariance loss (0: off)")
     ap.add_argument("--device", default="cpu",
@@ -114,6 +117,11 @@ def main() -> None:
         loss = l1 + args.freq_weight * fr
         if args.grad_weight > 0:
             loss = loss + args.grad_weight * gradient_l1(out, b.target, b.weight)
+        lm = torch.zeros(())
+        if args.landmark_motion > 0:
+            lm = landmark_motion(theta, flow, b.points_target, b.points_identity,
+                                 b.points_valid)
+            loss = loss + args.landmark_motion * lm
         eq = torch.zeros(())
         if args.equivariance > 0:
             t = random_affines(b.window.shape[0], eq_gen)
@@ -127,6 +135,7 @@ def main() -> None:
         opt.step()
         if step % 50 == 0:
             print(f"step {step} l1 {l1.item():.4f} freq {fr.item():.4f} eq {eq.item():.4f} "
+                  f"lm {lm.item():.4f} "
                   f"{time.time() - t0:.0f}s", flush=True)
         if step % 300 == 0 or step == last:
             with torch.no_grad():
