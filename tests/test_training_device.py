@@ -13,16 +13,8 @@ torch = pytest.importorskip("torch")
 from codec.receiver.neural.interpolator import Interpolator  # noqa: E402
 from codec.receiver.neural.network import ReceiverNet  # noqa: E402
 from training.device import cpu_state, resolve  # noqa: E402
-from training.losses import (  # noqa: E402
-    affine_equivariance,
-    frequency_l1,
-    gradient_l1,
-    landmark_motion,
-    random_affines,
-    warp_lowres,
-    weighted_l1,
-)
 from training.samples import Batch  # noqa: E402
+from training.train_receiver import LossWeights, step_loss  # noqa: E402
 
 
 def test_resolve_cpu_auto_and_refusals():
@@ -60,16 +52,12 @@ def test_a_receiver_training_step_stays_on_the_models_device():
                   weight=torch.ones(b, 1, s, s), points_target=torch.rand(b, 31, 2),
                   points_identity=torch.rand(b, 31, 2), points_valid=torch.ones(b)).to(dev)
     assert batch.identity.device == dev and batch.weight.device == dev
-    id_lr, f32, f16 = net.identity_encoder(batch.identity)
-    theta, flow, mask, colour = net.animator.heads(batch.window, id_lr, f32, f16, batch.mel)
-    out = net.animator.compose(batch.identity, theta, flow, mask, colour, batch.window[:, 2])
-    loss = (weighted_l1(out, batch.target, batch.weight) + frequency_l1(out, batch.target)
-            + gradient_l1(out, batch.target, batch.weight))
-    t = random_affines(b, torch.Generator().manual_seed(0)).to(dev)
-    theta_t = net.animator.heads(warp_lowres(batch.window, t), id_lr, f32, f16, batch.mel)[0]
-    loss = loss + affine_equivariance(theta, theta_t, t) + landmark_motion(
-        theta, flow, batch.points_target, batch.points_identity, batch.points_valid)
+    # The trainer's own objective, every term on.
+    weights = LossWeights(freq=0.05, grad=1.0, landmark_motion=1.0, equivariance=1.0)
+    loss, terms = step_loss(net, batch, weights, torch.Generator().manual_seed(0))
     loss.backward()
+    assert loss.device == dev and all(t.device == dev for t in terms)
+    out = net(batch.window, batch.mel, batch.identity)
     assert out.device == dev and out.shape == (b, 3, s, s)
     assert all(p.grad is not None and p.grad.device == dev for p in net.parameters())
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from training.losses import (
     weighted_l1,
 )
 from training.paths import cache_dir
-from training.samples import SampleSource
+from training.samples import Batch, SampleSource
 from training.train_mouth import predicted_openings
 
 
@@ -50,6 +51,42 @@ def load_interpolator() -> Interpolator | None:
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     mse = torch.mean((a.round() - b) ** 2).item()
     return 10 * np.log10(255.0**2 / max(mse, 1e-10))
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the terms added to the region-weighted L1 (0: the term is not computed)."""
+
+    freq: float = 0.05
+    grad: float = 0.0
+    landmark_motion: float = 0.0
+    equivariance: float = 0.0
+
+
+def step_loss(net: ReceiverNet, b: Batch, w: LossWeights, eq_gen: torch.Generator
+              ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The training objective of one batch, on the batch's device: (loss, (L1, frequency
+    L1, landmark motion, equivariance)) with the terms that are off as zeros."""
+    id_lr, f32, f16 = net.identity_encoder(b.identity)
+    theta, flow, mask, colour = net.animator.heads(b.window, id_lr, f32, f16, b.mel)
+    out = net.animator.compose(b.identity, theta, flow, mask, colour, b.window[:, 2])
+    l1 = weighted_l1(out, b.target, b.weight)
+    fr = frequency_l1(out, b.target)
+    loss = l1 + w.freq * fr
+    if w.grad > 0:
+        loss = loss + w.grad * gradient_l1(out, b.target, b.weight)
+    lm = torch.zeros(())
+    if w.landmark_motion > 0:
+        lm = landmark_motion(theta, flow, b.points_target, b.points_identity, b.points_valid)
+        loss = loss + w.landmark_motion * lm
+    eq = torch.zeros(())
+    if w.equivariance > 0:
+        # Drawn on the CPU generator, so phases without the loss draw what they drew before.
+        t = random_affines(b.window.shape[0], eq_gen).to(b.window.device)
+        theta_t = net.animator.heads(warp_lowres(b.window, t), id_lr, f32, f16, b.mel)[0]
+        eq = affine_equivariance(theta, theta_t, t)
+        loss = loss + w.equivariance * eq
+    return loss, (l1, fr, lm, eq)
 
 
 def main() -> None:
@@ -93,6 +130,8 @@ def main() -> None:
     ckpt = args.ckpt or cache_dir() / "receiver.pt"
     # Its own generator, so phases without the loss draw exactly what they drew before.
     eq_gen = torch.Generator().manual_seed(args.seed + 7919)
+    weights = LossWeights(args.freq_weight, args.grad_weight, args.landmark_motion,
+                          args.equivariance)
     step = 0
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     if args.resume and ckpt.exists():
@@ -109,26 +148,7 @@ def main() -> None:
         for g in opt.param_groups:
             g["lr"] = float(args.lr * 0.5 * (1 + np.cos(np.pi * frac)))
         b = train.sample(args.batch, args.size).to(device)
-        id_lr, f32, f16 = net.identity_encoder(b.identity)
-        theta, flow, mask, colour = net.animator.heads(b.window, id_lr, f32, f16, b.mel)
-        out = net.animator.compose(b.identity, theta, flow, mask, colour, b.window[:, 2])
-        l1 = weighted_l1(out, b.target, b.weight)
-        fr = frequency_l1(out, b.target)
-        loss = l1 + args.freq_weight * fr
-        if args.grad_weight > 0:
-            loss = loss + args.grad_weight * gradient_l1(out, b.target, b.weight)
-        lm = torch.zeros(())
-        if args.landmark_motion > 0:
-            lm = landmark_motion(theta, flow, b.points_target, b.points_identity,
-                                 b.points_valid)
-            loss = loss + args.landmark_motion * lm
-        eq = torch.zeros(())
-        if args.equivariance > 0:
-            t = random_affines(b.window.shape[0], eq_gen)
-            t = t.to(device)
-            theta_t = net.animator.heads(warp_lowres(b.window, t), id_lr, f32, f16, b.mel)[0]
-            eq = affine_equivariance(theta, theta_t, t)
-            loss = loss + args.equivariance * eq
+        loss, (l1, fr, lm, eq) = step_loss(net, b, weights, eq_gen)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
