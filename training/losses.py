@@ -89,11 +89,10 @@ def landmark_motion(theta: torch.Tensor, flow: torch.Tensor, at: torch.Tensor,
     the identity pixel the output shows there. L1 in normalised coordinates (grid_sample's,
     align_corners=False), mean over points, then over the samples with ``valid`` 1.
     theta (B, 6); flow (B, 2, s, s); at, to (B, N, 2) as (x, y); valid (B,)."""
-    u, v = at[..., 0], at[..., 1]
-    t = theta.unsqueeze(-1)
+    from codec.receiver.neural.animator import affine_points
+
+    gu, gv = affine_points(theta.unsqueeze(-1), at[..., 0], at[..., 1])
     f = F.grid_sample(flow, at.unsqueeze(2), mode="bilinear", padding_mode="border",
                       align_corners=False)[..., 0]  # (B, 2, N)
-    gu = u + t[:, 0] * u + t[:, 1] * v + t[:, 2] + f[:, 0]
-    gv = v + t[:, 3] * u + t[:, 4] * v + t[:, 5] + f[:, 1]
-    err = ((gu - to[..., 0]).abs() + (gv - to[..., 1]).abs()).mean(-1)
+    err = ((gu + f[:, 0] - to[..., 0]).abs() + (gv + f[:, 1] - to[..., 1]).abs()).mean(-1)
     return (err * valid).sum() / valid.sum().clamp(min=1.0)

@@ -45,6 +45,14 @@ def consistent_up(lowres: torch.Tensor, size: int) -> torch.Tensor:
     return torch.matmul(torch.matmul(u, lowres), u.t())
 
 
+def affine_points(t: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the affine motion (identity + theta) takes normalised points (x, y): ``t`` is
+    theta viewed as (B, 6, ...) so that ``t[:, i]`` broadcasts against x and y."""
+    return (x + t[:, 0] * x + t[:, 1] * y + t[:, 2],
+            y + t[:, 3] * x + t[:, 4] * y + t[:, 5])
+
+
 def back_project(out: torch.Tensor, target_lr: torch.Tensor) -> torch.Tensor:
     """out (B,3,H,H), target_lr (B,3,s,s), both [0, 255]: out + up(l - D(out))."""
     h = int(out.shape[-1])
@@ -114,9 +122,5 @@ class Animator(nn.Module):
         """(B, H, W, 2) sampling grid of the affine motion (identity + theta)."""
         ys = (torch.arange(h, dtype=torch.float32, device=theta.device) + 0.5) * (2.0 / h) - 1.0
         xs = (torch.arange(w, dtype=torch.float32, device=theta.device) + 0.5) * (2.0 / w) - 1.0
-        gy = ys.view(1, h, 1)
-        gx = xs.view(1, 1, w)
-        t = theta.view(-1, 6, 1, 1)
-        u = gx + t[:, 0] * gx + t[:, 1] * gy + t[:, 2]
-        v = gy + t[:, 3] * gx + t[:, 4] * gy + t[:, 5]
+        u, v = affine_points(theta.view(-1, 6, 1, 1), xs.view(1, 1, w), ys.view(1, h, 1))
         return torch.stack([u, v], dim=-1)
