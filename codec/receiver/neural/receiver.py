@@ -48,6 +48,7 @@ def _as_8x8(frame: LowResFrame) -> np.ndarray:
 
 class NeuralReceiver(Receiver):
     name = "neural"
+    mouth_strength = MOUTH_STRENGTH  # how far the mouth stage moves the lips (mouth.py)
 
     def __init__(self, *, low_latency: bool = False, canvas_size: int = 256,
                  models_dir: Path | None = None, threads: int = 1,
@@ -169,7 +170,7 @@ class NeuralReceiver(Receiver):
         window = self.window_at(t_ms)
         block = self.speech_at(t_ms)
         identity = (self._identity if self._mouth is None
-                    else self._mouth.render(self.opening(block), MOUTH_STRENGTH))
+                    else self._mouth.render(self.opening(block), self.mouth_strength))
         feeds = {"window": window[None], "mel": block[ANIMATOR_WINDOW][None], **self._id_inputs}
         theta, flow, mask, colour = self.sessions["animator"].run(None, feeds)
         cur = window[WINDOW // 2].transpose(1, 2, 0)
