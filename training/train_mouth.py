@@ -10,6 +10,9 @@ identities (every 5th), never on val. Printed on val, per clip Pearson r of pred
 true opening (the benchmark's "mouth r" measure on the 8x8-free audio path alone), and the
 same with the audio swapped with another val clip's and with silence: if the speech did not
 matter, these would not drop.
+
+``--probe-8x8`` fits nothing to ship: it compares the speech features, the 8x8 stream's
+lower-face luma (the cache's exact box means) and both as ridge features of the opening.
 """
 
 from __future__ import annotations
@@ -75,6 +78,34 @@ def mean_r(model: tuple[np.ndarray, ...], data: list[tuple[np.ndarray, np.ndarra
     return float(np.mean(rs)) if rs else float("nan")
 
 
+def lowres_features(clip: CachedClip) -> np.ndarray:
+    """(T, 40) what the 8x8 stream shows of the lower face at every 25 fps frame: the luma
+    of rows 3-7, linear between the 5 fps frames, less each frame's mean (lighting)."""
+    t = clip.n_frames
+    keys = (clip.lowres[:t:5].astype(np.float64) @ np.array([0.299, 0.587, 0.114]))
+    keys = keys - keys.mean((1, 2), keepdims=True)
+    k = np.arange(t) // 5
+    w = (np.arange(t) % 5 / 5.0)[:, None, None]
+    y = (1.0 - w) * keys[k] + w * keys[np.minimum(k + 1, len(keys) - 1)]
+    return y[:, 3:].reshape(t, -1)
+
+
+def probe_lowres(fit_clips: list[CachedClip], dev_clips: list[CachedClip],
+                 val: list[CachedClip]) -> None:
+    """Does the 8x8 stream say how open the mouth is? Ridge fits, strength chosen on dev,
+    of the opening from the speech features, from the 8x8 features, and from both."""
+    sets = {"speech": lambda c: clip_arrays(c)[0], "8x8": lowres_features,
+            "speech + 8x8": lambda c: np.concatenate([clip_arrays(c)[0], lowres_features(c)], 1)}
+    for name, feats in sets.items():
+        tr, dev, va = ([(feats(c), clip_arrays(c)[1]) for c in cs]
+                       for cs in (fit_clips, dev_clips, val))
+        xt, yt = stack(tr)
+        dev_r = {lam: mean_r(fit_ridge(xt, yt, lam), dev) for lam in LAMBDAS}
+        lam = max(dev_r, key=dev_r.get)
+        print(f"{name:>13}: dev r {dev_r[lam]:.3f} (lambda {lam:g}), "
+              f"val r {mean_r(fit_ridge(*stack(tr + dev), lam), va):.3f}", flush=True)
+
+
 def stack(data: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     x = np.concatenate([d[0] for d in data])
     y = np.concatenate([d[1] for d in data])
@@ -85,11 +116,16 @@ def stack(data: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.nda
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(cache_dir() / "mouth.pt"))
+    ap.add_argument("--probe-8x8", action="store_true",
+                    help="only compare speech, 8x8 and both as the opening's features")
     args = ap.parse_args()
     t0 = time.time()
     train = [c for c in load_clips("train") if c.meta.get("has_audio", True)]
     val = [c for c in load_clips("val") if c.meta.get("has_audio", True)]
     fit_clips, dev_clips = dev_split(train, step=5)
+    if args.probe_8x8:
+        probe_lowres(fit_clips, dev_clips, val)
+        return
     tr = [clip_arrays(c) for c in fit_clips]
     dev = [clip_arrays(c) for c in dev_clips]
     print(f"train clips {len(tr)}, dev clips {len(dev)} (held-out train identities), "
