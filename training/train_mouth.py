@@ -24,10 +24,11 @@ import numpy as np
 import torch
 
 from codec.audio.features import LOG_FLOOR, N_MELS
+from codec.metrics.fidelity import luma
 from codec.metrics.landmarks import motion_correlation, mouth_opening
 from codec.receiver.neural.mouth import BLOCK_FRAMES, block_features, block_from_clip
 from codec.receiver.neural.mouth_driver import MouthDriver
-from training.dataset import CachedClip, dev_split, load_clips
+from training.dataset import CachedClip, dev_split, load_clips, received_stream
 from training.paths import cache_dir
 
 GAIN_SHARE = 0.6
@@ -80,13 +81,11 @@ def mean_r(model: tuple[np.ndarray, ...], data: list[tuple[np.ndarray, np.ndarra
 
 def lowres_features(clip: CachedClip) -> np.ndarray:
     """(T, 40) what the 8x8 stream shows of the lower face at every 25 fps frame: the luma
-    of rows 3-7, linear between the 5 fps frames, less each frame's mean (lighting)."""
+    of rows 3-7 of the linear 25 fps stream (``received_stream`` of the cache's exact box
+    means), less each frame's mean (lighting)."""
     t = clip.n_frames
-    keys = (clip.lowres[:t:5].astype(np.float64) @ np.array([0.299, 0.587, 0.114]))
-    keys = keys - keys.mean((1, 2), keepdims=True)
-    k = np.arange(t) // 5
-    w = (np.arange(t) % 5 / 5.0)[:, None, None]
-    y = (1.0 - w) * keys[k] + w * keys[np.minimum(k + 1, len(keys) - 1)]
+    y = luma(received_stream(clip.lowres[:t], None))
+    y = y - y.mean((1, 2), keepdims=True)
     return y[:, 3:].reshape(t, -1)
 
 
@@ -94,11 +93,12 @@ def probe_lowres(fit_clips: list[CachedClip], dev_clips: list[CachedClip],
                  val: list[CachedClip]) -> None:
     """Does the 8x8 stream say how open the mouth is? Ridge fits, strength chosen on dev,
     of the opening from the speech features, from the 8x8 features, and from both."""
-    sets = {"speech": lambda c: clip_arrays(c)[0], "8x8": lowres_features,
-            "speech + 8x8": lambda c: np.concatenate([clip_arrays(c)[0], lowres_features(c)], 1)}
-    for name, feats in sets.items():
-        tr, dev, va = ([(feats(c), clip_arrays(c)[1]) for c in cs]
-                       for cs in (fit_clips, dev_clips, val))
+    groups = [[(*clip_arrays(c), lowres_features(c)) for c in cs]
+              for cs in (fit_clips, dev_clips, val)]
+    sets = {"speech": lambda a, v: a, "8x8": lambda a, v: v,
+            "speech + 8x8": lambda a, v: np.concatenate([a, v], 1)}
+    for name, pick in sets.items():
+        tr, dev, va = ([(pick(a, v), y) for a, y, v in g] for g in groups)
         xt, yt = stack(tr)
         dev_r = {lam: mean_r(fit_ridge(xt, yt, lam), dev) for lam in LAMBDAS}
         lam = max(dev_r, key=dev_r.get)
