@@ -45,6 +45,7 @@ from codec.metrics.identity import (  # noqa: E402
     descriptor_distance,
     face_descriptor,
 )
+from codec.receiver.base import Receiver  # noqa: E402
 from codec.receiver.registry import get_receiver  # noqa: E402
 from codec.sender.downsample import box_downsample  # noqa: E402
 from codec.types import AudioChunk, IdentityFrame, LowResFrame  # noqa: E402
@@ -153,13 +154,18 @@ class MouthTruth:
 
 def run_receiver(name: str, canvas: np.ndarray, lows: list[LowResFrame],
                  audio: list[AudioChunk], **kw: object) -> tuple[list[np.ndarray], float]:
-    rx = get_receiver(name, **kw)
+    return run_built(get_receiver(name, **kw), canvas, lows, audio)
+
+
+def run_built(rx: Receiver, canvas: np.ndarray, lows: list[LowResFrame],
+              audio: list[AudioChunk]) -> tuple[list[np.ndarray], float]:
+    """(frames, frames/s) of a receiver over a clip: the identity frame is canvas[0]."""
     t0 = time.perf_counter()
     out = rx.run(IdentityFrame(image=canvas[0]), lows, audio, end_ms=len(canvas) * 40.0)
     fps = len(out) / (time.perf_counter() - t0)
     frames = [o.image for o in out][: len(canvas)]
     if len(frames) != len(canvas):
-        raise RuntimeError(f"{name}: {len(frames)} frames for a {len(canvas)}-frame clip")
+        raise RuntimeError(f"{rx.name}: {len(frames)} frames for a {len(canvas)}-frame clip")
     return frames, fps
 
 

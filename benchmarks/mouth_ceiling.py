@@ -35,8 +35,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from eval_neural import MouthTruth, audio_chunks, load_val, lowres_stream, val_rows
+from eval_neural import MouthTruth, audio_chunks, load_val, lowres_stream, run_built, val_rows
 
+from codec import CANVAS_FPS
+from codec.bitstream.lowres_codec import LowResParams
 from codec.metrics.landmarks import (
     MOUTH,
     landmark_distance,
@@ -44,11 +46,10 @@ from codec.metrics.landmarks import (
     motion_correlation,
     mouth_opening,
 )
-from codec.receiver.base import IdentityFrame
+from codec.receiver.base import FRAME_MS
 from codec.receiver.neural import NeuralReceiver
 
-FRAME_MS = 40.0
-KEY_EVERY = 5  # 25 fps / 5 fps
+KEY_EVERY = CANVAS_FPS // LowResParams().fps  # canvas frames per received 8x8 frame
 
 
 class ProbedReceiver(NeuralReceiver):
@@ -116,11 +117,6 @@ def five_fps_truth(truth: MouthTruth) -> dict[int, np.ndarray]:
     return out
 
 
-def run(rx: NeuralReceiver, canvas: np.ndarray, lows: list, chunks: list) -> list[np.ndarray]:
-    out = rx.run(IdentityFrame(image=canvas[0]), lows, chunks, end_ms=len(canvas) * FRAME_MS)
-    return [o.image for o in out][: len(canvas)]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -144,7 +140,7 @@ def main() -> None:
         lows, chunks = lowres_stream(canvas, False), audio_chunks(audio, False)
         ident, speech = row["identity"], row.get("speech") != "no"
         rx = ProbedReceiver(threads=1)
-        frames = run(rx, canvas, lows, chunks)
+        frames = run_built(rx, canvas, lows, chunks)[0]
         idx = [i for i in scored(truth) if i in rx.driven]
         add("speech driver", {"r": motion_correlation(
             np.array([rx.driven[i] for i in idx]),
@@ -154,8 +150,9 @@ def main() -> None:
         true_open = {i: mouth_opening(p) for i, p in enumerate(truth.points) if p is not None}
         for s in strengths:
             rx = ProbedReceiver(openings=true_open, strength=s, threads=1)
-            add(f"oracle opening x{s:g}",
-                frame_scores(rendered(run(rx, canvas, lows, chunks), truth), truth), ident, speech)
+            frames = run_built(rx, canvas, lows, chunks)[0]
+            add(f"oracle opening x{s:g}", frame_scores(rendered(frames, truth), truth),
+                ident, speech)
         add("5 fps truth", frame_scores(five_fps_truth(truth), truth), ident, speech)
 
     print(f"\nmeans over the clips with a score ({len(rows)} val clips, first {args.seconds:g} s)")
