@@ -4,7 +4,16 @@
 
 const params = new URLSearchParams(location.search);
 const room = params.get("room") || "demo";
-const token = params.get("token") || "";
+let token = params.get("token") || "";
+try { // the token leaves the address bar and history; this tab keeps it for a reload
+  if (token) sessionStorage.setItem("talkcodec-token:" + room, token);
+  else token = sessionStorage.getItem("talkcodec-token:" + room) || "";
+} catch (e) { /* no storage: a reload needs the full URL again */ }
+if (params.has("token")) {
+  params.delete("token");
+  const query = params.toString();
+  history.replaceState(null, "", location.pathname + (query ? "?" + query : "") + location.hash);
+}
 const label = (params.get("name") || "guest").slice(0, 64);
 const me = "viewer-" + Math.random().toString(36).slice(2, 8);
 const wantCamera = params.get("camera") !== "0";
