@@ -12,10 +12,11 @@ one-line message on stderr and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,39 @@ EXIT_INTERNAL = 3
 _CALL_COMMANDS = ("send", "demo", "serve")
 
 
+def _check_output(path: Path) -> None:
+    """Refuse an output path that cannot be written, before any of the work is done."""
+    if path.is_dir():
+        raise TalkcodecError(f"{path}: is a directory (-o takes a file name)")
+    parent = path.parent
+    if not parent.exists():
+        raise TalkcodecError(f"{path}: no such directory: {parent}")
+    if not parent.is_dir():
+        raise TalkcodecError(f"{path}: not a directory: {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise TalkcodecError(f"{path}: permission denied: cannot write in {parent}")
+
+
+@contextlib.contextmanager
+def _output_job(path: Path) -> Iterator[None]:
+    """On any failure of the job remove the ``.part`` file it left (the library writes
+    ``OUT.part`` and renames it to ``OUT`` at the end)."""
+    part = Path(f"{path}.part")
+    before = part.stat().st_mtime_ns if part.is_file() else None
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if part.is_file() and part.stat().st_mtime_ns != before:
+                part.unlink()
+        raise
+
+
 def _cmd_encode(args: argparse.Namespace) -> int:
     from codec.file_codec import encode_file
     from codec.sender.sender import SenderConfig
 
+    _check_output(args.output)
     config = SenderConfig(
         lowres_size=args.lowres_size, lowres_fps=args.lowres_fps, quant=args.quant,
         intra_period_s=args.intra_period, identity_format=args.identity_format,
@@ -45,7 +75,8 @@ def _cmd_encode(args: argparse.Namespace) -> int:
 
     if not MIN_BITRATE <= args.audio_bitrate <= MAX_BITRATE:
         raise TalkcodecError(f"--audio-bitrate must be {MIN_BITRATE}..{MAX_BITRATE} bit/s")
-    summary = encode_file(args.input, args.output, config, max_seconds=args.max_seconds)
+    with _output_job(args.output):
+        summary = encode_file(args.input, args.output, config, max_seconds=args.max_seconds)
     seconds = summary["frames"] / 25.0
     print(f"{args.output}: {summary['frames']} frames ({seconds:.2f} s), "
           f"{summary['packets']} packets, {summary['bytes']} bytes"
@@ -57,12 +88,14 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     from codec.file_codec import decode_file
     from codec.receiver.registry import default_receiver_name, get_receiver
 
+    _check_output(args.output)
     name = args.receiver or default_receiver_name()
     try:
         receiver = get_receiver(name)
     except ValueError as exc:
         raise TalkcodecError(str(exc)) from None
-    summary = decode_file(args.input, args.output, receiver)
+    with _output_job(args.output):
+        summary = decode_file(args.input, args.output, receiver)
     note = ""
     if summary["lowres_skipped"] or summary["corrupt_packets"]:
         note = (f" ({summary['lowres_skipped']} low-res frames skipped, "
@@ -169,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TalkcodecError as exc:
         _fail(str(exc))
     except FileNotFoundError as exc:
-        _fail(f"no such file: {exc.filename}")
+        _fail(f"no such file: {_filename(exc)}")
     except IsADirectoryError as exc:
         _fail(f"is a directory: {exc.filename}")
     except PermissionError as exc:
@@ -183,6 +216,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(set TALKCODEC_TRACEBACK=1 for details)")
         return EXIT_INTERNAL
     return EXIT_ERROR
+
+
+def _filename(exc: OSError) -> str:
+    """The path an OSError is about (some libraries raise it without ``filename``)."""
+    name = exc.filename if exc.filename is not None else exc.filename2
+    return str(name) if name is not None else (exc.strerror or str(exc))
 
 
 def _fail(message: str) -> None:

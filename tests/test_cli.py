@@ -150,3 +150,61 @@ def test_decode_survives_hostile_but_well_formed_packets(encoded: Path, tmp_path
             if c.streams.audio:
                 audio = c.streams.audio[0]
                 assert float(audio.duration * audio.time_base) < 70
+
+
+def test_output_path_checked_before_the_work(tmp_path: Path) -> None:
+    """-o naming a directory or a path in a missing directory fails at once, naming the
+    path, and leaves no .part file (issue 16). The input is not even a video: the output
+    is checked first."""
+    src = tmp_path / "in.mp4"
+    src.write_text("not read")
+    adir = tmp_path / "adir"
+    adir.mkdir()
+    for cmd in ("encode", "decode"):
+        res = run_cli(cmd, str(src), "-o", str(adir))
+        assert_one_line_error(res, f"{adir}: is a directory")
+        assert not Path(f"{adir}.part").exists()
+        missing = tmp_path / "nonexistent" / "out.mp4"
+        res = run_cli(cmd, str(src), "-o", str(missing))
+        assert_one_line_error(res, f"{missing}: no such directory: {missing.parent}")
+        assert "None" not in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "in.mp4"]
+
+
+@needs_data
+def test_decode_to_missing_directory_names_it(encoded: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent" / "out.mp4"
+    res = run_cli("decode", str(encoded), "-o", str(missing), "--receiver", "bicubic")
+    assert_one_line_error(res, str(missing.parent))
+    assert "None" not in res.stderr
+
+
+def test_part_file_removed_on_every_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A job that fails after writing OUT.part (here: the final rename) leaves nothing."""
+    import codec.file_codec as file_codec
+
+    def failing_decode(src, dst, receiver):  # noqa: ANN001, ANN202
+        Path(f"{dst}.part").write_bytes(b"half a video")
+        raise IsADirectoryError(21, "Is a directory", f"{dst}.part")
+
+    monkeypatch.setattr(file_codec, "decode_file", failing_decode)
+    out = tmp_path / "out.mp4"
+    assert main(["decode", str(tmp_path / "in.tc"), "-o", str(out),
+                 "--receiver", "bicubic"]) == 1
+    assert "is a directory" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_data
+def test_part_file_removed_when_the_rename_fails(encoded: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import codec.file_codec as file_codec
+
+    def no_rename(src, dst):  # noqa: ANN001, ANN202
+        raise IsADirectoryError(21, "Is a directory", str(src))
+
+    monkeypatch.setattr(file_codec.os, "replace", no_rename)
+    out = tmp_path / "out.mp4"
+    assert main(["decode", str(encoded), "-o", str(out), "--receiver", "bicubic"]) == 1
+    assert list(tmp_path.iterdir()) == []
