@@ -2,10 +2,15 @@
 
     talkcodec demo [--clip PATH | --no-clip] [--port 8000] [--low-latency] [--receiver NAME]
     talkcodec serve [--role all|signalling|receiver] [--host H] [--port P] [--room R]
+                    [--origin https://call.example ...]
     talkcodec send SOURCE|--agent --url http://H:P --room R --token T [--loop] [--name N]
 
 The server secret comes from env TALKCODEC_SECRET (all processes of one deployment share
-it) or is generated at start; room tokens are printed, never stored.
+it) or is generated at start; room tokens are printed, never stored. The page's room token
+admits viewers and senders; a sender agent (``send --agent``) needs the media token that
+``serve`` prints (the receiver worker makes its own from the secret). Browsers may open
+the page from the served host:port (loopback names for a loopback or wildcard bind) and
+from each ``--origin`` / env TALKCODEC_ORIGINS (comma-separated).
 """
 
 from __future__ import annotations
@@ -36,6 +41,18 @@ def _ws_url(url: str) -> str:
     if url.startswith("https://"):
         return "wss://" + url[len("https://"):] + "/ws"
     raise TalkcodecError(f"bad server URL {url!r} (http://host:port or ws://host:port/ws)")
+
+
+ORIGINS_ENV = "TALKCODEC_ORIGINS"
+
+
+def _origins(args: argparse.Namespace, port: int) -> frozenset[str]:
+    """The browser origins a server accepts: the served host:port, --origin, env."""
+    from server.signalling import default_origins
+
+    extra = list(args.origin or [])
+    extra += [o for o in os.environ.get(ORIGINS_ENV, "").split(",") if o.strip()]
+    return default_origins(args.host, port) | {o.strip().rstrip("/") for o in extra}
 
 
 def _run(coro: Any) -> int:
@@ -75,7 +92,8 @@ async def _demo(args: argparse.Namespace) -> None:
             )
     frame_ms = args.audio_frame_ms or link_audio_frame_ms(args.low_latency)
     call = await start_local_call(host=args.host, port=args.port, receiver=args.receiver,
-                                  low_latency=args.low_latency, audio_frame_ms=frame_ms)
+                                  low_latency=args.low_latency, audio_frame_ms=frame_ms,
+                                  allowed_origins=_origins(args, args.port))
     print(f"talkcodec demo: receiver '{call.worker.receiver_name}'"
           f"{' (low latency)' if args.low_latency else ''}")
     print(f"open this URL in a browser: {call.page_url()}", flush=True)
@@ -99,34 +117,39 @@ async def _serve(args: argparse.Namespace) -> None:
     from server.sender_agent import SenderAgent
     from server.signal_client import SignalClient
     from server.signalling import SignallingConfig
-    from server.tokens import make_room_token, new_secret
+    from server.tokens import SCOPE_MEDIA, make_room_token, new_secret
     from server.transport import enable_loopback_candidates
 
     secret = new_secret()
     token = make_room_token(secret, args.room)
+    media_token = make_room_token(secret, args.room, scope=SCOPE_MEDIA)
     tasks = []
     url = _ws_url(args.signal_url) if args.signal_url else f"ws://127.0.0.1:{args.port}/ws"
     if args.role in ("all", "signalling"):
-        origins = frozenset(args.origin or [])
-        app = create_app(SignallingConfig(secret=secret, allowed_origins=origins))
+        config = SignallingConfig(secret=secret, allowed_origins=_origins(args, args.port))
+        app = create_app(config)
         server, task, port = await start_http(app, args.host, args.port)
+        config.allowed_origins = config.allowed_origins | _origins(args, port)
         url = f"ws://127.0.0.1:{port}/ws"
         shown = "localhost" if args.host in ("0.0.0.0", "127.0.0.1") else args.host
         print(f"signalling on {args.host}:{port}; join: http://{shown}:{port}/?room={args.room}"
               f"&token={token}", flush=True)
+        print(f"media token for `talkcodec send --agent` (keep it private; viewers must not "
+              f"get it): {media_token}", flush=True)
         tasks.append(task)
     if args.role in ("all", "receiver"):
         if args.loopback:
             enable_loopback_candidates()
         worker = ReceiverWorker(
-            SignalClient(url, args.room, token, "receiver", "receiver", "receiver worker"),
+            SignalClient(url, args.room, media_token, "receiver", "receiver", "receiver worker"),
             WorkerConfig(receiver=args.receiver, low_latency=args.low_latency,
                          ice_servers=ice_servers_from_env()),
         )
         tasks.append(asyncio.ensure_future(_retrying(worker.run)))
         print(f"receiver worker ('{worker.receiver_name}') in room {args.room}", flush=True)
         if args.agent:
-            agent = SenderAgent(SignalClient(url, args.room, token, "agent", "agent", "agent"),
+            agent = SenderAgent(SignalClient(url, args.room, media_token, "agent", "agent",
+                                             "agent"),
                                 audio_frame_ms=args.audio_frame_ms
                                 or link_audio_frame_ms(args.low_latency))
             tasks.append(asyncio.ensure_future(agent.run()))
@@ -179,6 +202,9 @@ def add_subcommands(sub: Any) -> None:
     demo.add_argument("--clip-seconds", type=float, default=20.0)
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--origin", action="append",
+                      help="another public origin browsers may open the page from (repeatable; "
+                           "the served host:port is always allowed)")
     demo.add_argument("--receiver", default="", help="receiver name (default: best available)")
     demo.add_argument("--low-latency", action="store_true", help="no wait for the next 8x8 frame")
     demo.add_argument("--audio-frame-ms", type=int, choices=OPUS_FRAME_MS,
@@ -191,7 +217,10 @@ def add_subcommands(sub: Any) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--room", default="demo")
     serve.add_argument("--signal-url", help="signalling server (for --role receiver)")
-    serve.add_argument("--origin", action="append", help="allowed browser Origin (repeatable)")
+    serve.add_argument("--origin", action="append",
+                       help="public origin browsers open the page from, e.g. "
+                            "https://call.example (repeatable, or env TALKCODEC_ORIGINS; the "
+                            "served host:port is always allowed)")
     serve.add_argument("--receiver", default="")
     serve.add_argument("--low-latency", action="store_true")
     serve.add_argument("--agent", action="store_true", help="also serve browser cameras here")
@@ -206,7 +235,8 @@ def add_subcommands(sub: Any) -> None:
     send.add_argument("--url", required=True, help="server, e.g. http://localhost:8000")
     send.add_argument("--room", required=True)
     send.add_argument("--token", default=os.environ.get("TALKCODEC_TOKEN", ""),
-                      help="room token (or env TALKCODEC_TOKEN)")
+                      help="room token (or env TALKCODEC_TOKEN); --agent needs the media "
+                           "token `serve` prints")
     send.add_argument("--name", help="peer id")
     send.add_argument("--label", help="name shown to viewers")
     send.add_argument("--loop", action="store_true", help="repeat the file")

@@ -16,8 +16,8 @@ from server.app import create_app, start_http
 from server.receiver_worker import ReceiverWorker, WorkerConfig
 from server.sender_agent import SenderAgent
 from server.signal_client import SignalClient
-from server.signalling import SignallingConfig
-from server.tokens import make_room_token, new_secret
+from server.signalling import MEDIA_ROLES, SignallingConfig, default_origins
+from server.tokens import SCOPE_MEDIA, SCOPE_ROOM, make_room_token, new_secret
 from server.transport import (
     close_peer_connection,
     enable_loopback_candidates,
@@ -41,8 +41,10 @@ class LocalCall:
     def ws_url(self) -> str:
         return f"ws://{self.host}:{self.port}/ws"
 
-    def token(self) -> str:
-        return make_room_token(self.secret, self.room)
+    def token(self, scope: str = SCOPE_ROOM) -> str:
+        """The room token (viewers, senders; the page URL), or with ``scope="media"`` the
+        token of the roles that receive others' media (receiver worker, sender agent)."""
+        return make_room_token(self.secret, self.room, scope=scope)
 
     def page_url(self, name: str = "") -> str:
         url = f"http://{self.host}:{self.port}/?room={self.room}&token={self.token()}"
@@ -50,7 +52,8 @@ class LocalCall:
 
     def client(self, role: str, label: str = "", peer: str | None = None) -> SignalClient:
         peer = peer or f"{role}-{secrets.token_hex(3)}"
-        return SignalClient(self.ws_url, self.room, self.token(), peer, role, label)
+        token = self.token(SCOPE_MEDIA if role in MEDIA_ROLES else SCOPE_ROOM)
+        return SignalClient(self.ws_url, self.room, token, peer, role, label)
 
     async def stop(self) -> None:
         for t in self.tasks:
@@ -85,11 +88,14 @@ async def start_local_call(
     audio_frame_ms: int | None = None,
 ) -> LocalCall:
     """``audio_frame_ms``: Opus packets of the agent's links (default: the link's 120 ms,
-    or 60 ms in low-latency mode, where the speech and not the video is the later stream)."""
+    or 60 ms in low-latency mode, where the speech and not the video is the later stream).
+    Browsers may connect from the served origin (``default_origins``) and ``allowed_origins``."""
     enable_loopback_candidates()
     secret = new_secret()
-    app = create_app(SignallingConfig(secret=secret, allowed_origins=allowed_origins))
+    config = SignallingConfig(secret=secret, allowed_origins=frozenset(allowed_origins))
+    app = create_app(config)
     server, server_task, bound = await start_http(app, host, port)
+    config.allowed_origins = config.allowed_origins | default_origins(host, bound)
     call = LocalCall(host, bound, room, secret, worker=None, agent=None)  # type: ignore[arg-type]
     call._server, call._server_task = server, server_task
     call.worker = ReceiverWorker(call.client("receiver", "receiver worker", "receiver"),

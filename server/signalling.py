@@ -10,26 +10,37 @@ Protocol (JSON text messages on ``/ws``):
   ``{"type": "signal", "from": peer, "data": {...}}`` to that peer of the same room only.
 
 Security: the room token is checked (HMAC, see ``tokens.py``) before anything of the room
-is revealed; a browser's Origin must be one of the allowed origins; messages are bounded in
-size and rate, rooms in size and number. Violations close the socket with code 1008/1009.
+is revealed; the roles that receive other people's media (``MEDIA_ROLES``) need a media
+token, which the page's URL never carries; a browser's Origin must be one of the configured
+public origins (never compared with the request's own Host, which a DNS-rebinding page
+controls); messages are bounded in size, nesting and rate, rooms in size and number.
+Violations close the socket with code 1008/1009; any other error closes it with 1011 and
+one log line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
-from server.tokens import verify_room_token
+from server.tokens import SCOPE_MEDIA, token_scope
+
+log = logging.getLogger(__name__)
 
 ROLES = ("sender", "receiver", "viewer", "agent")
+# Roles that receive other people's media: the receiver worker (the senders' links) and a
+# sender agent (the browsers' cameras). They need a media token, not the page's room token.
+MEDIA_ROLES = frozenset({"receiver", "agent"})
 NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
 
 
 @dataclass
@@ -45,8 +56,9 @@ class SignallingLimits:
 @dataclass
 class SignallingConfig:
     secret: bytes
-    # Origins a browser may connect from; "*" allows any. Clients without an Origin header
-    # (Python peers) are allowed: Origin protects browsers against cross-site use.
+    # Origins a browser may connect from (the server's public origins, see
+    # ``default_origins``); "*" allows any. Clients without an Origin header (Python peers)
+    # are allowed: Origin protects browsers against cross-site use.
     allowed_origins: frozenset[str] = frozenset()
     limits: SignallingLimits = field(default_factory=SignallingLimits)
 
@@ -146,11 +158,18 @@ async def _receive(ws: WebSocket, limits: SignallingLimits, bucket: RateLimiter)
         raise PolicyError("too many messages")
     try:
         parsed = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise PolicyError("not JSON") from exc
     if not isinstance(parsed, dict) or not isinstance(parsed.get("type"), str):
         raise PolicyError("message must be an object with a type")
     return parsed
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    try:
+        await ws.close(code=code, reason=reason)
+    except Exception:  # noqa: BLE001 - already closed
+        pass
 
 
 def _check_join(msg: dict, secret: bytes) -> tuple[str, str, str, str]:
@@ -165,18 +184,35 @@ def _check_join(msg: dict, secret: bytes) -> tuple[str, str, str, str]:
         raise PolicyError("bad role")
     if not isinstance(label, str) or len(label) > 64:
         raise PolicyError("bad label")
-    if not isinstance(token, str) or not verify_room_token(secret, room, token):
+    scope = token_scope(secret, room, token)
+    if scope is None:
         raise PolicyError("bad or expired room token")
+    if role in MEDIA_ROLES and scope != SCOPE_MEDIA:
+        raise PolicyError(f"role {role} needs a media token")
     return room, peer, role, label
 
 
-def origin_allowed(origin: str | None, allowed: frozenset[str], host: str | None) -> bool:
+def default_origins(host: str, port: int) -> frozenset[str]:
+    """The origins of the page this server serves on ``host:port``: that host, and for a
+    loopback or wildcard bind the loopback names (``localhost``, ``127.0.0.1``, ``[::1]``).
+    Any other public name (a reverse proxy, a LAN address) is configured explicitly."""
+    names = {host if ":" not in host or host.startswith("[") else f"[{host}]"}
+    if host in ("127.0.0.1", "localhost", "0.0.0.0", "::", "::1", "[::1]", ""):
+        names = {"127.0.0.1", "localhost", "[::1]"}
+    origins = set()
+    for name in names:
+        origins.add(f"http://{name}:{port}")
+        if port == 80:
+            origins.add(f"http://{name}")
+    return frozenset(origins)
+
+
+def origin_allowed(origin: str | None, allowed: frozenset[str]) -> bool:
+    """A browser's Origin against the configured origins only: the request's own Host
+    header proves nothing (under DNS rebinding the attacker's name points at this server)."""
     if origin is None:
         return True
-    if "*" in allowed or origin in allowed:
-        return True
-    # Same-origin pages (the page served by this app) are always allowed.
-    return host is not None and origin in (f"http://{host}", f"https://{host}")
+    return "*" in allowed or origin.rstrip("/") in allowed
 
 
 def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistry:
@@ -186,9 +222,7 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
 
     @app.websocket("/ws")
     async def signalling_socket(ws: WebSocket) -> None:
-        if not origin_allowed(
-            ws.headers.get("origin"), config.allowed_origins, ws.headers.get("host")
-        ):
+        if not origin_allowed(ws.headers.get("origin"), config.allowed_origins):
             await ws.close(code=CLOSE_POLICY, reason="origin not allowed")
             return
         await ws.accept()
@@ -227,12 +261,13 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
                 else:
                     raise PolicyError("unknown message type")
         except PolicyError as exc:
-            try:
-                await ws.close(code=exc.code, reason=str(exc))
-            except Exception:  # noqa: BLE001 - already closed
-                pass
+            await _close(ws, exc.code, str(exc))
         except WebSocketDisconnect:
             pass
+        except Exception as exc:  # noqa: BLE001 - any bug: one line and a clean close
+            log.warning("signalling: closed a socket (peer %s) after %s: %.200s",
+                        peer or "not joined", type(exc).__name__, exc)
+            await _close(ws, CLOSE_INTERNAL, "internal error")
         finally:
             if room is not None and peer is not None:
                 for m in await registry.leave(room, peer):

@@ -1,8 +1,12 @@
 """HMAC-signed room tokens: a caller may join a room only with a token made for it.
 
-A token is ``<expiry unix seconds>.<base64url HMAC-SHA256(secret, "room|expiry")>``. The
-secret is generated at server start (``new_secret``) or given by env ``TALKCODEC_SECRET``;
-it is never written to the repository.
+A room token is ``<expiry unix seconds>.<base64url HMAC-SHA256(secret, "room|expiry")>``:
+it lets its holder join the room as a viewer or a sender. A *media* token,
+``<expiry>.media.<HMAC(secret, "room|expiry|media")>``, is also needed for the roles that
+receive other people's media (the receiver worker gets the senders' links, a sender agent
+gets the browsers' cameras); it is never put in a page URL. The secret is generated at
+server start (``new_secret``) or given by env ``TALKCODEC_SECRET``; it is never written to
+the repository.
 """
 
 from __future__ import annotations
@@ -11,11 +15,16 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import time
 
 SECRET_ENV = "TALKCODEC_SECRET"
 DEFAULT_TTL_S = 12 * 3600
+SCOPE_ROOM = "room"
+SCOPE_MEDIA = "media"
+SCOPES = (SCOPE_ROOM, SCOPE_MEDIA)
+_EXPIRY_RE = re.compile(r"[0-9]{1,12}")  # ASCII digits only (str.isdigit accepts "²")
 
 
 def new_secret() -> bytes:
@@ -26,24 +35,46 @@ def new_secret() -> bytes:
     return secrets.token_bytes(32)
 
 
-def _mac(secret: bytes, room: str, expiry: int) -> str:
-    digest = hmac.new(secret, f"{room}|{expiry}".encode(), hashlib.sha256).digest()
+def _mac(secret: bytes, room: str, expiry: int, scope: str = SCOPE_ROOM) -> str:
+    message = f"{room}|{expiry}" if scope == SCOPE_ROOM else f"{room}|{expiry}|{scope}"
+    digest = hmac.new(secret, message.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def make_room_token(secret: bytes, room: str, ttl_s: int = DEFAULT_TTL_S) -> str:
+def make_room_token(secret: bytes, room: str, ttl_s: int = DEFAULT_TTL_S,
+                    scope: str = SCOPE_ROOM) -> str:
+    """A token for ``room``; ``scope="media"`` also admits the media-receiving roles."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown token scope {scope!r}")
     expiry = int(time.time()) + int(ttl_s)
-    return f"{expiry}.{_mac(secret, room, expiry)}"
+    middle = "" if scope == SCOPE_ROOM else f"{scope}."
+    return f"{expiry}.{middle}{_mac(secret, room, expiry, scope)}"
 
 
-def verify_room_token(secret: bytes, room: str, token: str, now: float | None = None) -> bool:
-    """True when ``token`` was made with ``secret`` for ``room`` and has not expired."""
-    if not isinstance(token, str) or len(token) > 128 or "." not in token:
-        return False
-    expiry_text, mac = token.split(".", 1)
-    if not expiry_text.isdigit() or len(expiry_text) > 12:
-        return False
+def token_scope(secret: bytes, room: str, token: object, now: float | None = None) -> str | None:
+    """The scope ("room" or "media") of a valid, unexpired token for ``room``; else None.
+
+    Never raises, whatever ``token`` is."""
+    if not isinstance(token, str) or len(token) > 128:
+        return None
+    parts = token.split(".")
+    if len(parts) == 2:
+        expiry_text, scope, mac = parts[0], SCOPE_ROOM, parts[1]
+    elif len(parts) == 3 and parts[1] == SCOPE_MEDIA:
+        expiry_text, scope, mac = parts
+    else:
+        return None
+    if not _EXPIRY_RE.fullmatch(expiry_text) or not mac.isascii():
+        return None
     expiry = int(expiry_text)
     if expiry < (time.time() if now is None else now):
-        return False
-    return hmac.compare_digest(mac, _mac(secret, room, expiry))
+        return None
+    return scope if hmac.compare_digest(mac, _mac(secret, room, expiry, scope)) else None
+
+
+def verify_room_token(secret: bytes, room: str, token: object, now: float | None = None,
+                      scope: str | None = None) -> bool:
+    """True when ``token`` was made with ``secret`` for ``room`` and has not expired (and,
+    given ``scope``, has that scope; a media token is a room token as well)."""
+    got = token_scope(secret, room, token, now)
+    return got is not None and (scope is None or got == scope)

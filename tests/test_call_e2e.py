@@ -70,7 +70,8 @@ def _browser_args(y4m: Path, wav: Path) -> list[str]:
 
 
 def _wait_for(page, predicate: str, timeout_s: float) -> None:  # noqa: ANN001
-    page.wait_for_function(predicate, timeout=timeout_s * 1000, polling=500)
+    # As a function, not a string expression: the page's CSP forbids string evaluation.
+    page.wait_for_function(f"() => ({predicate})", timeout=timeout_s * 1000, polling=500)
 
 
 def test_browser_call_reconstructs_within_budget(tmp_path: Path) -> None:
