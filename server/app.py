@@ -16,7 +16,11 @@ from fastapi.staticfiles import StaticFiles
 
 from server.signalling import RoomRegistry, SignallingConfig, add_signalling_routes
 
-CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
+# The call page: an installed wheel carries it inside the package (setup.py); the source
+# tree (and an editable install) has it at the repository root.
+_PACKAGED_CLIENT = Path(__file__).resolve().parent / "_client"
+CLIENT_DIR = (_PACKAGED_CLIENT if _PACKAGED_CLIENT.is_dir()
+              else Path(__file__).resolve().parent.parent / "client")
 
 # client/*.js are same-origin files (no inline script or style, no eval); the page talks
 # to /api and /ws on its own origin ('self' covers ws:/wss: to the same host in CSP 3);

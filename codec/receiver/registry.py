@@ -8,6 +8,7 @@ adding its entry (or calling ``register_receiver``).
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 from codec.receiver.base import Receiver
@@ -22,6 +23,8 @@ RECEIVERS: dict[str, str] = {
 }
 
 FALLBACK_RECEIVER = "align"
+log = logging.getLogger(__name__)
+_fallback_reported = False
 
 
 def register_receiver(name: str, target: str) -> None:
@@ -47,24 +50,43 @@ def get_receiver(name: str, **kw: Any) -> Receiver:
     return receiver_class(name)(**kw)
 
 
-def neural_available() -> bool:
-    """True when the neural receiver's module imports and says its weights are present."""
+def neural_problem() -> str | None:
+    """Why the neural receiver cannot run here (None when its module imports and its
+    weights are present)."""
     module_name = RECEIVERS.get("neural", "").split(":")[0]
     if not module_name:
-        return False
+        return "no 'neural' receiver is registered"
     try:
         module = importlib.import_module(module_name)
-    except Exception:  # noqa: BLE001 - a broken optional receiver must not break decoding
-        return False
+    except Exception as exc:  # noqa: BLE001 - a broken optional receiver must not break decoding
+        return f"{module_name} does not import ({type(exc).__name__}: {exc})"
+    problem = getattr(module, "weights_problem", None)
     check = getattr(module, "weights_available", None)
-    if not callable(check):
-        return False
     try:
-        return bool(check())
-    except Exception:  # noqa: BLE001
-        return False
+        if callable(problem):
+            return problem()  # type: ignore[no-any-return]
+        if callable(check):
+            return None if check() else "its weights are missing"
+    except Exception as exc:  # noqa: BLE001
+        return f"its weights cannot be checked ({type(exc).__name__}: {exc})"
+    return f"{module_name} has no weights_available()"
+
+
+def neural_available() -> bool:
+    """True when the neural receiver's module imports and says its weights are present."""
+    return neural_problem() is None
 
 
 def default_receiver_name() -> str:
-    """``"neural"`` if it can run here, else ``"align"`` (cheap, no weights)."""
-    return "neural" if neural_available() else FALLBACK_RECEIVER
+    """``"neural"`` if it can run here, else ``"align"`` (cheap, no weights). The fallback
+    is logged once per process as a warning, with the reason (the CLI and the receiver
+    worker both show it)."""
+    global _fallback_reported
+    problem = neural_problem()
+    if problem is None:
+        return "neural"
+    if not _fallback_reported:
+        _fallback_reported = True
+        log.warning("NEURAL RECEIVER UNAVAILABLE: %s. Falling back to the %r receiver, "
+                    "which needs no weights but looks much worse.", problem, FALLBACK_RECEIVER)
+    return FALLBACK_RECEIVER

@@ -5,6 +5,12 @@ from ``models/`` when constructed; ``weights_available()`` says whether they are
 """
 
 from codec.receiver.neural.receiver import NeuralReceiver
-from codec.receiver.neural.weights import ModelError, ModelIntegrityError, weights_available
+from codec.receiver.neural.weights import (
+    ModelError,
+    ModelIntegrityError,
+    weights_available,
+    weights_problem,
+)
 
-__all__ = ["ModelError", "ModelIntegrityError", "NeuralReceiver", "weights_available"]
+__all__ = ["ModelError", "ModelIntegrityError", "NeuralReceiver", "weights_available",
+           "weights_problem"]

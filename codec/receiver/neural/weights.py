@@ -31,10 +31,17 @@ class ModelIntegrityError(ModelError):
     """A weights file's content does not match the hash in its name."""
 
 
+PACKAGED_MODELS = Path(__file__).resolve().parents[2] / "_models"  # a wheel's copy (setup.py)
+SOURCE_MODELS = Path(__file__).resolve().parents[3] / "models"  # the repository's
+
+
 def models_dir() -> Path:
-    """``models/`` at the repository root, or TALKCODEC_MODELS when set."""
+    """TALKCODEC_MODELS when set; else the weights an installed wheel carries
+    (``codec/_models/``), else ``models/`` at the repository root (source tree, ``-e``)."""
     env = os.environ.get("TALKCODEC_MODELS")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "models"
+    if env:
+        return Path(env)
+    return PACKAGED_MODELS if PACKAGED_MODELS.is_dir() else SOURCE_MODELS
 
 
 def content_hash(data: bytes) -> str:
@@ -71,13 +78,18 @@ def load_verified(path: Path) -> bytes:
     return data
 
 
-def weights_available(directory: Path | None = None) -> bool:
+def weights_problem(directory: Path | None = None) -> str | None:
+    """Why the neural receiver's weights cannot be found (None when they all are)."""
     try:
         for role in ROLES:
             find_model(role, directory)
-    except ModelError:
-        return False
-    return True
+    except ModelError as exc:
+        return f"{exc} (set TALKCODEC_MODELS to the folder that holds them)"
+    return None
+
+
+def weights_available(directory: Path | None = None) -> bool:
+    return weights_problem(directory) is None
 
 
 def onnx_session(data: bytes, threads: int = 1, device: str = "auto") -> Any:
