@@ -5,6 +5,9 @@
     talkcodec decode IN.tc -o OUT.mp4 [--receiver NAME]
     talkcodec info IN.tc [--json]
 
+Every command takes ``--log-level`` (default warning; info for the call's servers, which
+also take ``--log-format json``); decode, demo and serve take ``--device`` (overrides
+$TALKCODEC_DEVICE). Long encodes and decodes show a progress bar on a terminal.
 Every failure the library names (bad input, no face, corrupt or truncated file) becomes a
 one-line message on stderr and a non-zero exit status, never a traceback.
 """
@@ -22,6 +25,7 @@ from typing import Any
 
 from codec import __version__
 from codec.errors import TalkcodecError
+from codec.log import progress_bar
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -76,7 +80,9 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     if not MIN_BITRATE <= args.audio_bitrate <= MAX_BITRATE:
         raise TalkcodecError(f"--audio-bitrate must be {MIN_BITRATE}..{MAX_BITRATE} bit/s")
     with _output_job(args.output):
-        summary = encode_file(args.input, args.output, config, max_seconds=args.max_seconds)
+        with progress_bar("encode", _expected_frames(args.input, args.max_seconds)) as step:
+            summary = encode_file(args.input, args.output, config,
+                                  max_seconds=args.max_seconds, progress=step)
     seconds = summary["frames"] / 25.0
     print(f"{args.output}: {summary['frames']} frames ({seconds:.2f} s), "
           f"{summary['packets']} packets, {summary['bytes']} bytes"
@@ -95,13 +101,28 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise TalkcodecError(str(exc)) from None
     with _output_job(args.output):
-        summary = decode_file(args.input, args.output, receiver)
+        with progress_bar("decode") as step:
+            summary = decode_file(args.input, args.output, receiver, progress=step)
     note = ""
     if summary["lowres_skipped"] or summary["corrupt_packets"]:
         note = (f" ({summary['lowres_skipped']} low-res frames skipped, "
                 f"{summary['corrupt_packets']} corrupt packets)")
     print(f"{args.output}: {summary['frames']} frames at 25 fps, receiver {name}{note}")
     return 0
+
+
+def _expected_frames(path: Path, max_seconds: float | None) -> int | None:
+    """Canvas frames an encode will make, from the container's duration (None if unknown)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            seconds = container.duration / 1e6 if container.duration else None
+    except Exception:  # noqa: BLE001 - only the progress bar's total; encode reports errors
+        return None
+    if seconds is None:
+        return None
+    return int(min(seconds, max_seconds or seconds) * 25)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -142,33 +163,88 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     enc = sub.add_parser("encode", help="video file -> talkcodec file")
-    enc.add_argument("input", type=Path)
-    enc.add_argument("-o", "--output", type=Path, required=True)
-    enc.add_argument("--lowres-size", type=int, choices=(8, 16, 32), default=8)
-    enc.add_argument("--lowres-fps", type=int, choices=(5, 10, 25), default=5)
-    enc.add_argument("--audio-bitrate", type=_positive(int), default=8000)
-    enc.add_argument("--max-seconds", type=_positive(float), default=None)
+    enc.add_argument("input", type=Path, help="any video file with a face (and speech)")
+    enc.add_argument("-o", "--output", type=Path, required=True,
+                     help="the talkcodec file to write")
+    enc.add_argument("--lowres-size", type=int, choices=(8, 16, 32), default=8,
+                     help="side of the low-res frames sent, in pixels (default 8)")
+    enc.add_argument("--lowres-fps", type=int, choices=(5, 10, 25), default=5,
+                     help="low-res frames per second (default 5)")
+    enc.add_argument("--audio-bitrate", type=_positive(int), default=8000,
+                     help="Opus speech bit rate in bit/s (default 8000)")
+    enc.add_argument("--max-seconds", type=_positive(float), default=None,
+                     help="encode only the first N seconds (default: all)")
     enc.add_argument("--quant", type=_positive(float), default=6.0,
                      help="low-res quantiser step in grey levels (default 6)")
     enc.add_argument("--intra-period", type=_positive(float), default=2.0,
                      help="seconds between low-res intra frames (default 2)")
-    enc.add_argument("--identity-format", choices=("avif", "webp", "jpeg"), default="avif")
+    enc.add_argument("--identity-format", choices=("avif", "webp", "jpeg"), default="avif",
+                     help="image codec of the one high-resolution identity frame "
+                          "(default avif)")
     enc.set_defaults(func=_cmd_encode)
 
     dec = sub.add_parser("decode", help="talkcodec file -> 256x256 25 fps H.264 mp4")
-    dec.add_argument("input", type=Path)
-    dec.add_argument("-o", "--output", type=Path, required=True)
+    dec.add_argument("input", type=Path, help="the talkcodec file to decode")
+    dec.add_argument("-o", "--output", type=Path, required=True,
+                     help="the mp4 to write (H.264 + AAC)")
     dec.add_argument("--receiver", default=None,
                      help="receiver name (default: neural if available, else align)")
     dec.set_defaults(func=_cmd_decode)
 
     info = sub.add_parser("info", help="where the bits of a talkcodec file go")
-    info.add_argument("input", type=Path)
+    info.add_argument("input", type=Path, help="the talkcodec file to describe")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=_cmd_info)
 
     _add_call_commands(sub)
+    for name, command in sub.choices.items():
+        _add_runtime_options(command, server=name in _CALL_COMMANDS,
+                             device=name in _DEVICE_COMMANDS)
     return parser
+
+
+_DEVICE_COMMANDS = ("decode", "demo", "serve")
+DEVICES = ("auto", "cpu", "cuda")  # = codec.receiver.neural.weights.DEVICES (not imported:
+# that loads the receiver; tests/test_cli_options.py checks they agree)
+
+
+def _add_runtime_options(command: argparse.ArgumentParser, *, server: bool,
+                         device: bool) -> None:
+    """``--log-level`` on every command, ``--log-format`` on the call's, ``--device`` where
+    a receiver runs."""
+    from codec.log import FORMATS, LEVELS
+
+    group = command.add_argument_group("logging and device")
+    group.add_argument("--log-level", choices=LEVELS, default=None,
+                       help="least severe log records shown on stderr (default: "
+                            f"$TALKCODEC_LOG_LEVEL, else {'info' if server else 'warning'})")
+    if server:
+        group.add_argument("--log-format", choices=FORMATS, default=None,
+                           help="text lines, or one JSON object per line for a log "
+                                "collector (default: $TALKCODEC_LOG_FORMAT, else text)")
+    if device:
+        group.add_argument("--device", choices=DEVICES, default=None,
+                           help="where the neural receiver's networks run: auto (CUDA when "
+                                "onnxruntime-gpu provides it, else the CPU), cpu, or cuda "
+                                "(refuses to fall back); overrides $TALKCODEC_DEVICE")
+
+
+def _apply_runtime_options(args: argparse.Namespace) -> None:
+    """Set up logging (once, for the whole process) and the receiver's device."""
+    from codec.log import FORMATS, LEVELS, configure_logging
+
+    server = args.command in _CALL_COMMANDS
+    level = (args.log_level or os.environ.get("TALKCODEC_LOG_LEVEL")
+             or ("info" if server else "warning")).lower()
+    fmt = (getattr(args, "log_format", None) or os.environ.get("TALKCODEC_LOG_FORMAT")
+           or "text").lower()
+    if level not in LEVELS:
+        raise TalkcodecError(f"TALKCODEC_LOG_LEVEL must be one of {', '.join(LEVELS)}")
+    if fmt not in FORMATS:
+        raise TalkcodecError(f"TALKCODEC_LOG_FORMAT must be one of {', '.join(FORMATS)}")
+    configure_logging(level, fmt)
+    if getattr(args, "device", None):
+        os.environ["TALKCODEC_DEVICE"] = args.device  # read wherever a receiver is built
 
 
 def _add_call_commands(sub: Any) -> None:
@@ -198,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
+        _apply_runtime_options(args)
         return int(args.func(args) or 0)
     except TalkcodecError as exc:
         _fail(str(exc))

@@ -11,7 +11,7 @@ so both stay in sync.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -33,8 +33,10 @@ MAX_AUDIO_GAP_S = 60
 
 def encode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
                 config: SenderConfig | None = None, *,
-                max_seconds: float | None = None) -> dict[str, Any]:
-    """Encode a video file; returns a small summary (frames, packets, bytes)."""
+                max_seconds: float | None = None,
+                progress: Callable[[], object] | None = None) -> dict[str, Any]:
+    """Encode a video file; returns a small summary (frames, packets, bytes).
+    ``progress`` is called once per canvas frame encoded."""
     from codec.sender.canvas import iter_face_canvas
     from codec.sender.video_io import read_audio
 
@@ -60,6 +62,8 @@ def encode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
                 for p in sender.push_canvas_frame(cf.image, cf.timestamp_ms):
                     writer.write(p)
                 n = k + 1
+                if progress is not None:
+                    progress()
             for p in sender.finish(end_ms=int(round(n * 1000 / CANVAS_FPS))):
                 writer.write(p)
             writer.close()
@@ -138,9 +142,11 @@ class Mp4Writer:
 
 
 def decode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
-                receiver: Receiver) -> dict[str, Any]:
+                receiver: Receiver, *,
+                progress: Callable[[], object] | None = None) -> dict[str, Any]:
     """Decode a talkcodec file to an mp4 through ``receiver`` (streaming, via
-    ``codec.receiver.pipeline.iter_decoded``); returns a summary."""
+    ``codec.receiver.pipeline.iter_decoded``); returns a summary. ``progress`` is called
+    once per output frame written."""
     from codec.receiver.pipeline import iter_decoded
 
     decoder = StreamDecoder()
@@ -152,6 +158,8 @@ def decode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
             for item in iter_decoded(reader, receiver, decoder):
                 if isinstance(item, OutputFrame):
                     writer.write_frame(item)
+                    if progress is not None:
+                        progress()
                 else:
                     writer.write_audio(item)
             writer.close()

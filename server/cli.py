@@ -199,9 +199,12 @@ def add_subcommands(sub: Any) -> None:
     demo = sub.add_parser("demo", help="start a demo call on this machine and print its URL")
     demo.add_argument("--clip", help="video for the Python sender (default: a sample clip)")
     demo.add_argument("--no-clip", action="store_true", help="no Python sender, browsers only")
-    demo.add_argument("--clip-seconds", type=float, default=20.0)
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--clip-seconds", type=float, default=20.0,
+                      help="seconds of the clip the Python sender loops (default 20)")
+    demo.add_argument("--host", default="127.0.0.1",
+                      help="address to serve the page and rooms on (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8000,
+                      help="port to serve on (default 8000; 0: any free port)")
     demo.add_argument("--origin", action="append",
                       help="another public origin browsers may open the page from (repeatable; "
                            "the served host:port is always allowed)")
@@ -212,17 +215,24 @@ def add_subcommands(sub: Any) -> None:
     demo.set_defaults(func=lambda a: _run(_demo(a)))
 
     serve = sub.add_parser("serve", help="signalling server and/or receiver worker")
-    serve.add_argument("--role", choices=("all", "signalling", "receiver"), default="all")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--room", default="demo")
+    serve.add_argument("--role", choices=("all", "signalling", "receiver"), default="all",
+                       help="signalling (rooms + page), receiver (a worker joining a "
+                            "signalling server), or all of it in this process (default)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address signalling listens on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000,
+                       help="port signalling listens on (default 8000)")
+    serve.add_argument("--room", default="demo",
+                       help="room whose tokens are printed and the worker joins (default demo)")
     serve.add_argument("--signal-url", help="signalling server (for --role receiver)")
     serve.add_argument("--origin", action="append",
                        help="public origin browsers open the page from, e.g. "
                             "https://call.example (repeatable, or env TALKCODEC_ORIGINS; the "
                             "served host:port is always allowed)")
-    serve.add_argument("--receiver", default="")
-    serve.add_argument("--low-latency", action="store_true")
+    serve.add_argument("--receiver", default="",
+                       help="receiver name (default: neural if available, else align)")
+    serve.add_argument("--low-latency", action="store_true",
+                       help="no wait for the next 8x8 frame (holds the latest instead)")
     serve.add_argument("--agent", action="store_true", help="also serve browser cameras here")
     serve.add_argument("--audio-frame-ms", type=int, choices=OPUS_FRAME_MS,
                        help="the agent's Opus packets (default 120, 60 with --low-latency)")
@@ -233,7 +243,7 @@ def add_subcommands(sub: Any) -> None:
     send.add_argument("source", nargs="?", help="video file or /dev/videoN")
     send.add_argument("--agent", action="store_true", help="serve this machine's browser camera")
     send.add_argument("--url", required=True, help="server, e.g. http://localhost:8000")
-    send.add_argument("--room", required=True)
+    send.add_argument("--room", required=True, help="room to join")
     send.add_argument("--token", default=os.environ.get("TALKCODEC_TOKEN", ""),
                       help="room token (or env TALKCODEC_TOKEN); --agent needs the media "
                            "token `serve` prints")
@@ -243,7 +253,8 @@ def add_subcommands(sub: Any) -> None:
     send.add_argument("--audio-frame-ms", type=int, choices=OPUS_FRAME_MS,
                       default=DEFAULT_AUDIO_FRAME_MS,
                       help="Opus packet length on the link (60 for a low-latency receiver)")
-    send.add_argument("--max-seconds", type=float)
+    send.add_argument("--max-seconds", type=float,
+                      help="send only the first N seconds of the file (default: all)")
     send.add_argument("--loopback", action="store_true", help="offer 127.0.0.1 ICE candidates")
     send.set_defaults(func=lambda a: _run(_send(a)))
 

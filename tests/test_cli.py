@@ -184,7 +184,7 @@ def test_part_file_removed_on_every_failure(tmp_path: Path, monkeypatch: pytest.
     """A job that fails after writing OUT.part (here: the final rename) leaves nothing."""
     import codec.file_codec as file_codec
 
-    def failing_decode(src, dst, receiver):  # noqa: ANN001, ANN202
+    def failing_decode(src, dst, receiver, **kw):  # noqa: ANN001, ANN003, ANN202
         Path(f"{dst}.part").write_bytes(b"half a video")
         raise IsADirectoryError(21, "Is a directory", f"{dst}.part")
 

@@ -55,8 +55,8 @@ def test_call_services_gpu_and_secrets() -> None:
     assert "deploy" not in services["receiver"]  # the CPU receiver reserves nothing
     assert services["receiver"]["profiles"] == ["cpu"]
     assert services["receiver-gpu"]["profiles"] == ["gpu"]
-    # The GPU image swaps in the CUDA build of ONNX Runtime and insists on using it.
-    assert services["receiver-gpu"]["build"]["args"]["ONNXRUNTIME"].startswith("onnxruntime-gpu")
+    # The GPU image installs the `gpu` extra (CUDA build of ONNX Runtime) and insists on it.
+    assert services["receiver-gpu"]["build"]["args"]["EXTRAS"].split() == ["call", "gpu"]
     assert services["receiver-gpu"]["environment"]["TALKCODEC_DEVICE"] == "cuda"
     assert "TALKCODEC_DEVICE" not in services["receiver"]["environment"]
     assert services["receiver-gpu"]["environment"]["TALKCODEC_SECRET"].startswith("${")
@@ -75,13 +75,33 @@ def test_dockerfiles_use_bootstrap_and_exist() -> None:
     for name in ("signalling", "receiver"):
         dockerfile = ROOT / services[name]["build"]["dockerfile"]
         text = dockerfile.read_text()
-        assert re.search(r"^RUN scripts/bootstrap\.sh call\b", text, re.M), dockerfile
+        assert re.search(r"^RUN scripts/bootstrap\.sh ", text, re.M), dockerfile
         assert re.search(r"^FROM python:3\.11", text, re.M)
     assert (ROOT / "docker" / "turnserver.conf").exists()
+    signalling = (ROOT / "docker" / "Dockerfile.signalling").read_text()
+    assert re.search(r"^RUN scripts/bootstrap\.sh call &&", signalling, re.M)
     receiver = (ROOT / "docker" / "Dockerfile.receiver").read_text()
-    assert re.search(r"^ARG ONNXRUNTIME=$", receiver, re.M)  # CPU build unless the gpu profile
-    assert 'pip install -c constraints.txt "$ONNXRUNTIME"' in receiver
+    assert re.search(r'^ARG EXTRAS="call cpu"$', receiver, re.M)  # CPU unless the gpu profile
+    assert re.search(r"^RUN scripts/bootstrap\.sh \$EXTRAS &&", receiver, re.M)
     assert "scripts/bootstrap.sh" in (ROOT / "Makefile").read_text()  # what the README uses
+
+
+def test_call_images_carry_onnx_runtime_not_torch() -> None:
+    """The extras the images install: ONNX Runtime (cpu or gpu) for the receiver, nothing of
+    it for signalling, and never torch (only the train and bench extras carry it)."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = " ".join(extras["dependencies"])
+    optional = extras["optional-dependencies"]
+    gpu_args = _compose()["services"]["receiver-gpu"]["build"]["args"]["EXTRAS"].split()
+    for image in (["call"], ["call", "cpu"], gpu_args):
+        carried = deps + " " + " ".join(d for e in image for d in optional[e])
+        assert "torch" not in carried, image
+        assert ("onnxruntime" in carried) == (image != ["call"]), image
+    assert optional["gpu"][0].startswith("onnxruntime-gpu")
+    assert any(d.startswith("torch") for d in optional["train"])
+    assert any(d.startswith("torch") for d in optional["bench"])
 
 
 def _expand(arg: str) -> str:
