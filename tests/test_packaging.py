@@ -85,3 +85,24 @@ def test_installed_wheel_finds_weights_and_page(wheel: Path, tmp_path: Path) -> 
     assert problem == "None" and default == "neural"
     assert Path(client) == target / "server" / "_client"
     assert (Path(client) / "index.html").is_file()
+
+
+def test_call_and_receiver_run_without_torch() -> None:
+    """The images carry no torch: the CLI, the call's servers and the neural receiver import
+    and build with ``import torch`` made to fail."""
+    probe = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # any import of torch now raises ImportError\n"
+        "import codec.cli, codec.file_codec, server.cli, server.app, server.receiver_worker\n"
+        "from codec.receiver.registry import default_receiver_name, get_receiver\n"
+        "from codec.receiver.neural.weights import weights_available\n"
+        "name = default_receiver_name()\n"
+        "assert name == ('neural' if weights_available() else 'align'), name\n"
+        "get_receiver(name)\n"
+        "codec.cli.build_parser()\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
