@@ -108,8 +108,10 @@ async def start_http(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> tu
     import uvicorn
 
     server = uvicorn.Server(
+        # log_config=None: uvicorn's records go to the root logger's handler (the CLI's
+        # --log-format), not to its own text handlers.
         uvicorn.Config(app, host=host, port=port, log_level="warning", ws_max_size=1 << 20,
-                       lifespan="off")
+                       lifespan="off", log_config=None)
     )
     task = asyncio.create_task(server.serve())
     while not server.started:
