@@ -112,28 +112,42 @@ def run_clip(
         progress(f"  {path.name}: no face found in the ground truth; landmark metrics blank")
     rows: list[dict] = []
     name = path.stem[:48]
-    stream = talkcodec_runner.encode(clip)
-    for receiver in args.receivers:
-        t0 = time.perf_counter()
-        frames = talkcodec_runner.decode(stream.packets, receiver, clip.n_frames)
-        decode_s = time.perf_counter() - t0
-        row = {"clip": name, "codec": "talkcodec", "setting": receiver}
-        row |= rate_row(clip, stream.bits_video, stream.bits_audio)
-        row["kbps_total"] = kbit_per_s(stream.bits_total, clip.duration_s)
-        row["bpp_total"] = bits_per_pixel(stream.bits_total, clip.n_frames)
-        row["kbps_lowres"] = kbit_per_s(stream.bits_lowres, clip.duration_s)
-        row |= score_row(score_clip(frames, gt, with_fid=not args.no_fid))
-        row["decode_s"] = decode_s
-        rows.append(row)
-        progress(f"  {name[:24]} talkcodec/{receiver}: {row['kbps_video']:.2f} kbit/s video, "
-                 f"PSNR {row['psnr']:.2f}, mouth LMD {row['lmd_mouth']:.2f}")
+    # The 8x8-only stream, decoded by every receiver; then each motion-code setting,
+    # decoded by the receivers that use the code.
+    points = [(talkcodec_runner.NO_CODE, args.receivers)]
+    points += [(c, [r for r in args.receivers if r in talkcodec_runner.CODE_RECEIVERS])
+               for c in args.code_settings]
+    audio_payload = 0.0
+    for code, receivers in points:
+        stream = talkcodec_runner.encode(clip, talkcodec_runner.sender_config(code))
+        if code == talkcodec_runner.NO_CODE:
+            audio_payload = stream.bits_audio_payload
+        for receiver in receivers:
+            t0 = time.perf_counter()
+            frames = talkcodec_runner.decode(stream.packets, receiver, clip.n_frames)
+            decode_s = time.perf_counter() - t0
+            setting = receiver if code == talkcodec_runner.NO_CODE else f"{receiver} + code {code}"
+            row = {"clip": name, "codec": "talkcodec", "setting": setting}
+            row |= rate_row(clip, stream.bits_video, stream.bits_audio)
+            row["kbps_total"] = kbit_per_s(stream.bits_total, clip.duration_s)
+            row["bpp_total"] = bits_per_pixel(stream.bits_total, clip.n_frames)
+            row["kbps_lowres"] = kbit_per_s(stream.bits_lowres, clip.duration_s)
+            row["kbps_code"] = kbit_per_s(stream.bits_code, clip.duration_s)
+            row["kbps_stream"] = kbit_per_s(stream.bits_lowres + stream.bits_code,
+                                            clip.duration_s)
+            row |= score_row(score_clip(frames, gt, with_fid=not args.no_fid))
+            row["decode_s"] = decode_s
+            rows.append(row)
+            progress(f"  {name[:24]} talkcodec/{setting}: {row['kbps_stream']:.2f} kbit/s "
+                     f"8x8+code, PSNR {row['psnr']:.2f}, mouth LMD {row['lmd_mouth']:.2f}")
     for codec_name in args.codecs:
         codec = CODECS[codec_name]
         for q in codec.quick_ladder if args.quick else codec.ladder:
             enc = encode_decode(clip.frames, codec, q)
             row = {"clip": name, "codec": codec_name, "setting": f"{codec.quality_option}={q}"}
-            row |= rate_row(clip, enc.bits, stream.bits_audio_payload)
+            row |= rate_row(clip, enc.bits, audio_payload)
             row["kbps_lowres"] = float("nan")
+            row["kbps_code"] = row["kbps_stream"] = float("nan")
             row |= score_row(score_clip(enc.frames, gt, with_fid=not args.no_fid))
             row["decode_s"] = float("nan")
             rows.append(row)
@@ -172,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-clips", type=int, default=None)
     ap.add_argument("--receivers", default=None, help="comma list (default: all available)")
     ap.add_argument("--codecs", default=",".join(CODECS), help="comma list of standard codecs")
+    ap.add_argument("--code", default=",".join(talkcodec_runner.DEFAULT_CODE_POINTS),
+                    help="motion-code settings, comma list of FPS:QUANT (e.g. 12.5:6); "
+                         "'' for the 8x8-only stream alone")
     ap.add_argument("--no-fid", action="store_true", help="skip FID (the slowest metric)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                     help="clips evaluated in parallel processes (default: 2)")
@@ -184,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     args.receivers = (args.receivers.split(",") if args.receivers
                       else talkcodec_runner.available_receivers())
     args.codecs = [c for c in args.codecs.split(",") if c]
+    args.code_settings = [c for c in args.code.split(",") if c]
+    for c in args.code_settings:
+        try:
+            talkcodec_runner.sender_config(c)
+        except ValueError as exc:
+            ap.error(f"--code {c!r}: {exc}")
     unknown = [c for c in args.codecs if c not in CODECS]
     if unknown:
         ap.error(f"unknown codec(s) {unknown}; known: {list(CODECS)}")
@@ -228,12 +251,15 @@ def main(argv: list[str] | None = None) -> int:
         f"average {os.getloadavg()[1]:.1f} at the end). Means over clips, frame 0 left "
         f"out; FID over {agg[0]['fid_frames']} frames per point pooled over clips (small-set "
         f"FID, comparable only within this table). Sampling: {sampling}.\n\n"
-        "Columns: 8x8 kbit/s = talkcodec's low-res stream with its packet headers; video = "
+        "Columns: 8x8 kbit/s = talkcodec's low-res stream with its packet headers; code "
+        "kbit/s = the motion code (groups bundled in the 8x8 packets); 8x8+code = both with "
+        "the headers (the rate target); video = "
         "all bits but audio (talkcodec: 8x8 stream + identity frame + CONFIG + headers, "
         "spread over the clip; standard codecs: the elementary stream, no container); total "
         "= video + the clip's Opus speech at talkcodec's audio rate (same for every codec); "
         "bpp over 256x256 x frames. LMD = mean 68-landmark distance in pixels (mouth: points "
-        "48-67), landmarks placed in the ground-truth face box; mouth r = Pearson r of the "
+        "48-67), landmarks placed in the ground-truth face box; mouth PSNR = PSNR of the true "
+        "mouth's box grown by a quarter of its width; mouth r = Pearson r of the "
         "inner-lip opening over time vs ground truth (0 for a frozen mouth); ID dist = dlib "
         "128-d descriptor distance to the ground truth frame, ID<0.6 the fraction under "
         "dlib's same-person threshold."

@@ -89,10 +89,23 @@ class ClipScores:
     erqa: float
     lmd: float  # mean landmark distance, 68 points, pixels at 256x256
     lmd_mouth: float  # the same on the 20 mouth points
+    psnr_mouth: float  # PSNR of a box around the true mouth (independent of any landmarks
+    # in the output, so a code driven by the same landmark model cannot flatter it)
     mouth_corr: float  # Pearson r of the mouth opening over time, output vs ground truth
     id_distance: float  # mean dlib descriptor distance to the ground truth frame
     id_match: float  # fraction of sampled frames with distance < 0.6
     fid_features: np.ndarray | None = None  # pooled over clips into one FID per codec point
+
+
+def mouth_box(points: np.ndarray, size: int) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1): the true mouth's landmark box, grown by a quarter of the mouth's
+    width on every side (lips, teeth and the skin around them)."""
+    m = np.asarray(points, np.float64)[MOUTH]
+    lo, hi = m.min(0), m.max(0)
+    pad = 0.25 * max(hi[0] - lo[0], 8.0)
+    x0, y0 = (max(0, int(np.floor(v - pad))) for v in lo)
+    x1, y1 = (min(size, int(np.ceil(v + pad)) + 1) for v in hi)
+    return y0, max(y1, y0 + 1), x0, max(x1, x0 + 1)
 
 
 def _mean(values: list[float]) -> float:
@@ -108,8 +121,10 @@ def score_clip(output: np.ndarray, gt: GroundTruth, with_fid: bool = True) -> Cl
     p = [psnr(output[k], truth[k]) for k in s.frames(s.psnr, n)]
     q = [ssim(output[k], truth[k]) for k in s.frames(s.ssim, n)]
     e = [erqa(output[k], truth[k]) for k in s.frames(s.erqa, n)]
-    lmd, lmd_mouth, open_out, open_gt = [], [], [], []
+    lmd, lmd_mouth, open_out, open_gt, p_mouth = [], [], [], [], []
     for k, gt_pts in gt.points.items():
+        y0, y1, x0, x1 = mouth_box(gt_pts, truth.shape[1])
+        p_mouth.append(psnr(output[k][y0:y1, x0:x1], truth[k][y0:y1, x0:x1]))
         pts = landmarks(output[k], gt.boxes[k])
         lmd.append(landmark_distance(pts, gt_pts))
         lmd_mouth.append(landmark_distance(pts, gt_pts, MOUTH))
@@ -126,6 +141,7 @@ def score_clip(output: np.ndarray, gt: GroundTruth, with_fid: bool = True) -> Cl
         erqa=_mean(e),
         lmd=_mean(lmd),
         lmd_mouth=_mean(lmd_mouth),
+        psnr_mouth=mean_psnr(p_mouth) if p_mouth else float("nan"),
         mouth_corr=motion_correlation(open_out, open_gt) if open_gt else float("nan"),
         id_distance=_mean(dist),
         id_match=same_person_fraction(dist) if dist else float("nan"),

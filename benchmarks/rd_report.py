@@ -18,8 +18,10 @@ from scipy.interpolate import PchipInterpolator
 
 from codec.metrics.fid import frechet_distance
 
-METRICS = ("psnr", "ssim", "erqa", "lmd", "lmd_mouth", "mouth_corr", "id_distance", "id_match")
-RATES = ("kbps_video", "kbps_total", "bpp_video", "bpp_total", "kbps_lowres")
+METRICS = ("psnr", "ssim", "erqa", "lmd", "lmd_mouth", "psnr_mouth", "mouth_corr",
+           "id_distance", "id_match")
+RATES = ("kbps_video", "kbps_total", "bpp_video", "bpp_total", "kbps_lowres", "kbps_code",
+         "kbps_stream")
 STANDARD = ("H.264", "H.265", "VP9", "AV1")
 
 # Hegde et al. (ACM MM 2022) Table 3, measured on VoxCeleb2 (other data, other crop), for
@@ -151,17 +153,21 @@ def _f(v: float, digits: int) -> str:
 
 def markdown_table(agg: list[dict[str, Any]], header: str) -> str:
     cols = (
-        "| codec | setting | 8x8 kbit/s | video kbit/s | total kbit/s | bpp video | bpp total "
-        "| PSNR dB | SSIM | ERQA | LMD px | mouth LMD px | mouth r | ID dist | ID<0.6 | FID |"
+        "| codec | setting | 8x8 kbit/s | code kbit/s | 8x8+code kbit/s | video kbit/s | total kbit/s | bpp video | bpp total "
+        "| PSNR dB | SSIM | ERQA | LMD px | mouth LMD px | mouth PSNR dB | mouth r | ID dist "
+        "| ID<0.6 | FID |"
     )
-    lines = [header, "", cols, "|" + "---|" * 16]
+    lines = [header, "", cols, "|" + "---|" * 19]
     for a in agg:
         lines.append(
             f"| {a['codec']} | {a['setting']} | {_f(a['kbps_lowres'], 2)} | "
+            f"{_f(a.get('kbps_code', float('nan')), 2)} | "
+            f"{_f(a.get('kbps_stream', float('nan')), 2)} | "
             f"{_f(a['kbps_video'], 2)} | "
             f"{_f(a['kbps_total'], 2)} | {_f(a['bpp_video'], 5)} | {_f(a['bpp_total'], 5)} | "
             f"{_f(a['psnr'], 2)} | {_f(a['ssim'], 3)} | {_f(a['erqa'], 3)} | {_f(a['lmd'], 2)} | "
-            f"{_f(a['lmd_mouth'], 2)} | {_f(a['mouth_corr'], 2)} | {_f(a['id_distance'], 3)} | "
+            f"{_f(a['lmd_mouth'], 2)} | {_f(a.get('psnr_mouth', float('nan')), 2)} | "
+            f"{_f(a['mouth_corr'], 2)} | {_f(a['id_distance'], 3)} | "
             f"{_f(a['id_match'], 2)} | {_f(a['fid'], 1)} |"
         )
     lines += ["", "BD-rate against H.264 (video kbit/s at equal quality, overlapping range):", ""]

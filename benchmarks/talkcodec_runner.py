@@ -1,8 +1,8 @@
 """talkcodec itself in the benchmark: one encoding per clip, decoded by each receiver.
 
 Bits come from the packets the Sender produces (``codec.bitstream.stats.stream_stats``):
-the 8x8 stream with its packet headers, the identity frame, CONFIG packets and the Opus
-audio. No file-container bytes are counted (as for the standard codecs).
+the 8x8 stream with its packet headers, the motion code bundled in them, the identity
+frame and its anchor, CONFIG packets and the Opus audio. No file-container bytes are counted (as for the standard codecs).
 """
 
 from __future__ import annotations
@@ -27,11 +27,36 @@ class TalkcodecStream:
     bits_audio: float  # Opus payloads and their packet headers
     bits_lowres: float  # 8x8 payloads and their packet headers
     bits_audio_payload: float  # Opus payloads only (what a standard codec's call would add)
+    bits_code: float = 0.0  # the motion code's groups (bundled in the 8x8 packets)
 
     @property
     def bits_video(self) -> float:
         """Everything but audio: 8x8 stream, identity frame, CONFIG, headers."""
         return self.bits_total - self.bits_audio
+
+
+NO_CODE = "off"
+#: Receivers that animate with the motion code when the stream has one.
+CODE_RECEIVERS = ("neural",)
+#: Motion-code points of the benchmark (samples/s:quantiser); the first is the default.
+DEFAULT_CODE_POINTS = ("12.5:6", "25:6", "25:10", "5:4")
+_PERIODS = {"25": 40, "12.5": 80, "5": 200}
+
+
+def sender_config(code: str = NO_CODE) -> SenderConfig:
+    """Sender settings for a benchmark point: ``off`` (8x8 stream only) or ``FPS:QUANT``."""
+    if code == NO_CODE:
+        return SenderConfig(motion=False)
+    fps, _, quant = code.partition(":")
+    if fps not in _PERIODS:
+        raise ValueError(f"code rate {fps!r} (one of {', '.join(_PERIODS)})")
+    try:
+        q = float(quant) if quant else SenderConfig().motion_quant
+    except ValueError:
+        raise ValueError(f"code quantiser {quant!r} is not a number") from None
+    if not 1 / 16 <= q < 16:
+        raise ValueError(f"code quantiser {q} outside [1/16, 16)")
+    return SenderConfig(motion=True, motion_period_ms=_PERIODS[fps], motion_quant=q)
 
 
 def available_receivers() -> list[str]:
@@ -50,6 +75,7 @@ def encode(clip: FaceClip, config: SenderConfig | None = None) -> TalkcodecStrea
         bits_audio=st["audio"]["bits"] + headers["audio"],
         bits_lowres=st["lowres_with_headers"]["bits"],
         bits_audio_payload=st["audio"]["bits"],
+        bits_code=st["motion"]["bits"],
     )
 
 

@@ -13,7 +13,16 @@ Layout (version 1), 11-15 bytes::
     audio rate       varint   Hz
     audio bitrate    varint   bit/s
 
-Unknown layout versions, out-of-range values and trailing bytes are rejected.
+Layout 2 (a stream with the motion code) is layout 1 followed by::
+
+    code period      1 byte   ms between samples (40, 80, 200)
+    code quantiser   1 byte   in 1/16 (1.0 -> 16)
+    coefficients     1 byte   expression coefficients per sample
+    refresh period   1 byte   groups between refresh groups
+    basis id         4 bytes  little endian, first 4 bytes of the basis file's sha256
+
+A stream without the code keeps layout 1, byte for byte. Unknown layout versions,
+out-of-range values and trailing bytes are rejected.
 """
 
 from __future__ import annotations
@@ -23,10 +32,12 @@ from enum import IntEnum
 
 from codec import AUDIO_RATE, CANVAS_SIZE
 from codec.bitstream.lowres_codec import LowResParams
+from codec.bitstream.motion_codec import MotionParams
 from codec.bitstream.packet import decode_varint, encode_varint
 from codec.errors import CorruptError, TruncatedError, UnsupportedVersionError
 
 CONFIG_LAYOUT = 1
+CONFIG_LAYOUT_MOTION = 2
 
 
 class AudioCodec(IntEnum):
@@ -41,6 +52,7 @@ class StreamConfig:
     audio_codec: AudioCodec = AudioCodec.OPUS
     audio_rate: int = AUDIO_RATE
     audio_bitrate: int = 8000
+    motion: MotionParams | None = None  # None: no motion code in the stream
 
 
 def encode_config(config: StreamConfig) -> bytes:
@@ -49,21 +61,27 @@ def encode_config(config: StreamConfig) -> bytes:
     chroma_q = int(round(lr.chroma_scale * 16))
     if quant_q / 4 != lr.quant or chroma_q / 16 != lr.chroma_scale:
         raise ValueError("quantiser must be a multiple of 1/4 and chroma scale of 1/16")
+    mo = config.motion
+    head = bytes([CONFIG_LAYOUT if mo is None else CONFIG_LAYOUT_MOTION])
+    tail = b"" if mo is None else (
+        bytes([mo.period_ms, int(round(mo.quant * 16)), mo.n_coeffs, mo.refresh_period])
+        + mo.basis_id.to_bytes(4, "little"))
     return (
-        bytes([CONFIG_LAYOUT])
+        head
         + encode_varint(config.canvas_size)
         + bytes([lr.size, lr.fps, quant_q, chroma_q])
         + encode_varint(lr.intra_period)
         + bytes([int(config.audio_codec)])
         + encode_varint(config.audio_rate)
         + encode_varint(config.audio_bitrate)
+        + tail
     )
 
 
 def decode_config(payload: bytes) -> StreamConfig:
     if not payload:
         raise TruncatedError("empty CONFIG payload")
-    if payload[0] != CONFIG_LAYOUT:
+    if payload[0] not in (CONFIG_LAYOUT, CONFIG_LAYOUT_MOTION):
         raise UnsupportedVersionError(f"CONFIG layout {payload[0]} (this decoder: {CONFIG_LAYOUT})")
     canvas, p = decode_varint(payload, 1, max_bytes=2)
     if p + 4 > len(payload):
@@ -75,6 +93,17 @@ def decode_config(payload: bytes) -> StreamConfig:
     codec_id = payload[p]
     rate, p = decode_varint(payload, p + 1, max_bytes=3)
     bitrate, p = decode_varint(payload, p, max_bytes=3)
+    motion = None
+    if payload[0] == CONFIG_LAYOUT_MOTION:
+        if p + 8 > len(payload):
+            raise TruncatedError("CONFIG payload ends inside the motion section")
+        period, quant_m, n_coeffs, refresh = payload[p : p + 4]
+        basis_id = int.from_bytes(payload[p + 4 : p + 8], "little")
+        p += 8
+        try:
+            motion = MotionParams(period, quant_m / 16, n_coeffs, refresh, basis_id)
+        except ValueError as exc:
+            raise CorruptError(f"bad CONFIG motion value: {exc}") from None
     if p != len(payload):
         raise CorruptError(f"{len(payload) - p} trailing bytes in CONFIG payload")
     if canvas != CANVAS_SIZE:
@@ -88,4 +117,4 @@ def decode_config(payload: bytes) -> StreamConfig:
         raise CorruptError(f"audio rate {rate} Hz")
     if not 0 <= bitrate <= 512_000:
         raise CorruptError(f"audio bitrate {bitrate}")
-    return StreamConfig(lowres, canvas, audio_codec, rate, bitrate)
+    return StreamConfig(lowres, canvas, audio_codec, rate, bitrate, motion)

@@ -37,6 +37,7 @@ class StreamKind(IntEnum):
     IDENTITY = 1
     LOWRES = 2
     AUDIO = 3
+    MOTION = 4  # the motion code's anchor (and groups sent on their own)
 
 
 class PacketFlag(IntFlag):
@@ -44,6 +45,7 @@ class PacketFlag(IntFlag):
     INTRA = 1  # a low-res frame decodable on its own (keyframe)
     REFRESH = 2  # an identity frame replacing an earlier one
     END = 4  # the last packet of the stream
+    MOTION = 8  # a LOWRES payload that carries a motion group after the 8x8 frame
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,11 @@
-"""Where the bits of a talkcodec stream go: identity frame, low-res stream, audio, overhead.
+"""Where the bits of a talkcodec stream go: identity frame, low-res stream, motion code,
+audio, overhead.
+
+The motion code counts its groups (bundled in LOWRES packets, with their length prefix);
+the LOWRES packets' headers stay with the low-res stream. Its anchor (the identity frame's
+landmarks, a MOTION packet sent with each identity frame) is one-time and counts with the
+identity frame. ``video`` is the 8x8 stream + the code + their headers, the figure the
+rate target is set on.
 
 Overhead is everything that is not a media payload: packet headers (by kind), CONFIG
 packets and the file container (file header, record lengths, end marker). Rates are over
@@ -11,9 +18,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from codec import CANVAS_FPS, CANVAS_SIZE
+from codec.bitstream.motion_codec import ANCHOR_TYPE, unbundle
 from codec.bitstream.packet import Packet, PacketFlag, StreamKind, encode_packet
+from codec.errors import BitstreamError
 
-_MEDIA = {StreamKind.IDENTITY: "identity", StreamKind.LOWRES: "lowres", StreamKind.AUDIO: "audio"}
+_MEDIA = {StreamKind.IDENTITY: "identity", StreamKind.LOWRES: "lowres", StreamKind.AUDIO: "audio",
+          StreamKind.MOTION: "motion"}
 
 
 def stream_stats(packets: Iterable[Packet], metadata: dict[str, Any] | None = None,
@@ -24,8 +34,8 @@ def stream_stats(packets: Iterable[Packet], metadata: dict[str, Any] | None = No
     else the latest timestamp plus one frame. ``file_bytes`` (the container's size) adds
     the container overhead."""
     metadata = metadata or {}
-    bits = {"identity": 0, "lowres": 0, "audio": 0, "config": 0}
-    headers = {"identity": 0, "lowres": 0, "audio": 0}
+    bits = {"identity": 0, "lowres": 0, "audio": 0, "motion": 0, "config": 0}
+    headers = {"identity": 0, "lowres": 0, "audio": 0, "motion": 0}
     counts = {kind.name.lower(): 0 for kind in StreamKind}
     packet_bytes = 0
     end_ms, last_ms = 0, 0
@@ -40,7 +50,17 @@ def stream_stats(packets: Iterable[Packet], metadata: dict[str, Any] | None = No
             bits["config"] += 8 * size
         else:
             name = _MEDIA[p.kind]
-            bits[name] += 8 * len(p.payload)
+            if p.kind is StreamKind.MOTION and p.payload[:1] == bytes([ANCHOR_TYPE]):
+                name = "identity"  # the anchor is one-time, like the identity frame
+            payload = len(p.payload)
+            if p.kind is StreamKind.LOWRES and p.flags & PacketFlag.MOTION:
+                try:
+                    frame, _ = unbundle(p.payload)
+                    bits["motion"] += 8 * (payload - len(frame))
+                    payload = len(frame)
+                except BitstreamError:
+                    pass
+            bits[name] += 8 * payload
             headers[name] += 8 * (size - len(p.payload))
     duration = end_ms / 1000.0 if end_ms > 0 else (last_ms + 1000.0 / CANVAS_FPS) / 1000.0
     given = metadata.get("duration_s")
@@ -49,7 +69,7 @@ def stream_stats(packets: Iterable[Packet], metadata: dict[str, Any] | None = No
     container = 8 * (file_bytes - packet_bytes) if file_bytes is not None else 0
     n_pixels = CANVAS_SIZE * CANVAS_SIZE * CANVAS_FPS * duration
     overhead = sum(headers.values()) + bits["config"] + container
-    total = bits["identity"] + bits["lowres"] + bits["audio"] + overhead
+    total = bits["identity"] + bits["lowres"] + bits["motion"] + bits["audio"] + overhead
 
     def rate(b: float) -> dict[str, float]:
         return {"bits": b, "kbit_per_s": b / duration / 1000.0, "bits_per_pixel": b / n_pixels}
@@ -60,6 +80,8 @@ def stream_stats(packets: Iterable[Packet], metadata: dict[str, Any] | None = No
         "identity": rate(bits["identity"]),
         "lowres": rate(bits["lowres"]),
         "lowres_with_headers": rate(bits["lowres"] + headers["lowres"]),
+        "motion": rate(bits["motion"]),
+        "video": rate(bits["lowres"] + headers["lowres"] + bits["motion"] + headers["motion"]),
         "audio": rate(bits["audio"]),
         "overhead": {
             **rate(overhead),
@@ -80,9 +102,11 @@ def format_stats(stats: dict[str, Any]) -> str:
         f"{'part':28} {'bits':>10} {'kbit/s':>9} {'bits/pixel':>11}",
     ]
     rows = [
-        ("identity frame (one-time)", stats["identity"]),
+        ("identity frame + anchor", stats["identity"]),
         ("low-res stream (payload)", stats["lowres"]),
         ("low-res stream + headers", stats["lowres_with_headers"]),
+        ("motion code", stats["motion"]),
+        ("video: 8x8 + code + headers", stats["video"]),
         ("audio (Opus payload)", stats["audio"]),
         ("overhead", o),
         ("total", stats["total"]),
@@ -93,7 +117,7 @@ def format_stats(stats: dict[str, Any]) -> str:
                      f"{r['bits_per_pixel']:11.2e}")
     h = o["headers_bits"]
     lines.append(
-        f"overhead = headers (identity {h['identity']}, low-res {h['lowres']}, audio "
-        f"{h['audio']}) + config {o['config_bits']} + container {o['container_bits']} bits"
+        f"overhead = headers (identity {h['identity']}, low-res {h['lowres']}, motion "
+        f"{h['motion']}, audio {h['audio']}) + config {o['config_bits']} + container {o['container_bits']} bits"
     )
     return "\n".join(lines)

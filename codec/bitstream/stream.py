@@ -11,23 +11,37 @@ exact again from there. Inter frames that can never be decoded are dropped once 
 
 ``StreamDecoder`` demultiplexes every kind: CONFIG (parameters; a change restarts the
 low-res decoder), IDENTITY (one event per refresh id), LOWRES, AUDIO (Opus, decoded by
-``codec.audio.opus.OpusDecoder``; duplicates dropped). Corrupt payloads are counted and
+``codec.audio.opus.OpusDecoder``; duplicates dropped), MOTION (the motion code's anchor)
+and the motion groups bundled into LOWRES packets (``motion_codec.py``): decoded to
+landmark samples when the CONFIG announces a code whose basis this installation has,
+otherwise ignored (the receiver then works from the 8x8 frames and the speech alone). Corrupt payloads are counted and
 skipped: a live stream degrades, it does not stop.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+import numpy as np
 
 from codec.bitstream.config import AudioCodec, StreamConfig, decode_config
 from codec.bitstream.identity_codec import decode_identity
 from codec.bitstream.lowres_codec import LowResDecoder, LowResParams
+from codec.bitstream.motion_codec import (
+    ANCHOR_TYPE,
+    MotionDecoder,
+    MotionSample,
+    decode_anchor,
+    unbundle,
+)
 from codec.bitstream.packet import SEQ_MODULO, Packet, PacketFlag, StreamKind, seq_after
 from codec.errors import BitstreamError
 from codec.types import AudioChunk, IdentityFrame, LowResFrame
 
 REORDER_WINDOW = 4
+log = logging.getLogger(__name__)
 _AUDIO_SEEN_LIMIT = 512
 
 
@@ -109,6 +123,8 @@ class StreamEvents:
     identities: list[IdentityFrame] = field(default_factory=list)
     lowres: list[LowResFrame] = field(default_factory=list)
     audio: list[AudioChunk] = field(default_factory=list)
+    anchors: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (refresh id, points)
+    motion: list[MotionSample] = field(default_factory=list)
     ended: bool = False
 
     def extend(self, other: StreamEvents) -> None:
@@ -116,6 +132,8 @@ class StreamEvents:
         self.identities += other.identities
         self.lowres += other.lowres
         self.audio += other.audio
+        self.anchors += other.anchors
+        self.motion += other.motion
         self.ended = self.ended or other.ended
 
 
@@ -131,6 +149,10 @@ class StreamDecoder:
         self._identity_ids: set[int] = set()
         self._audio_seen: dict[int, None] = {}
         self._opus: Any = None
+        self.motion: MotionDecoder | None = None
+        self.motion_bytes = 0  # motion-code bytes received (groups and anchors)
+        self._anchor: np.ndarray | None = None
+        self._anchor_ids: set[int] = set()
 
     def push(self, packet: Packet) -> StreamEvents:
         ev = StreamEvents()
@@ -156,6 +178,9 @@ class StreamDecoder:
                     ev.lowres += self.lowres.flush()
                 self.config = config
                 self.lowres = LowResStreamDecoder(config.lowres, self.reorder_window)
+                self.motion = _motion_decoder(config)
+                if self.motion is not None and self._anchor is not None:
+                    self.motion.set_anchor(self._anchor)
                 ev.config = config
         elif packet.kind is StreamKind.IDENTITY:
             refresh_id = packet.payload[0] if packet.payload else -1
@@ -166,9 +191,33 @@ class StreamDecoder:
             if self.lowres is None:
                 self.waiting_for_config += 1
                 return
+            if packet.flags & PacketFlag.MOTION:
+                frame, group = unbundle(packet.payload)
+                packet = replace(packet, payload=frame, flags=packet.flags & ~PacketFlag.MOTION)
+                self._push_group(packet.timestamp_ms, group, ev)
             ev.lowres += self.lowres.push(packet)
+        elif packet.kind is StreamKind.MOTION:
+            self.motion_bytes += len(packet.payload)
+            if packet.payload[:1] == bytes([ANCHOR_TYPE]):
+                refresh_id, _, points = decode_anchor(packet.payload)
+                if refresh_id not in self._anchor_ids:
+                    self._anchor_ids.add(refresh_id)
+                    self._anchor = points
+                    if self.motion is not None:
+                        self.motion.set_anchor(points)
+                    ev.anchors.append((refresh_id, points))
+            else:
+                self._push_group(packet.timestamp_ms, packet.payload[1:], ev)
         elif packet.kind is StreamKind.AUDIO:
             self._push_audio(packet, ev)
+
+    def _push_group(self, ts_ms: int, group: bytes, ev: StreamEvents) -> None:
+        self.motion_bytes += len(group)
+        if self.motion is not None and group:
+            try:
+                ev.motion += self.motion.decode_group(ts_ms, group)
+            except BitstreamError:
+                self.corrupt += 1
 
     def _push_audio(self, packet: Packet, ev: StreamEvents) -> None:
         if self.config is not None and self.config.audio_codec is AudioCodec.NONE:
@@ -190,3 +239,25 @@ class StreamDecoder:
             raise BitstreamError(f"audio packet does not decode: {type(exc).__name__}") from None
         if chunk is not None and len(chunk.samples):
             ev.audio.append(chunk)
+
+
+def _motion_decoder(config: StreamConfig) -> MotionDecoder | None:
+    """A decoder for the stream's motion code, or None (no code, or not this basis)."""
+    if config.motion is None:
+        return None
+    from codec.bitstream.motion_basis import load_basis
+
+    try:
+        basis = load_basis()
+    except (OSError, ValueError) as exc:
+        log.warning("motion basis unusable (%s): decoding without the motion code", exc)
+        return None
+    if basis is None or basis.basis_id != config.motion.basis_id:
+        log.warning("stream's motion code uses basis %08x, not installed here: decoding "
+                    "without it", config.motion.basis_id)
+        return None
+    try:
+        return MotionDecoder(config.motion, basis)
+    except ValueError as exc:
+        log.warning("motion code not decodable here (%s)", exc)
+        return None

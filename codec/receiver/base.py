@@ -22,6 +22,13 @@ holding one interval, the output clock jumps to the next low-res frame. Buffers 
 memory stays flat over a call of any length. If the identity frame is missing when output
 is due, a placeholder (the smooth upsampling of the first low-res frame) stands in until the
 real one arrives; frames rendered from it carry ``meta["identity"] == "placeholder"``.
+
+The motion code: ``set_motion_anchor`` (the identity frame's landmarks) and
+``push_motion`` (decoded landmark samples) keep a bounded buffer like the low-res one;
+``motion_at(t)`` gives the landmarks at an output time (interpolated between samples,
+None where the sender could not measure the face, where samples are missing, or when the
+anchor does not belong to the identity frame in use). Receivers that do not use the code
+ignore it.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import numpy as np
 from codec import AUDIO_RATE, CANVAS_FPS, CANVAS_SIZE
 from codec.errors import InputError
 from codec.receiver.upsample import Upsampler
+from codec.bitstream.motion_codec import MotionSample
 from codec.types import AudioChunk, IdentityFrame, LowResFrame, OutputFrame
 
 FRAME_MS = 1000.0 / CANVAS_FPS
@@ -74,6 +82,15 @@ class Receiver(abc.ABC):
         self._intervals: deque[int] = deque(maxlen=8)  # recent steps between low-res frames
         self.audio: list[AudioChunk] = []
         self._next_out = 0  # index of next output frame on the 25 fps grid
+        self.motion: list[MotionSample] = []  # sorted by timestamp
+        self._motion_times: list[int] = []
+        self.motion_anchor: np.ndarray | None = None
+        self._anchor_refresh_id: int | None = None
+
+    #: Longest gap between two code samples that is interpolated across.
+    max_motion_gap_ms: float = 240.0
+    #: How long the newest code sample is held past its time (low latency, end of stream).
+    motion_hold_ms: float = 240.0
 
     # ---- input -------------------------------------------------------------------
     def set_identity(self, identity: IdentityFrame) -> None:
@@ -107,6 +124,55 @@ class Receiver(abc.ABC):
             self.lowres.insert(j, frame)
             self._times.insert(j, ts)
         self._trim()
+
+    def set_motion_anchor(self, points: np.ndarray, refresh_id: int = 0) -> None:
+        """The identity frame's 68 landmarks (refresh id of that identity frame)."""
+        pts = np.asarray(points, np.float64)
+        if pts.shape != (68, 2) or not np.isfinite(pts).all():
+            raise InputError(f"motion anchor must be (68, 2) finite points, got {pts.shape}")
+        self.motion_anchor = pts
+        self._anchor_refresh_id = int(refresh_id)
+        self.on_motion_anchor()
+
+    def push_motion(self, sample: MotionSample) -> None:
+        ts = int(sample.timestamp_ms)
+        pts = sample.points
+        if pts is not None:
+            pts = np.asarray(pts, np.float32)
+            if pts.shape != (68, 2) or not np.isfinite(pts).all():
+                raise InputError(f"motion sample must be (68, 2) finite points, got {pts.shape}")
+        j = bisect_right(self._motion_times, ts)
+        if j and self._motion_times[j - 1] == ts:
+            self.motion[j - 1] = MotionSample(ts, pts)
+            return
+        self.motion.insert(j, MotionSample(ts, pts))
+        self._motion_times.insert(j, ts)
+        self._trim()
+
+    def motion_usable(self) -> bool:
+        """The anchor belongs to the identity frame being animated."""
+        return (self.motion_anchor is not None and self.identity is not None
+                and not self.identity_is_placeholder
+                and self._anchor_refresh_id == self.identity.refresh_id)
+
+    def motion_at(self, t_ms: float) -> np.ndarray | None:
+        """(68, 2) landmarks at t from the code, or None (see the module's docstring)."""
+        if not self.motion or not self.motion_usable():
+            return None
+        times = self._motion_times
+        j = bisect_right(times, t_ms)
+        if j and abs(times[j - 1] - t_ms) < 0.5:
+            return self.motion[j - 1].points
+        if j == 0:
+            return None
+        a = self.motion[j - 1]
+        if j == len(times):  # past the newest sample: hold it briefly
+            return a.points if t_ms - a.timestamp_ms <= self.motion_hold_ms else None
+        b = self.motion[j]
+        if a.points is None or b.points is None or b.timestamp_ms - a.timestamp_ms > self.max_motion_gap_ms:
+            return None
+        w = (t_ms - a.timestamp_ms) / (b.timestamp_ms - a.timestamp_ms)
+        return ((1.0 - w) * a.points + w * b.points).astype(np.float32)
 
     def push_audio(self, chunk: AudioChunk) -> None:
         samples = np.asarray(chunk.samples, dtype=np.float32)
@@ -183,6 +249,9 @@ class Receiver(abc.ABC):
     # ---- for subclasses ------------------------------------------------------------
     def on_identity(self, identity: IdentityFrame) -> None:  # noqa: B027 - optional hook
         """Called when a (new) identity frame arrives (also for the placeholder)."""
+
+    def on_motion_anchor(self) -> None:  # noqa: B027 - optional hook
+        """Called when a (new) motion anchor arrives."""
 
     @abc.abstractmethod
     def render(self, t_ms: float) -> np.ndarray:
@@ -309,6 +378,13 @@ class Receiver(abc.ABC):
             del self._times[:drop]
             if over_cap:
                 self._next_out = max(self._next_out, math.ceil(self._times[0] / FRAME_MS - 1e-9))
+        k = 0
+        while len(self._motion_times) - k > 2 and self._motion_times[k + 1] < horizon:
+            k += 1
+        k = max(k, len(self._motion_times) - 4 * self.max_buffered_lowres)
+        if k > 0:
+            del self.motion[:k]
+            del self._motion_times[:k]
         while len(self.audio) > 1 and (
             self.audio[0].timestamp_ms + 1000 * len(self.audio[0].samples) / AUDIO_RATE
             < horizon

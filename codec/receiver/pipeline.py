@@ -12,8 +12,9 @@ END packet carries its duration, so the last frames are rendered up to exactly t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -46,26 +47,29 @@ class DecodedVideo:
         return np.stack([f.image for f in self.frames])
 
 
-def _feed(events: StreamEvents, receiver: Receiver, rejected: list[str]) -> list[AudioChunk]:
+def feed_events(events: StreamEvents, receiver: Receiver,
+                rejected: list[str]) -> list[AudioChunk]:
     """Events into the receiver; one it refuses (InputError: e.g. an identity frame of the
-    wrong size from a hostile stream) is skipped and noted, the stream goes on."""
-    accepted: list[AudioChunk] = []
+    wrong size from a hostile stream) is skipped and noted, the stream goes on. Returns the
+    audio chunks it accepted."""
+
+    def give(call: Callable[..., None], *args: Any) -> bool:
+        try:
+            call(*args)
+            return True
+        except InputError as e:
+            rejected.append(str(e))
+            return False
+
     for identity in events.identities:
-        try:
-            receiver.set_identity(identity)
-        except InputError as e:
-            rejected.append(str(e))
-    for chunk in events.audio:
-        try:
-            receiver.push_audio(chunk)
-            accepted.append(chunk)
-        except InputError as e:
-            rejected.append(str(e))
+        give(receiver.set_identity, identity)
+    for refresh_id, points in events.anchors:
+        give(receiver.set_motion_anchor, points, refresh_id)
+    for sample in events.motion:
+        give(receiver.push_motion, sample)
+    accepted = [chunk for chunk in events.audio if give(receiver.push_audio, chunk)]
     for frame in events.lowres:
-        try:
-            receiver.push_lowres(frame)
-        except InputError as e:
-            rejected.append(str(e))
+        give(receiver.push_lowres, frame)
     return accepted
 
 
@@ -81,11 +85,11 @@ def iter_decoded(
     rejected = rejected if rejected is not None else []
     end_ms: int | None = None
     for packet in packets:
-        yield from _feed(decoder.push(packet), receiver, rejected)
+        yield from feed_events(decoder.push(packet), receiver, rejected)
         if packet.flags & PacketFlag.END:
             end_ms = packet.timestamp_ms
         yield from receiver.pull()
-    yield from _feed(decoder.flush(), receiver, rejected)
+    yield from feed_events(decoder.flush(), receiver, rejected)
     yield from receiver.pull()
     for frame in receiver.flush(end_ms):
         if end_ms is None or frame.timestamp_ms < end_ms:

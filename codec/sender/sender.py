@@ -3,10 +3,17 @@
 Streaming API (the live call and the file encoder use the same object)::
 
     sender = Sender(SenderConfig())
-    packets = sender.start(identity_image)          # CONFIG + IDENTITY
-    packets += sender.push_canvas_frame(img, ts_ms)  # a LOWRES packet on the low-res grid
+    packets = sender.start(identity_image)          # CONFIG + IDENTITY (+ MOTION anchor)
+    packets += sender.push_canvas_frame(img, ts_ms)  # a LOWRES packet on the low-res grid,
+                                                     # carrying the motion group
     packets += sender.push_audio(pcm, ts_ms)         # AUDIO packets, one Opus packet each
     packets += sender.finish()                       # CONFIG with the END flag
+
+The motion code (on by default): the sender measures the face's 68 landmarks on every
+canvas frame on the code's grid (``codec/sender/landmarks.py``), and each LOWRES packet
+carries the group of samples since the previous one (``codec/bitstream/motion_codec.py``).
+Its anchor, the identity frame's own landmarks, follows each IDENTITY packet. When the
+identity frame shows no usable face, no code is sent until an identity frame that does.
 
 Each stream kind counts its own sequence numbers. The CONFIG packet goes out at start,
 again with the first intra frame after every ``config_period_s`` (so a receiver that
@@ -15,6 +22,7 @@ missed it, or joined late, recovers), and with the END flag at the end.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +32,20 @@ from codec import AUDIO_RATE, CANVAS_FPS, CANVAS_SIZE
 from codec.bitstream.config import AudioCodec, StreamConfig, encode_config
 from codec.bitstream.identity_codec import encode_identity, parse_format
 from codec.bitstream.lowres_codec import LowResEncoder, LowResParams
+from codec.bitstream.motion_codec import (
+    GROUP_TYPE,
+    MotionEncoder,
+    MotionParams,
+    bundle,
+    encode_anchor,
+)
 from codec.bitstream.packet import SEQ_MODULO, Packet, PacketFlag, StreamKind
 from codec.errors import InputError
 from codec.sender.downsample import box_downsample, lowres_factor
 from codec.types import FaceClip, IdentityFrame
 
 _HALF_CANVAS_FRAME_MS = 500.0 / CANVAS_FPS
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,18 +63,30 @@ class SenderConfig:
     # (the 8x8 stream at 5 fps already buffers 200 ms).
     audio_frame_ms: int = 60
     config_period_s: float = 10.0
+    # The motion code: landmarks measured here, sent with each 8x8 frame.
+    motion: bool = True
+    motion_period_ms: int = 80  # 12.5 samples/s; 40 (25/s) and 200 (5/s) are settings
+    motion_quant: float = 6.0
+    motion_coeffs: int = 16
+
+    def motion_params(self, basis_id: int) -> MotionParams:
+        period = max(1, int(round(self.intra_period_s * self.lowres_fps)))
+        return MotionParams(self.motion_period_ms, round(self.motion_quant * 16) / 16,
+                            self.motion_coeffs, min(255, period), basis_id)
 
     def lowres_params(self) -> LowResParams:
         period = max(1, int(round(self.intra_period_s * self.lowres_fps)))
         return LowResParams(self.lowres_size, self.lowres_fps, round(self.quant * 4) / 4,
                             round(self.chroma_scale * 16) / 16, period)
 
-    def stream_config(self, with_audio: bool = True) -> StreamConfig:
+    def stream_config(self, with_audio: bool = True,
+                      motion: MotionParams | None = None) -> StreamConfig:
         return StreamConfig(
             lowres=self.lowres_params(),
             audio_codec=AudioCodec.OPUS if with_audio else AudioCodec.NONE,
             audio_rate=AUDIO_RATE,
             audio_bitrate=self.audio_bitrate if with_audio else 0,
+            motion=motion,
         )
 
 
@@ -66,7 +94,10 @@ class Sender:
     def __init__(self, config: SenderConfig | None = None, *, with_audio: bool = True) -> None:
         self.config = config or SenderConfig()
         self.with_audio = with_audio
-        self.stream_config = self.config.stream_config(with_audio)
+        self._motion: MotionEncoder | None = None
+        self._landmarker: Any = None
+        motion_params = self._setup_motion() if self.config.motion else None
+        self.stream_config = self.config.stream_config(with_audio, motion_params)
         self._config_payload = encode_config(self.stream_config)
         self._identity_format = parse_format(self.config.identity_format)
         self._lowres = LowResEncoder(self.stream_config.lowres)
@@ -79,6 +110,27 @@ class Sender:
         self._opus: Any = None
         self._audio_offset_ms: int | None = None
         self._started = False
+        self._anchored = False  # the current identity frame has a face the code can use
+        self._pending: list[tuple[int, np.ndarray | None]] = []
+        self._next_sample_ms: float | None = None
+        self.motion_bytes = 0  # motion-code bytes sent (groups and anchors)
+
+    def _setup_motion(self) -> MotionParams | None:
+        from codec.bitstream.motion_basis import load_basis
+        from codec.sender.landmarks import FaceLandmarker
+
+        try:
+            basis = load_basis()
+        except (OSError, ValueError) as exc:
+            basis = None
+            log.warning("motion basis unusable: %s", exc)
+        if basis is None:
+            log.warning("no motion basis installed: sending without the motion code")
+            return None
+        params = self.config.motion_params(basis.basis_id)
+        self._motion = MotionEncoder(params, basis)
+        self._landmarker = FaceLandmarker(fps=params.fps)
+        return params
 
     # ---- packets ---------------------------------------------------------------------
     def _packet(self, kind: StreamKind, ts_ms: int, payload: bytes,
@@ -100,7 +152,8 @@ class Sender:
         self._started = True
         identity = IdentityFrame(_check_canvas(identity_image), ts_ms, self._refresh_id)
         payload = encode_identity(identity, self._identity_format, self.config.identity_quality)
-        return [self._config_packet(ts_ms), self._packet(StreamKind.IDENTITY, ts_ms, payload)]
+        return [self._config_packet(ts_ms), self._packet(StreamKind.IDENTITY, ts_ms, payload),
+                *self._anchor_packets(identity)]
 
     def refresh_identity(self, image: np.ndarray, ts_ms: int) -> list[Packet]:
         """A new identity frame (REFRESH flag, next refresh id, modulo 256)."""
@@ -109,16 +162,41 @@ class Sender:
         identity = IdentityFrame(_check_canvas(image), ts_ms, self._refresh_id)
         payload = encode_identity(identity, self._identity_format, self.config.identity_quality)
         return [self._config_packet(ts_ms),
-                self._packet(StreamKind.IDENTITY, ts_ms, payload, PacketFlag.REFRESH)]
+                self._packet(StreamKind.IDENTITY, ts_ms, payload, PacketFlag.REFRESH),
+                *self._anchor_packets(identity)]
+
+    def _anchor_packets(self, identity: IdentityFrame) -> list[Packet]:
+        """The MOTION anchor (the identity frame's landmarks), when the code is on and the
+        identity frame shows a face it can describe."""
+        if self._motion is None:
+            return []
+        from codec.sender.landmarks import FaceLandmarker
+
+        sample = FaceLandmarker(smooth=False).measure(identity.image)
+        self._anchored = sample.confident and sample.points is not None
+        self._pending = []
+        if not self._anchored:
+            log.info("identity frame without a usable face: no motion code until the next")
+            return []
+        assert sample.points is not None
+        self._motion.set_anchor(sample.points)
+        self._motion.force_refresh()
+        payload = encode_anchor(identity.refresh_id, self._motion.params.basis_id,
+                                sample.points)
+        self.motion_bytes += len(payload)
+        return [self._packet(StreamKind.MOTION, identity.timestamp_ms, payload)]
 
     def request_intra(self) -> None:
         """Make the next low-res frame an intra frame (e.g. on a receiver's loss report)."""
         self._lowres.force_intra()
+        if self._motion is not None:
+            self._motion.force_refresh()
 
     def push_canvas_frame(self, image: np.ndarray, ts_ms: int) -> list[Packet]:
         """One 25 fps canvas frame; a LOWRES packet when it falls on the low-res grid."""
         self._require_started()
         canvas = _check_canvas(image)
+        self._sample_motion(canvas, ts_ms)
         if self._next_lowres_ms is None:
             self._next_lowres_ms = float(ts_ms)
         if ts_ms + _HALF_CANVAS_FRAME_MS <= self._next_lowres_ms:
@@ -131,8 +209,29 @@ class Sender:
         if intra and ts_ms - self._last_config_ms >= 1000 * self.config.config_period_s:
             out.append(self._config_packet(ts_ms))
         flags = PacketFlag.INTRA if intra else PacketFlag.NONE
+        if self._motion is not None and self._anchored:
+            group = self._motion.encode_group(ts_ms, self._pending)
+            self._pending = []
+            self.motion_bytes += len(group)
+            payload = bundle(payload, group)
+            flags |= PacketFlag.MOTION
         out.append(self._packet(StreamKind.LOWRES, ts_ms, payload, flags))
         return out
+
+    def _sample_motion(self, canvas: np.ndarray, ts_ms: int) -> None:
+        """Measure the face on the code's grid; samples wait for the next 8x8 frame."""
+        if self._motion is None or not self._anchored:
+            return
+        period = self._motion.params.period_ms
+        if self._next_sample_ms is None:
+            self._next_sample_ms = float(ts_ms)
+        if ts_ms + _HALF_CANVAS_FRAME_MS <= self._next_sample_ms:
+            return
+        while self._next_sample_ms < ts_ms + _HALF_CANVAS_FRAME_MS:
+            self._next_sample_ms += period
+        sample = self._landmarker.measure(canvas)
+        self._pending.append((ts_ms, sample.points if sample.confident else None))
+        del self._pending[:-15]  # bounded: at most one group's worth waits
 
     def push_audio(self, pcm: np.ndarray, ts_ms: int) -> list[Packet]:
         """16 kHz mono float32 speech starting at ts_ms (contiguous with earlier pushes)."""
@@ -164,6 +263,13 @@ class Sender:
             out += [self._packet(StreamKind.AUDIO, self._audio_offset_ms + int(t), bytes(d))
                     for d, t in flush()]
         end = self._last_ts if end_ms is None else max(int(end_ms), 0)
+        if self._motion is not None and self._anchored and self._pending:
+            # Samples after the last 8x8 frame: a group of their own.
+            ts = self._pending[-1][0]
+            group = self._motion.encode_group(ts, self._pending)
+            self._pending = []
+            self.motion_bytes += len(group)
+            out.append(self._packet(StreamKind.MOTION, ts, bytes([GROUP_TYPE]) + group))
         out.append(self._config_packet(end, PacketFlag.END))
         return out
 

@@ -10,6 +10,14 @@ Runs four ONNX networks through ONNX Runtime (no torch at run time):
 - ``mouth`` once per output frame: speech features -> lip opening, which ``mouth.MouthWarp``
   applies to the identity frame's mouth (found once by dlib's 68-point predictor) before
   the animator's warp.
+
+With the motion code (the sender's landmarks, ``Receiver.motion_at``), a frame is instead
+the identity frame warped piecewise-affinely onto the decoded landmarks
+(``landmark_warp.LandmarkWarp``: every pixel a pixel of the real identity frame, the
+mouth cavity painted where the lips open wider than in it), back-projected onto the
+interpolated 8x8 stream for colour and lighting. Frames the code does not cover (no
+anchor, the sender lost the face, a lost group before the next refresh) are rendered by
+the networks as above; ``meta["motion"]`` says which path made each frame.
 """
 
 from __future__ import annotations
@@ -19,7 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from codec.receiver.backproject import back_project
 from codec.receiver.base import FRAME_MS, Receiver
+from codec.receiver.landmark_warp import LandmarkWarp
+from codec.receiver.upsample import Upsampler
 from codec.receiver.neural.compose import compose_frame
 from codec.receiver.neural.mouth import (
     ANIMATOR_WINDOW,
@@ -32,7 +43,7 @@ from codec.receiver.neural.mouth import (
 )
 from codec.receiver.neural.weights import ROLES, find_model, load_verified, onnx_session
 from codec.sender.downsample import box_downsample
-from codec.types import IdentityFrame, LowResFrame
+from codec.types import IdentityFrame, LowResFrame, OutputFrame
 
 WINDOW = 5
 NET_LOWRES = 8
@@ -52,7 +63,8 @@ class NeuralReceiver(Receiver):
 
     def __init__(self, *, low_latency: bool = False, canvas_size: int = 256,
                  models_dir: Path | None = None, threads: int = 1,
-                 use_audio: bool = True, use_mouth: bool = True, device: str | None = None) -> None:
+                 use_audio: bool = True, use_mouth: bool = True, device: str | None = None,
+                 use_motion: bool = True) -> None:
         super().__init__(low_latency=low_latency, canvas_size=canvas_size)
         if canvas_size != 256:
             raise ValueError("the neural receiver renders 256x256 canvases only")
@@ -67,6 +79,10 @@ class NeuralReceiver(Receiver):
         self._id_inputs: dict[str, np.ndarray] = {}
         self._identity = np.zeros((256, 256, 3), np.float32)
         self._between: dict[tuple[int, int], np.ndarray] = {}
+        self.use_motion = use_motion
+        self._warp: LandmarkWarp | None = None
+        self._upsampler = Upsampler(256)
+        self._last_path = "network"
 
     # ---- identity --------------------------------------------------------------------
     def on_identity(self, identity: IdentityFrame) -> None:
@@ -78,6 +94,16 @@ class NeuralReceiver(Receiver):
         self._id_inputs = {"id_lr": id_lr, "f32": f32, "f16": f16}
         self._identity = np.ascontiguousarray(img)
         self._mouth = self._mouth_warp(self._identity) if self.use_mouth else None
+        self.on_motion_anchor()
+
+    def on_motion_anchor(self) -> None:
+        """(Re)build the landmark warp when the anchor and the identity frame match."""
+        self._warp = None
+        if self.use_motion and self.motion_usable() and self.motion_anchor is not None:
+            try:
+                self._warp = LandmarkWarp(self._identity, self.motion_anchor)
+            except (ValueError, ArithmeticError):  # degenerate anchor from a hostile stream
+                self._warp = None
 
     @staticmethod
     def _mouth_warp(img: np.ndarray) -> MouthWarp | None:
@@ -166,7 +192,19 @@ class NeuralReceiver(Receiver):
         (opening,) = self.sessions["mouth"].run(None, {"feats": feats})
         return float(opening.ravel()[0])
 
+    def _render_at(self, t: float) -> OutputFrame:
+        frame = super()._render_at(t)
+        frame.meta["motion"] = self._last_path
+        return frame
+
     def render(self, t_ms: float) -> np.ndarray:
+        points = self.motion_at(t_ms) if self._warp is not None else None
+        if points is not None and self._warp is not None:
+            self._last_path = "code"
+            cur = self.window_at(t_ms)[WINDOW // 2].transpose(1, 2, 0)
+            img = self._warp.render(points)
+            return np.clip(np.rint(back_project(img, cur, self._upsampler)), 0, 255).astype(np.uint8)
+        self._last_path = "network"
         window = self.window_at(t_ms)
         block = self.speech_at(t_ms)
         identity = (self._identity if self._mouth is None

@@ -1,0 +1,150 @@
+"""Animate the identity frame to a set of 68 landmarks: a piecewise-affine warp, no training.
+
+The identity frame's landmarks (the motion code's anchor) and a frame's landmarks (decoded
+from the code) are two triangulations of the same control points:
+
+- the 68 face points;
+- points that move rigidly with the head (the similarity fitted on the eye corners and
+  nose): the forehead above the brows and a ring around the face that carries the hair,
+  ears and chin line;
+- fixed points on the canvas border (the tracker holds the crop, the background stays).
+
+Delaunay triangles are built once on the anchor; each output pixel is taken from the
+identity frame through its triangle's affine map (a backward map rasterised with OpenCV,
+then ``cv2.remap``), so every pixel of the output is a pixel of the real identity frame:
+the output keeps its detail wherever the face is visible in it. The displacement field is
+smoothed slightly so the triangle edges leave no creases.
+
+What a warp cannot make, the inside of a mouth that opens wider than in the identity
+frame, is painted: the part of the output's inner-lip polygon that the identity frame's
+mouth does not cover gets a dark mouth cavity, shaded from the identity frame's lip colour.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.spatial import Delaunay
+
+from codec.bitstream.motion_basis import RIGID, fit_similarity
+
+INNER_LIP = np.arange(60, 68)
+OUTER_LIP = np.arange(48, 60)
+_BROWS = np.arange(17, 27)
+_JAW = np.arange(0, 17)
+FLOW_SMOOTH_SIGMA = 1.5
+CAVITY_SHADE = 0.3  # the mouth cavity's colour, as a fraction of the lips' mean colour
+
+
+def _head_points(points: np.ndarray) -> np.ndarray:
+    """Control points that move with the head, derived from a face's 68 points."""
+    p = np.asarray(points, np.float64)
+    eyes = (p[36:42].mean(0) + p[42:48].mean(0)) / 2
+    chin = p[8]
+    down = chin - eyes
+    face_h = float(np.linalg.norm(down)) or 1.0
+    down /= face_h
+    right = np.array([-down[1], down[0]])
+    centre = eyes + 0.35 * face_h * down
+    # Forehead: above each brow point by half the eyes-chin distance.
+    forehead = p[_BROWS] - 0.55 * face_h * down
+    # Ring at ~1.5 face heights around the face centre (hair, ears, neck).
+    ang = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    ring = centre + 1.25 * face_h * (np.cos(ang)[:, None] * right + np.sin(ang)[:, None] * down)
+    return np.concatenate([forehead, ring])
+
+
+def _border_points(size: int, n: int = 6) -> np.ndarray:
+    s = size - 1.0
+    t = np.linspace(0.0, s, n)
+    pts = [(x, 0.0) for x in t] + [(x, s) for x in t]
+    pts += [(0.0, y) for y in t[1:-1]] + [(s, y) for y in t[1:-1]]
+    return np.array(pts, np.float64)
+
+
+class LandmarkWarp:
+    """The identity frame, warped to any landmarks of the same face."""
+
+    def __init__(self, image: np.ndarray, anchor: np.ndarray) -> None:
+        self.image = np.ascontiguousarray(np.asarray(image, np.float32))
+        self.size = self.image.shape[0]
+        self.anchor = np.asarray(anchor, np.float64)
+        if self.anchor.shape != (68, 2) or not np.isfinite(self.anchor).all():
+            raise ValueError("anchor must be (68, 2) finite points")
+        self._border = _border_points(self.size)
+        src = self._controls(self.anchor, self.anchor)
+        self._src = src
+        tri = Delaunay(src)
+        self.triangles = tri.simplices.astype(np.int32)
+        self._grid = np.mgrid[0 : self.size, 0 : self.size].astype(np.float32)[::-1]  # x, y
+        lip = self.image[_mask_of(self.anchor[OUTER_LIP], self.size) > 0]
+        lip_colour = lip.mean(0) if len(lip) else np.array([150.0, 80.0, 80.0])
+        self.cavity_colour = (CAVITY_SHADE * lip_colour).astype(np.float32)
+        self._anchor_inner_area = _area(self.anchor[INNER_LIP])
+
+    def _controls(self, points: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        """68 points + head points (moved rigidly from the anchor's) + border points."""
+        sim = fit_similarity(self.anchor[RIGID], points[RIGID])
+        head = sim.apply(_head_points(self.anchor))
+        # Head points must stay inside the canvas; clamp just within the border.
+        head = np.clip(head, 1.0, self.size - 2.0)
+        return np.concatenate([points, head, self._border])
+
+    def flow(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Backward map (map_x, map_y) float32 (size, size): output pixel -> source pixel."""
+        dst = self._controls(np.asarray(points, np.float64), self.anchor)
+        src = self._src
+        n = self.size
+        index = np.zeros((n, n), np.int32)
+        mats = np.zeros((len(self.triangles) + 1, 2, 3), np.float32)
+        mats[0] = [[1, 0, 0], [0, 1, 0]]
+        for i, t in enumerate(self.triangles):
+            d = dst[t].astype(np.float32)
+            area = (d[1, 0] - d[0, 0]) * (d[2, 1] - d[0, 1]) - (d[2, 0] - d[0, 0]) * (d[1, 1] - d[0, 1])
+            if abs(area) < 1e-3:
+                continue
+            mats[i + 1] = cv2.getAffineTransform(d, src[t].astype(np.float32))
+            cv2.fillConvexPoly(index, np.rint(d * 16).astype(np.int32), i + 1, cv2.LINE_8, 4)
+        m = mats[index]
+        gx, gy = self._grid
+        map_x = m[..., 0, 0] * gx + m[..., 0, 1] * gy + m[..., 0, 2]
+        map_y = m[..., 1, 0] * gx + m[..., 1, 1] * gy + m[..., 1, 2]
+        if FLOW_SMOOTH_SIGMA > 0:
+            dx = cv2.GaussianBlur(map_x - gx, (0, 0), FLOW_SMOOTH_SIGMA)
+            dy = cv2.GaussianBlur(map_y - gy, (0, 0), FLOW_SMOOTH_SIGMA)
+            map_x, map_y = gx + dx, gy + dy
+        return map_x.astype(np.float32), map_y.astype(np.float32)
+
+    def render(self, points: np.ndarray, *, fill_mouth: bool = True) -> np.ndarray:
+        """float32 (size, size, 3): the identity frame animated to ``points``."""
+        map_x, map_y = self.flow(points)
+        out = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE)
+        if fill_mouth:
+            self._paint_cavity(out, np.asarray(points, np.float64))
+        return out
+
+    def _paint_cavity(self, out: np.ndarray, points: np.ndarray) -> None:
+        inner = points[INNER_LIP]
+        opened = _area(inner) - self._anchor_inner_area
+        if opened <= 4.0:
+            return
+        mask = _mask_of(inner, self.size, soft=1.0)
+        # Only as much as the mouth opened beyond the identity frame's own opening.
+        w = min(1.0, opened / max(_area(inner), 1.0) * 1.2)
+        a = (w * mask)[..., None]
+        out *= 1.0 - a
+        out += a * self.cavity_colour
+
+
+def _area(poly: np.ndarray) -> float:
+    x, y = poly[:, 0], poly[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+
+
+def _mask_of(poly: np.ndarray, size: int, soft: float = 0.0) -> np.ndarray:
+    mask = np.zeros((size, size), np.float32)
+    cv2.fillPoly(mask, [np.rint(poly * 16).astype(np.int32)], 1.0, cv2.LINE_AA, 4)
+    if soft > 0:
+        mask = cv2.GaussianBlur(mask, (0, 0), soft)
+    return mask

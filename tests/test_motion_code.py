@@ -1,0 +1,270 @@
+"""The motion code: basis, group coding, bundling, CONFIG layout 2, the sender's landmarks,
+the stream decoder, and the receiver driven by the code."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from codec.bitstream.config import StreamConfig, decode_config, encode_config
+from codec.bitstream.motion_basis import fit_similarity, invert, load_basis
+from codec.bitstream.motion_codec import (
+    MotionDecoder,
+    MotionEncoder,
+    MotionParams,
+    bundle,
+    decode_anchor,
+    encode_anchor,
+    quantise_anchor,
+    unbundle,
+)
+from codec.bitstream.packet import PacketFlag, StreamKind
+from codec.bitstream.stream import StreamDecoder
+from codec.errors import BitstreamError, CorruptError
+
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def basis():
+    b = load_basis()
+    assert b is not None, "the shipped motion basis (models/motion_basis-*.npz) is missing"
+    return b
+
+
+def _face(basis, rng: np.random.Generator, jaw: float = 0.0) -> np.ndarray:
+    """A plausible face: the template placed on the canvas, the jaw opened by ``jaw``."""
+    pts = basis.template * 60.0 + np.array([128.0, 120.0])
+    pts = pts + rng.normal(0, 0.3, pts.shape)
+    pts[5:12, 1] += jaw * 10
+    pts[56:59, 1] += jaw * 8
+    pts[65:68, 1] += jaw * 7
+    return pts
+
+
+def _walk(basis, n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        p = _face(basis, rng, jaw=0.5 + 0.5 * np.sin(k / 3))
+        out.append(p + np.array([3 * np.sin(k / 10), 2 * np.cos(k / 7)]))
+    return out
+
+
+def test_similarity_fit_and_inverse() -> None:
+    rng = np.random.default_rng(1)
+    src = rng.normal(size=(11, 2))
+    ang, s, t = 0.3, 1.7, np.array([5.0, -2.0])
+    rot = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
+    dst = s * src @ rot.T + t
+    pose = fit_similarity(src, dst)
+    np.testing.assert_allclose(pose.apply(src), dst, atol=1e-9)
+    np.testing.assert_allclose(invert(pose).apply(dst), src, atol=1e-9)
+
+
+def test_basis_is_orthonormal_and_reconstructs_its_anchor(basis) -> None:
+    c = basis.components
+    np.testing.assert_allclose(c.T @ c, np.eye(c.shape[1]), atol=1e-4)
+    face = _face(basis, np.random.default_rng(0))
+    anchor_norm = basis.normalise(face)
+    pose, coeffs = basis.analyse(face, anchor_norm)
+    assert np.abs(coeffs).max() < 1e-6  # the anchor itself: no expression change
+    np.testing.assert_allclose(basis.synthesise(pose, coeffs, anchor_norm), face, atol=1e-6)
+
+
+@pytest.mark.parametrize("period", [40, 80, 200])
+def test_groups_round_trip_within_the_quantiser(basis, period: int) -> None:
+    params = MotionParams(period_ms=period, basis_id=basis.basis_id)
+    enc, dec = MotionEncoder(params, basis), MotionDecoder(params, basis)
+    faces = _walk(basis, 60)
+    enc.set_anchor(faces[0])
+    dec.set_anchor(faces[0])
+    step = period // 40
+    pending, decoded, sizes = [], {}, []
+    for k, f in enumerate(faces):
+        if k % step == 0:
+            pending.append((k * 40, f))
+        if k % 5 == 0:
+            group = enc.encode_group(k * 40, pending)
+            sizes.append(len(group))
+            pending = []
+            for s in dec.decode_group(k * 40, group):
+                decoded[s.timestamp_ms] = s.points
+    assert sorted(decoded) == [k * 40 for k in range(0, 60, step) if k <= 55]
+    errors = [np.linalg.norm(decoded[t] - faces[t // 40], axis=1).mean() for t in decoded]
+    # Basis truncation + quantisation: about a pixel on a 256 canvas, never far off.
+    assert np.mean(errors) < 1.6 and max(errors) < 3.0
+    assert max(sizes) < 60
+
+
+def test_unconfident_samples_decode_as_none_and_the_chain_survives(basis) -> None:
+    params = MotionParams(period_ms=40, basis_id=basis.basis_id)
+    enc, dec = MotionEncoder(params, basis), MotionDecoder(params, basis)
+    faces = _walk(basis, 11)
+    enc.set_anchor(faces[0])
+    dec.set_anchor(faces[0])
+    g1 = enc.encode_group(0, [(0, faces[0])])
+    samples = [(t * 40, None if t in (2, 5) else faces[t]) for t in range(1, 6)]
+    g2 = enc.encode_group(200, samples)
+    dec.decode_group(0, g1)
+    out = dec.decode_group(200, g2)
+    assert [s.timestamp_ms for s in out] == [40, 80, 120, 160, 200]
+    assert out[1].points is None and out[4].points is None
+    assert out[0].points is not None and out[2].points is not None
+
+
+def test_a_lost_group_waits_for_the_refresh(basis) -> None:
+    params = MotionParams(period_ms=200, refresh_period=3, basis_id=basis.basis_id)
+    enc, dec = MotionEncoder(params, basis), MotionDecoder(params, basis)
+    faces = _walk(basis, 8)
+    enc.set_anchor(faces[0])
+    dec.set_anchor(faces[0])
+    groups = [enc.encode_group(200 * k, [(200 * k, faces[k])]) for k in range(7)]
+    got = {k: dec.decode_group(200 * k, g) for k, g in enumerate(groups) if k != 1}
+    assert got[0] and not got[2]  # group 1 lost: group 2 cannot be decoded
+    assert got[3] and groups[3][0] & 0x80  # the refresh group (every 3rd) recovers
+    assert got[4] and dec.lost == 1
+
+
+def test_anchor_and_bundle_round_trip(basis) -> None:
+    pts = _face(basis, np.random.default_rng(3))
+    rid, bid, back = decode_anchor(encode_anchor(7, basis.basis_id, pts))
+    assert (rid, bid) == (7, basis.basis_id)
+    np.testing.assert_allclose(back, quantise_anchor(pts))
+    assert unbundle(bundle(b"frame", b"\x80code")) == (b"frame", b"\x80code")
+    with pytest.raises(CorruptError):
+        decode_anchor(b"\x00\x01\x00\x00\x00\x00short")
+
+
+def test_config_layouts() -> None:
+    plain = StreamConfig()
+    assert encode_config(plain)[0] == 1  # streams without the code keep layout 1
+    assert decode_config(encode_config(plain)) == plain
+    with_code = StreamConfig(motion=MotionParams(period_ms=40, quant=2.5, n_coeffs=12,
+                                                 basis_id=0xDEADBEEF))
+    data = encode_config(with_code)
+    assert data[0] == 2 and decode_config(data) == with_code
+    with pytest.raises(BitstreamError):
+        decode_config(data[:-1])
+    bad = bytearray(data)
+    bad[-8] = 33  # a code period that is not 40, 80 or 200 ms
+    with pytest.raises(BitstreamError):
+        decode_config(bytes(bad))
+
+
+@FUZZ
+@given(st.binary(max_size=200), st.integers(0, 10**6))
+def test_hostile_groups_never_raise_anything_but_bitstream_errors(data: bytes, ts: int) -> None:
+    b = load_basis()
+    assert b is not None
+    dec = MotionDecoder(MotionParams(basis_id=b.basis_id), b)
+    dec.set_anchor(b.template * 60 + 128)
+    for payload in (b"\x80" + data, data):
+        try:
+            for s in dec.decode_group(ts, payload):
+                assert s.points is None or np.isfinite(s.points).all()
+        except BitstreamError:
+            pass
+    for parse in (decode_anchor, unbundle):
+        try:
+            parse(data)
+        except BitstreamError:
+            pass
+
+
+def _clip(n: int = 30):
+    from tests._canvas_clip import canvas_frames
+
+    from codec.types import FaceClip
+
+    return FaceClip(frames=np.array(canvas_frames(n)))
+
+
+def test_sender_measures_the_face_and_the_stream_decodes_it() -> None:
+    from codec.sender.landmarks import FaceLandmarker
+    from codec.sender.sender import Sender, SenderConfig
+
+    clip = _clip(30)
+    packets = Sender(SenderConfig(motion_period_ms=40), with_audio=False).encode_clip(clip)
+    kinds = [p.kind for p in packets]
+    assert kinds[:3] == [StreamKind.CONFIG, StreamKind.IDENTITY, StreamKind.MOTION]
+    lowres = [p for p in packets if p.kind is StreamKind.LOWRES]
+    assert all(p.flags & PacketFlag.MOTION for p in lowres)
+    dec = StreamDecoder()
+    anchors, samples = [], []
+    for p in packets:
+        ev = dec.push(p)
+        anchors += ev.anchors
+        samples += ev.motion
+    assert len(anchors) == 1 and dec.corrupt == 0
+    assert [s.timestamp_ms for s in samples] == [40 * k for k in range(0, 30)]
+    lm = FaceLandmarker(fps=25)
+    truth = [lm.measure(f).points for f in clip.frames]
+    err = [np.linalg.norm(s.points - truth[s.timestamp_ms // 40], axis=1).mean()
+           for s in samples if s.points is not None]
+    assert len(err) >= 24 and np.mean(err) < 1.5
+
+
+def test_sender_without_a_face_sends_no_code_and_still_decodes() -> None:
+    from codec.receiver.pipeline import decode_packets
+    from codec.receiver.registry import get_receiver
+    from codec.sender.sender import Sender
+    from codec.types import FaceClip
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (15, 256, 256, 3), dtype=np.uint8)
+    packets = Sender(with_audio=False).encode_clip(FaceClip(frames=frames))
+    assert StreamKind.MOTION not in [p.kind for p in packets]
+    assert not any(p.flags & PacketFlag.MOTION for p in packets)
+    out = decode_packets(packets, get_receiver("backproject"))
+    assert len(out.frames) == 15
+
+
+def test_receiver_motion_at_interpolates_holds_and_refuses_stale_anchors() -> None:
+    from codec.bitstream.motion_codec import MotionSample
+    from codec.receiver.backproject import BackprojectReceiver
+    from codec.types import IdentityFrame
+
+    r = BackprojectReceiver()
+    r.set_identity(IdentityFrame(np.zeros((256, 256, 3), np.uint8), 0, refresh_id=3))
+    a = np.zeros((68, 2), np.float32) + 100
+    r.push_motion(MotionSample(0, a))
+    r.push_motion(MotionSample(80, a + 8))
+    r.push_motion(MotionSample(160, None))
+    assert r.motion_at(40) is None  # no anchor yet
+    r.set_motion_anchor(a, refresh_id=2)
+    assert r.motion_at(40) is None  # the anchor of another identity frame
+    r.set_motion_anchor(a, refresh_id=3)
+    np.testing.assert_allclose(r.motion_at(40), a + 4)
+    assert r.motion_at(120) is None  # the sender lost the face at 160
+    assert r.motion_at(400) is None  # long past the last sample
+    with pytest.raises(Exception):
+        r.push_motion(MotionSample(200, np.full((68, 2), np.nan, np.float32)))
+
+
+def test_neural_receiver_follows_the_code() -> None:
+    """With the code, the output's face is where the sender measured it: the mouth
+    landmarks of the decoded frames match the source's far better than without it."""
+    from codec.metrics.landmarks import MOUTH, detect_face, landmark_distance, landmarks
+    from codec.receiver.pipeline import decode_packets
+    from codec.receiver.registry import get_receiver, neural_available
+    from codec.sender.sender import Sender, SenderConfig
+
+    if not neural_available():
+        pytest.skip("neural weights not present")
+    clip = _clip(40)
+    packets = Sender(SenderConfig(), with_audio=False).encode_clip(clip)
+    out = decode_packets(packets, get_receiver("neural"))
+    assert {f.meta.get("motion") for f in out.frames[1:]} == {"code"}
+    plain = decode_packets(Sender(SenderConfig(motion=False), with_audio=False)
+                           .encode_clip(clip), get_receiver("neural"))
+    assert {f.meta.get("motion") for f in plain.frames} == {"network"}
+    d_code, d_plain = [], []
+    for k in range(3, 40, 4):
+        box = detect_face(clip.frames[k])
+        truth = landmarks(clip.frames[k], box)
+        d_code.append(landmark_distance(landmarks(out.frames[k].image, box), truth, MOUTH))
+        d_plain.append(landmark_distance(landmarks(plain.frames[k].image, box), truth, MOUTH))
+    assert np.mean(d_code) < 2.5 and np.mean(d_code) < np.mean(d_plain)
