@@ -1,13 +1,15 @@
 """Speed of talkcodec's parts on this machine: receivers, model parts, encoder, file pipeline.
 
 - receivers: output frames/s at 256x256 of each available receiver decoding a talkcodec
-  stream (stream decoding included), with 1 and 2 CPU threads (each thread count in its
+  stream with the motion code (stream decoding included), and of the code's receivers on
+  the 8x8-only stream, with 1 and 2 CPU threads (each thread count in its
   own process, BLAS/OpenMP/OpenCV/torch/ONNX Runtime limited before they load);
 - model parts: runs/s of each ONNX network of the neural receiver (batch 1, the shapes its
   file declares), on the CPU with 1 and 2 threads and on a GPU through ONNX Runtime's CUDA
   provider when that provider is available;
-- encoder: the sender's canvas front end (face tracking + crop, canvas frames/s) and the
-  Sender's packetisation (canvas frames/s);
+- encoder: the sender's canvas front end (video decoding, face tracking + crop, canvas
+  frames/s), the Sender (landmarks, motion code, 8x8 stream, Opus; canvas frames/s) and
+  the two together;
 - file pipeline: wall-clock seconds of ``encode_file`` + ``decode_file`` for a clip, and the
   ratio to the clip's duration (end-to-end latency of the offline file path).
 
@@ -62,9 +64,14 @@ def worker(clip_path: Path, seconds: float, threads: int) -> dict:
     t0 = time.perf_counter()
     Sender(with_audio=clip.audio is not None).encode_clip(clip)
     out["sender_fps"] = clip.n_frames / (time.perf_counter() - t0)
-    stream = talkcodec_runner.encode(clip)
+    stream = talkcodec_runner.encode(clip)  # with the motion code (the default)
+    plain = talkcodec_runner.encode(clip, talkcodec_runner.sender_config(talkcodec_runner.NO_CODE))
     out["errors"] = {}
-    for name in talkcodec_runner.available_receivers():
+    jobs = [(name, name, stream) for name in talkcodec_runner.available_receivers()]
+    jobs += [(f"{name} (8x8 only, no code)", name, plain)
+             for name in talkcodec_runner.available_receivers()
+             if name in talkcodec_runner.CODE_RECEIVERS]
+    for label, name, stream in jobs:
         kw = {"threads": threads} if name == "neural" else {}
         best = float("inf")
         try:
@@ -75,10 +82,10 @@ def worker(clip_path: Path, seconds: float, threads: int) -> dict:
                 talkcodec_runner.decode(stream.packets, name, clip.n_frames, **kw)
                 best = min(best, time.perf_counter() - t0)
         except Exception as exc:  # noqa: BLE001 - one broken receiver must not hide the rest
-            out["errors"][name] = f"{type(exc).__name__}: {exc}"[:300]
-            out["receivers"][name] = None
+            out["errors"][label] = f"{type(exc).__name__}: {exc}"[:300]
+            out["receivers"][label] = None
             continue
-        out["receivers"][name] = clip.n_frames / best
+        out["receivers"][label] = clip.n_frames / best
     if neural_available():
         out["parts"] = model_parts({"CPU": ["CPUExecutionProvider"]}, threads)
     return out
@@ -157,8 +164,10 @@ def report(results: list[dict], gpu: dict | None, pipeline: dict, clip: Path) ->
         lines.append("|" + "|".join(cells) + "|")
 
     row("canvas front end (frames/s)", [f"{r['canvas_fps']:.1f}" for r in results])
-    row("Sender: identity frame + 8x8 stream + Opus (canvas frames/s)",
-        [f"{r['sender_fps']:.0f}" for r in results])
+    row("Sender: identity frame + landmarks + motion code + 8x8 stream + Opus (canvas "
+        "frames/s)", [f"{r['sender_fps']:.0f}" for r in results])
+    row("whole sender: canvas front end + the above (canvas frames/s)",
+        [f"{1 / (1 / r['canvas_fps'] + 1 / r['sender_fps']):.1f}" for r in results])
     for name in results[0]["receivers"]:
         row(f"receiver `{name}` (frames/s)",
             [_fmt(r["receivers"].get(name)) for r in results])

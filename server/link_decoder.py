@@ -3,7 +3,9 @@
 The 8x8 stream arrives on an unreliable, unordered channel: packets may be lost, duplicated,
 reordered or corrupt. ``codec.bitstream.stream.StreamDecoder`` resolves the dependencies
 (skips inter frames after a gap until the next intra); this adapter feeds its events to a
-receiver, counts bytes and losses for the live figures, calls ``on_gap`` when frames
+receiver (``codec.receiver.pipeline.feed_events``, the file decoder's own feeding: identity
+frames, the motion code's anchors and samples, 8x8 frames, audio), counts bytes, the motion
+code's share of the 8x8 packets, and losses for the live figures, calls ``on_gap`` when frames
 were skipped (the worker then asks the sender for an intra frame) and ``on_identity`` when
 an identity frame reached the receiver (the worker acknowledges it to the sender). Corrupt datagrams are
 counted and ignored; nothing here raises on network input.
@@ -20,6 +22,7 @@ from codec.bitstream.packet import SEQ_MODULO, StreamKind, decode_datagram, seq_
 from codec.bitstream.stream import StreamDecoder
 from codec.errors import BitstreamError
 from codec.receiver.base import Receiver
+from codec.receiver.pipeline import feed_events
 from codec.types import LowResFrame
 
 # Live: a gap is given up on after one more packet (200 ms at 5 fps), not four.
@@ -37,20 +40,31 @@ class LinkCounters:
 
 
 class RateWindow:
-    """Bytes over the last ``seconds`` -> bit/s."""
+    """Bytes over the last ``seconds`` -> bit/s.
+
+    A young window (the first ``seconds`` of a link) divides by the time since its first
+    byte, not by ``seconds``: a link 1 s old read 1/4 of its rate before."""
 
     def __init__(self, seconds: float = 4.0) -> None:
         self.seconds = seconds
         self.events: deque[tuple[float, int]] = deque()
+        self.first: float | None = None
 
     def add(self, n: int, now: float | None = None) -> None:
-        self.events.append((time.monotonic() if now is None else now, n))
+        now = time.monotonic() if now is None else now
+        if self.first is None:
+            self.first = now
+        self.events.append((now, n))
 
     def bps(self, now: float | None = None) -> float:
         now = time.monotonic() if now is None else now
         while self.events and self.events[0][0] < now - self.seconds:
             self.events.popleft()
-        return sum(n for _, n in self.events) * 8.0 / self.seconds
+        if self.first is None:
+            return 0.0
+        # At least one second: the first bytes alone are not a rate.
+        span = min(self.seconds, max(1.0, now - self.first))
+        return sum(n for _, n in self.events) * 8.0 / span
 
 
 class LinkDecoder:
@@ -67,7 +81,9 @@ class LinkDecoder:
         self.newest_seq: int | None = None
         self.bad_datagrams = 0
         self.counters = LinkCounters()
-        self.video_rate = RateWindow()
+        self.video_rate = RateWindow()  # 8x8 packets whole (headers and bundled code)
+        self.code_rate = RateWindow()  # the motion code's share of them
+        self.rejected: list[str] = []  # inputs the receiver refused (hostile streams)
 
     def feed(self, datagram: bytes) -> list[LowResFrame]:
         try:
@@ -81,15 +97,14 @@ class LinkDecoder:
             self.video_rate.add(len(datagram))
             self._count_gap(packet.seq)
         skipped_before = self._skipped()
+        code_before = self.stream.motion_bytes
         events = self.stream.push(packet)
-        for identity in events.identities:
-            self.receiver.set_identity(identity)
-            if self.on_identity is not None:
-                self.on_identity()
-        for frame in events.lowres:
-            self.receiver.push_lowres(frame)
-        for chunk in events.audio:
-            self.receiver.push_audio(chunk)
+        if self.stream.motion_bytes > code_before and packet.kind == StreamKind.LOWRES:
+            self.code_rate.add(self.stream.motion_bytes - code_before)
+        feed_events(events, self.receiver, self.rejected)
+        del self.rejected[:-16]
+        if events.identities and self.on_identity is not None:
+            self.on_identity()
         self.counters.lowres_decoded += len(events.lowres)
         self.counters.lowres_skipped = self._skipped()
         self.counters.corrupt = self.bad_datagrams + self.stream.corrupt + self._lowres_corrupt()

@@ -274,6 +274,7 @@ class LinkSession:
         return {
             "type": "stats", "label": self.label,
             "video_kbps": video_kbps, "audio_kbps": audio_kbps,
+            "code_kbps": self.decoder.code_rate.bps() / 1000,
             "total_kbps": video_kbps + audio_kbps, "transport_kbps": transport_kbps,
             "audio_bytes": audio_bytes, "audio_packets": audio_packets,
             "audio_loss": audio_lost / max(1, audio_lost + audio_packets),
@@ -378,6 +379,14 @@ class ReceiverWorker:
         channel = pc.createDataChannel(VIEW_CHANNEL)
         link.viewers[viewer] = (track, channel)
 
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            # A viewer's stream that fails while both ends are still in the call is offered
+            # again (the page cannot: the worker offers).
+            if pc.connectionState == "failed" and link.viewers.get(viewer, (None,))[0] is track:
+                log.warning("view of %s for %s failed; offering it again", link.label, viewer)
+                link.tasks.append(asyncio.ensure_future(self._offer_again(viewer, link)))
+
         @channel.on("open")
         def on_open() -> None:
             channel.send(json.dumps({"type": "hello", "label": link.label, "link": link.key}))
@@ -389,6 +398,11 @@ class ReceiverWorker:
         except (asyncio.TimeoutError, ConnectionError):
             link.viewers.pop(viewer, None)
             await close_peer_connection(pc)
+
+    async def _offer_again(self, viewer: str, link: LinkSession, delay_s: float = 1.0) -> None:
+        await asyncio.sleep(delay_s)
+        if viewer in self.viewers and self.links.get(link.key) is link:
+            await self.offer_view(viewer, link)
 
     async def _on_peer_joined(self, msg: dict) -> None:
         if msg.get("role") == "viewer":
@@ -408,6 +422,8 @@ class ReceiverWorker:
     async def drop_link(self, link: LinkSession) -> None:
         if self.links.get(link.key) is link:
             self.links.pop(link.key)
+            log.warning("link %s (%s) ended: connection %s", link.key, link.label,
+                        link.pc.connectionState)
         await link.close()
         for viewer in list(link.viewers):
             await self.router.close_session(viewer, f"view:{link.key}")

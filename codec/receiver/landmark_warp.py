@@ -34,6 +34,8 @@ _BROWS = np.arange(17, 27)
 _JAW = np.arange(0, 17)
 FLOW_SMOOTH_SIGMA = 1.5
 CAVITY_SHADE = 0.3  # the mouth cavity's colour, as a fraction of the lips' mean colour
+TEETH = True  # paint the upper teeth below the upper lip of an opened mouth
+TEETH_COLOUR = np.array([205.0, 195.0, 185.0], np.float32)
 
 
 def _head_points(points: np.ndarray) -> np.ndarray:
@@ -77,10 +79,16 @@ class LandmarkWarp:
         tri = Delaunay(src)
         self.triangles = tri.simplices.astype(np.int32)
         self._grid = np.mgrid[0 : self.size, 0 : self.size].astype(np.float32)[::-1]  # x, y
+        # Centres of the half-resolution grid's pixels, in full-resolution coordinates.
+        half = np.mgrid[0 : self.size // 2, 0 : self.size // 2].astype(np.float32)[::-1]
+        self._half_grid = 2.0 * half + 0.5
         lip = self.image[_mask_of(self.anchor[OUTER_LIP], self.size) > 0]
         lip_colour = lip.mean(0) if len(lip) else np.array([150.0, 80.0, 80.0])
         self.cavity_colour = (CAVITY_SHADE * lip_colour).astype(np.float32)
         self._anchor_inner_area = _area(self.anchor[INNER_LIP])
+        cheeks = np.concatenate([self.anchor[[1, 2, 3, 31]], self.anchor[[15, 14, 13, 35]]])
+        skin = self.image[_mask_of(cheeks[:4], self.size) + _mask_of(cheeks[4:], self.size) > 0]
+        self.skin_brightness = float(skin.mean()) if len(skin) else 170.0
 
     def _controls(self, points: np.ndarray, ref: np.ndarray) -> np.ndarray:
         """68 points + head points (moved rigidly from the anchor's) + border points."""
@@ -91,29 +99,36 @@ class LandmarkWarp:
         return np.concatenate([points, head, self._border])
 
     def flow(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Backward map (map_x, map_y) float32 (size, size): output pixel -> source pixel."""
+        """Backward map (map_x, map_y) float32 (size, size): output pixel -> source pixel.
+
+        The piecewise-affine map is evaluated on a half-resolution grid (its triangles are
+        rasterised there) and upsampled: the map is smoothed by ``FLOW_SMOOTH_SIGMA`` pixels
+        anyway, and it is four times cheaper."""
         dst = self._controls(np.asarray(points, np.float64), self.anchor)
-        src = self._src
-        n = self.size
-        index = np.zeros((n, n), np.int32)
-        mats = np.zeros((len(self.triangles) + 1, 2, 3), np.float32)
-        mats[0] = [[1, 0, 0], [0, 1, 0]]
-        for i, t in enumerate(self.triangles):
-            d = dst[t].astype(np.float32)
-            area = (d[1, 0] - d[0, 0]) * (d[2, 1] - d[0, 1]) - (d[2, 0] - d[0, 0]) * (d[1, 1] - d[0, 1])
-            if abs(area) < 1e-3:
-                continue
-            mats[i + 1] = cv2.getAffineTransform(d, src[t].astype(np.float32))
-            cv2.fillConvexPoly(index, np.rint(d * 16).astype(np.int32), i + 1, cv2.LINE_8, 4)
-        m = mats[index]
-        gx, gy = self._grid
-        map_x = m[..., 0, 0] * gx + m[..., 0, 1] * gy + m[..., 0, 2]
-        map_y = m[..., 1, 0] * gx + m[..., 1, 1] * gy + m[..., 1, 2]
+        d, s_ = dst[self.triangles], self._src[self.triangles]  # (T, 3, 2)
+        dh = np.concatenate([d, np.ones((len(d), 3, 1))], axis=2)  # (T, 3, 3)
+        det = np.linalg.det(dh)
+        ok = np.abs(det) > 1e-3
+        mats = np.zeros((len(d) + 1, 3, 2), np.float32)
+        mats[0] = [[1, 0], [0, 1], [0, 0]]  # pixels no triangle covers: identity
+        mats[1:][ok] = np.linalg.solve(dh[ok], s_[ok])
+        h = self.size // 2
+        index = np.zeros((h, h), np.int32)
+        scaled = np.rint((d - 0.5) * 8).astype(np.int32)  # half-res pixels, 4 fractional bits
+        for i in np.flatnonzero(ok):
+            cv2.fillConvexPoly(index, scaled[i], int(i) + 1, cv2.LINE_8, 4)
+        m = mats[index]  # (h, h, 3, 2)
+        gx, gy = self._half_grid
+        map_x = m[..., 0, 0] * gx + m[..., 1, 0] * gy + m[..., 2, 0] - gx
+        map_y = m[..., 0, 1] * gx + m[..., 1, 1] * gy + m[..., 2, 1] - gy
+        size = (self.size, self.size)
+        dx = cv2.resize(map_x, size, interpolation=cv2.INTER_LINEAR)
+        dy = cv2.resize(map_y, size, interpolation=cv2.INTER_LINEAR)
         if FLOW_SMOOTH_SIGMA > 0:
-            dx = cv2.GaussianBlur(map_x - gx, (0, 0), FLOW_SMOOTH_SIGMA)
-            dy = cv2.GaussianBlur(map_y - gy, (0, 0), FLOW_SMOOTH_SIGMA)
-            map_x, map_y = gx + dx, gy + dy
-        return map_x.astype(np.float32), map_y.astype(np.float32)
+            dx = cv2.GaussianBlur(dx, (0, 0), FLOW_SMOOTH_SIGMA)
+            dy = cv2.GaussianBlur(dy, (0, 0), FLOW_SMOOTH_SIGMA)
+        gx, gy = self._grid
+        return gx + dx, gy + dy
 
     def render(self, points: np.ndarray, *, fill_mouth: bool = True) -> np.ndarray:
         """float32 (size, size, 3): the identity frame animated to ``points``."""
@@ -124,17 +139,37 @@ class LandmarkWarp:
             self._paint_cavity(out, np.asarray(points, np.float64))
         return out
 
-    def _paint_cavity(self, out: np.ndarray, points: np.ndarray) -> None:
+    def _paint_cavity(self, full: np.ndarray, points: np.ndarray) -> None:
         inner = points[INNER_LIP]
         opened = _area(inner) - self._anchor_inner_area
         if opened <= 4.0:
             return
-        mask = _mask_of(inner, self.size, soft=1.0)
+        # Work in the mouth's box only.
+        lo = np.maximum(np.floor(points[OUTER_LIP].min(0)) - 4, 0).astype(int)
+        hi = np.minimum(np.ceil(points[OUTER_LIP].max(0)) + 5, self.size).astype(int)
+        if (hi - lo).min() < 2:
+            return
+        out = full[lo[1] : hi[1], lo[0] : hi[0]]
+        points = points - lo
+        inner = points[INNER_LIP]
+        box = (hi[1] - lo[1], hi[0] - lo[0])
+        mask = _mask_of(inner, box, soft=1.0)
         # Only as much as the mouth opened beyond the identity frame's own opening.
         w = min(1.0, opened / max(_area(inner), 1.0) * 1.2)
         a = (w * mask)[..., None]
+        fill = np.broadcast_to(self.cavity_colour, out.shape).copy()
+        if TEETH:
+            upper = inner[:5]  # 60-64: the upper inner lip, corner to corner
+            mouth_w = float(np.linalg.norm(points[54] - points[48]))
+            gap = float(np.mean(np.linalg.norm(inner[[1, 2, 3]] - inner[[7, 6, 5]], axis=1)))
+            h = min(0.45 * gap, 0.12 * mouth_w)
+            if h > 1.0:
+                band = np.concatenate([upper, upper[::-1] + np.array([0.0, h])])
+                teeth = _mask_of(band, box, soft=0.8)[..., None]
+                shade = self.skin_brightness / 170.0
+                fill = fill * (1 - teeth) + teeth * np.clip(TEETH_COLOUR * shade, 0, 255)
         out *= 1.0 - a
-        out += a * self.cavity_colour
+        out += a * fill
 
 
 def _area(poly: np.ndarray) -> float:
@@ -142,8 +177,9 @@ def _area(poly: np.ndarray) -> float:
     return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
 
 
-def _mask_of(poly: np.ndarray, size: int, soft: float = 0.0) -> np.ndarray:
-    mask = np.zeros((size, size), np.float32)
+def _mask_of(poly: np.ndarray, size: int | tuple[int, int], soft: float = 0.0) -> np.ndarray:
+    shape = (size, size) if isinstance(size, int) else size
+    mask = np.zeros(shape, np.float32)
     cv2.fillPoly(mask, [np.rint(poly * 16).astype(np.int32)], 1.0, cv2.LINE_AA, 4)
     if soft > 0:
         mask = cv2.GaussianBlur(mask, (0, 0), soft)
