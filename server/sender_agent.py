@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from aiortc import RTCPeerConnection
 from aiortc.contrib.media import MediaRelay
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from codec import AUDIO_RATE, CANVAS_FPS
 from codec.errors import InputError
@@ -33,13 +34,14 @@ from server.signal_client import SignalClient
 from server.transport import (
     DEFAULT_AUDIO_FRAME_MS,
     LinkShape,
-    PcmAudioTrack,
+    FedAudioTrack,
     close_peer_connection,
     new_peer_connection,
 )
 
 log = logging.getLogger(__name__)
 FRAME_MS = 1000.0 / CANVAS_FPS
+MAX_BEHIND_S = 0.2  # FileSender: canvas frames later than this are skipped
 
 
 async def wait_for_receiver(client: SignalClient, timeout_s: float = 30.0) -> str:
@@ -66,49 +68,88 @@ class FileSender:
         self.router = SessionRouter(client)
         self.link: SenderLink | None = None
         self.frames_sent = 0
+        self.frames_skipped = 0
+        self.links_lost = 0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="file-sender")
 
     async def run(self, max_seconds: float | None = None) -> None:
         await self.client.connect()
         router_task = asyncio.ensure_future(self.router.run())
         try:
-            receiver = await wait_for_receiver(self.client)
-            audio = PcmAudioTrack() if self.clip.audio is not None else None
-            self.link = SenderLink(self.router, receiver, f"link:{self.client.peer}",
-                                   audio_track=audio, audio_bitrate=self.config.audio_bitrate,
-                                   audio_frame_ms=self.audio_frame_ms, link_shape=self.link_shape, ice_servers=self.ice_servers)
-            await self.link.open()
-            await self._stream(self.link, audio, max_seconds)
+            started = time.monotonic()
+            while True:
+                receiver = await wait_for_receiver(self.client)
+                # One frame per Opus packet: 6x fewer trips through the event loop and the
+                # encoder's thread than 20 ms frames.
+                audio = (FedAudioTrack(ptime_s=self.audio_frame_ms / 1000)
+                         if self.clip.audio is not None else None)
+                self.link = SenderLink(self.router, receiver, f"link:{self.client.peer}",
+                                       audio_track=audio,
+                                       audio_bitrate=self.config.audio_bitrate,
+                                       audio_frame_ms=self.audio_frame_ms,
+                                       link_shape=self.link_shape,
+                                       ice_servers=self.ice_servers)
+                await self.link.open()
+                left = None if max_seconds is None else max_seconds - (time.monotonic() - started)
+                lost = await self._stream(self.link, audio, left)
+                if not (lost and self.loop):
+                    return
+                # A looping sender (the demo's sample clip) stays in the call: a new link.
+                log.warning("talkcodec link of %s ended (%s); opening a new one",
+                            self.client.peer, self.link.pc.connectionState)
+                self.links_lost += 1
+                await self.link.close()
+                self.link = None
+                await asyncio.sleep(1.0)
         finally:
             if self.link is not None:
                 await close_peer_connection(self.link.pc)
             await self.client.close()
             router_task.cancel()
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _stream(self, link: SenderLink, audio: PcmAudioTrack | None,
-                      max_seconds: float | None) -> None:
+    async def _stream(self, link: SenderLink, audio: FedAudioTrack | None,
+                      max_seconds: float | None) -> bool:
+        """Stream until the clip ends (unless looping) or ``max_seconds``: False; or until
+        the link drops: True."""
         sender = Sender(self.config)
         clip = self.clip
         per_frame = AUDIO_RATE // CANVAS_FPS
+        # The encoder (identity frame, face landmarks for the motion code, 8x8 codec) runs
+        # on its own thread, off the event loop that carries every call's media: on the
+        # loop it took 37 % of a loaded demo's loop time (docs/CALL.md, Long calls).
+        encode = self._executor.submit
         epoch = time.time() * 1000
         link.set_epoch(epoch)
         link.on_intra_request = lambda: force_intra(sender)
-        link.send(sender.start(clip.frames[0], 0))
+        link.send(await asyncio.wrap_future(encode(sender.start, clip.frames[0], 0)))
         k = 0
         while link.connected:
             i = k % clip.n_frames
             if k and i == 0 and not self.loop:
-                break
+                return False
             ts = int(round(k * FRAME_MS))
             if max_seconds is not None and ts > max_seconds * 1000:
-                break
+                return False
             delay = (epoch + ts) / 1000 - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if audio is not None and clip.audio is not None:
-                audio.feed(clip.audio[i * per_frame : (i + 1) * per_frame])
-            link.send(sender.push_canvas_frame(clip.frames[i], ts))
+            if audio is not None and clip.audio is not None and k:
+                # The previous frame's 40 ms of speech, now that it is all "captured" (its
+                # frames then leave the track when their last sample is due).
+                j = (k - 1) % clip.n_frames
+                audio.feed(clip.audio[j * per_frame : (j + 1) * per_frame])
+            if delay < -MAX_BEHIND_S:
+                # Real time: a loaded CPU skips canvas frames (the speech goes on) rather
+                # than falling further behind.
+                self.frames_skipped += 1
+                k += 1
+                continue
+            link.send(await asyncio.wrap_future(encode(sender.push_canvas_frame,
+                                                       clip.frames[i], ts)))
             self.frames_sent += 1
             k += 1
+        return not link.connected
 
 
 async def _latest_frame(track: MediaStreamTrack):  # noqa: ANN202 - av.VideoFrame
@@ -135,6 +176,7 @@ class SenderAgent:
         self.relay = MediaRelay()
         self.links: dict[str, SenderLink] = {}
         self.encoders: dict[str, LiveEncoder] = {}
+        self.links_lost = 0  # talkcodec links that dropped and were opened again
 
     async def run(self) -> None:
         await self.client.connect()
@@ -151,44 +193,85 @@ class SenderAgent:
 
     async def _serve_camera(self, viewer: str, pc: RTCPeerConnection,
                             tracks: dict[str, MediaStreamTrack]) -> None:
+        """One browser camera, for as long as its connection lives: the talkcodec link is
+        opened at the first face, and opened again (new identity frame) when it drops.
+        Every end is logged; the page is told (``bye``) and reconnects by itself."""
         for _ in range(200):
             if pc.connectionState == "connected" and "video" in tracks:
                 break
             await asyncio.sleep(0.05)
         video = tracks.get("video")
-        if video is None:
-            return
-        audio = self.relay.subscribe(tracks["audio"]) if "audio" in tracks else None
-        encoder = LiveEncoder(self.config)
-        loop = asyncio.get_running_loop()
+        reason = f"no video track (connection {pc.connectionState})"
         link: SenderLink | None = None
+        audio: MediaStreamTrack | None = None
         try:
+            if video is None:
+                return
+            encoder = LiveEncoder(self.config)
+            loop = asyncio.get_running_loop()
+            retry_at = 0.0
+            reason = "closed"
             while pc.connectionState not in ("closed", "failed"):
                 frame = await _latest_frame(video)
                 rgb = frame.to_ndarray(format="rgb24")
                 now = time.time() * 1000
                 packets = await loop.run_in_executor(None, encoder.push, rgb, now)
-                if link is None and encoder.started:
-                    receiver = await wait_for_receiver(self.client)
-                    link = SenderLink(self.router, receiver, f"link:{viewer}", audio_track=audio,
+                if link is not None and link.pc.connectionState in ("closed", "failed"):
+                    log.warning("talkcodec link of %s ended (%s); opening a new one", viewer,
+                                link.pc.connectionState)
+                    await self._close_link(viewer, link, audio)
+                    link = audio = None
+                    self.links_lost += 1
+                    encoder = LiveEncoder(self.config)  # the new link starts on an identity
+                    continue
+                if link is None and encoder.started and time.monotonic() >= retry_at:
+                    audio = self.relay.subscribe(tracks["audio"]) if "audio" in tracks else None
+                    link = SenderLink(self.router, await wait_for_receiver(self.client),
+                                      f"link:{viewer}", audio_track=audio,
                                       audio_bitrate=self.config.audio_bitrate,
                                       audio_frame_ms=self.audio_frame_ms,
                                       ice_servers=self.ice_servers)
                     link.on_intra_request = encoder.request_intra
                     self.links[viewer] = link
                     self.encoders[viewer] = encoder
-                    await link.open()
+                    try:
+                        await link.open()
+                    except (ConnectionError, asyncio.TimeoutError) as exc:
+                        log.warning("talkcodec link of %s did not open (%s); retrying", viewer,
+                                    exc or type(exc).__name__)
+                        await self._close_link(viewer, link, audio)
+                        link = audio = None
+                        encoder = LiveEncoder(self.config)
+                        retry_at = time.monotonic() + 2.0
+                        continue
                     assert encoder.epoch_ms is not None
                     link.set_epoch(encoder.epoch_ms)
+                    log.info("talkcodec link of %s open", viewer)
                 if link is not None:
                     link.send(packets)
-        except Exception:  # noqa: BLE001 - the camera went away: end this uplink only
-            log.info("camera of %s ended", viewer, exc_info=True)
+            reason = f"connection {pc.connectionState}"
+        except MediaStreamError:
+            reason = f"its video track ended (connection {pc.connectionState})"
+        except Exception as exc:  # noqa: BLE001 - the camera went away: end this uplink only
+            reason = f"{type(exc).__name__}: {exc}"
+            log.debug("camera of %s", viewer, exc_info=True)
         finally:
+            log.warning("camera of %s ended: %s", viewer, reason)
             if link is not None:
-                await link.close()
+                await self._close_link(viewer, link, audio)
+            # Tell the page (unless it already offered a new camera session).
+            key = (viewer, f"camera:{viewer}")
+            if self.router.pcs.get(key) is pc:
+                await self.router.close_session(*key)
+
+    async def _close_link(self, viewer: str, link: SenderLink,
+                          audio: MediaStreamTrack | None) -> None:
+        if self.links.get(viewer) is link:
             self.links.pop(viewer, None)
             self.encoders.pop(viewer, None)
+        if audio is not None:
+            audio.stop()  # its relay stops queueing the browser's audio for it
+        await link.close()
 
 
 class DeviceSender:

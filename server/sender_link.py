@@ -23,8 +23,10 @@ import json
 import time
 from collections.abc import Callable, Iterable
 
+import numpy as np
 from aiortc import RTCDataChannel
 from aiortc.mediastreams import MediaStreamTrack
+from av import AudioFrame
 
 from codec.bitstream.packet import Packet, StreamKind, decode_datagram, encode_packet
 from server.sessions import SessionRouter
@@ -48,27 +50,91 @@ from server.transport import (
 # The identity's acknowledgement normally comes within a round trip plus the identity's
 # transfer (~3-6 s at 16 kbit/s); after this the link sends everything anyway.
 IDENTITY_ACK_TIMEOUT_S = 20.0
+RESYNC_LATE_S = 10.0  # HeldAudioTrack: later than this is a jump of the source's clock
 MAX_HELD_LOWRES = 2  # 8x8 packets kept while held (400 ms at 5 fps); beyond, dropped
 
 
 class HeldAudioTrack(MediaStreamTrack):
     """``track`` as it is, except that its frames are discarded (in real time, so nothing
-    queues up) until ``release``."""
+    queues up) until ``release``, and afterwards those that come too late.
+
+    Live speech: a frame that reaches the link more than ``max_late_s`` after its media time
+    (on the track's own clock, anchored at the earliest frame seen) is dropped, not sent.
+    When this process's event loop falls behind (a loaded CPU), the frames queue up in the
+    source (aiortc's remote track, a relay, a paced track catching up); sent late they
+    made the link's audio rate fall far below 8 kbit/s under load and burst to 10-19
+    kbit/s when the load went, over the link's 16 kbit/s budget (docs/CALL.md). Dropped,
+    the speech has a gap, the rate never exceeds what real time allows, and the encoder
+    (which follows the frames' pts, gap included) keeps the timestamps true."""
 
     kind = "audio"
 
-    def __init__(self, track: MediaStreamTrack) -> None:
+    def __init__(self, track: MediaStreamTrack, max_late_s: float = 0.3,
+                 frame_s: float = 0.0) -> None:
         super().__init__()
         self.track = track
         self.released = False
         self.discarded = 0
+        self.max_late_s = max_late_s
+        self.frame_s = frame_s
+        self.late = 0  # frames dropped for lateness
+        self._anchor: float | None = None  # wall time (monotonic) of media time 0
+        self._next = None  # a frame that did not join the last chunk (after a gap)
 
-    async def recv(self):  # an av.AudioFrame
+    def _too_late(self, frame) -> bool:  # noqa: ANN001 - av.AudioFrame
+        if frame.pts is None or frame.time_base is None:
+            return False
+        end = float((frame.pts + frame.samples) * frame.time_base)
+        now = time.monotonic()
+        if (self._anchor is None or now - end < self._anchor
+                or now - end - self._anchor > RESYNC_LATE_S):
+            # The earliest a frame has come is on time; far later than any queue can hold
+            # is a jump of the track's clock (a restarted source), not lateness.
+            self._anchor = now - end
+        return now - end - self._anchor > self.max_late_s
+
+    async def _next_frame(self):  # an av.AudioFrame, released and on time
+        if self._next is not None:
+            frame, self._next = self._next, None
+            return frame
         while True:
             frame = await self.track.recv()
-            if self.released:
+            late = self._too_late(frame)
+            if not self.released:
+                self.discarded += 1
+            elif late:
+                self.late += 1
+            else:
                 return frame
-            self.discarded += 1
+
+    async def recv(self):  # an av.AudioFrame
+        """The next ``frame_s`` of speech as one frame (contiguous source frames joined):
+        one trip through the event loop and the encoder's thread per Opus packet instead
+        of one per 20 ms frame (a browser's audio): on a busy loop those trips were too
+        slow for real time, and the camera link's speech fell to 1-2 kbit/s."""
+        frames = [await self._next_frame()]
+        first = frames[0]
+        total = first.samples
+        while total < self.frame_s * first.sample_rate:
+            frame = await self._next_frame()
+            last = frames[-1]
+            if (frame.pts is None or last.pts is None or frame.pts != last.pts + last.samples
+                    or frame.sample_rate != first.sample_rate
+                    or frame.format.name != first.format.name
+                    or frame.layout.name != first.layout.name):
+                self._next = frame  # a gap or a change: it starts the next chunk
+                break
+            frames.append(frame)
+            total += frame.samples
+        if len(frames) == 1:
+            return first
+        joined = AudioFrame.from_ndarray(
+            np.concatenate([f.to_ndarray() for f in frames], axis=1),
+            format=first.format.name, layout=first.layout.name)
+        joined.sample_rate = first.sample_rate
+        joined.pts = first.pts
+        joined.time_base = first.time_base
+        return joined
 
 
 def as_datagram(packet: Packet | bytes) -> tuple[StreamKind, bytes]:
@@ -100,7 +166,8 @@ class SenderLink:
         )
         self.reliable: RTCDataChannel = self.pc.createDataChannel(RELIABLE_CHANNEL)
         self.audio_sender = None
-        self.held_audio = HeldAudioTrack(audio_track) if audio_track is not None else None
+        self.held_audio = (HeldAudioTrack(audio_track, frame_s=audio_frame_ms / 1000)
+                           if audio_track is not None else None)
         if self.held_audio is not None:
             self.audio_sender = self.pc.addTrack(self.held_audio)
             use_low_bitrate_opus(self.audio_sender, audio_bitrate, audio_frame_ms)
@@ -201,6 +268,7 @@ class SenderLink:
         out.update({f"sent_{k.lower()}": v for k, v in self.sent_bytes.items()})
         out["held_lowres_dropped"] = self.dropped_lowres
         out["held_audio_frames"] = self.held_audio.discarded if self.held_audio else 0
+        out["late_audio_frames"] = self.held_audio.late if self.held_audio else 0
         if self.identity_acked_s is not None:
             out["identity_acked_ms"] = int(self.identity_acked_s * 1000)
         return out

@@ -16,6 +16,12 @@
 - ``LinkEmulator``: a constrained link (rate, delay, loss) injected under DTLS/SRTP, where the
   ICE transport sends its datagrams.
 - ``close_peer_connection``: ``pc.close()`` that a cancelled caller cannot break.
+- ``patient_ice_consent`` (applied on import): ICE consent freshness as RFC 7675 has it, not
+  aioice's six 500 ms misses in a row, which ended healthy connections on a busy machine.
+- ``fast_audio_level`` (applied on import): aiortc's per-frame audio level in numpy instead
+  of a Python loop over every sample, on the event loop.
+- ``draining_udp_reads`` (applied on import): a UDP socket is read until empty each time the
+  event loop finds it readable, not one datagram per loop iteration.
 """
 
 from __future__ import annotations
@@ -23,14 +29,19 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import fractions
+import logging
+import math
 import random
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import asyncio.selector_events
 import aioice.ice
+import aiortc.rtp
 import numpy as np
+from aioice import stun
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
@@ -80,6 +91,15 @@ LINK_SCTP_MAX_CWND = 2 * USERDATA_MAX_LENGTH
 LINK_DTLS_CIPHERS = (b"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:"
                      b"ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA")
 
+log = logging.getLogger(__name__)
+
+# ICE consent freshness (RFC 7675): a consent request every 4-6 s, each retransmitted (RTO
+# 0.5 s, doubling: tries at 0, 0.5, 1.5, 3.5 s, given up at 7.5 s), several in flight at
+# once; consent expires 30 s after the last authenticated answer.
+CONSENT_INTERVAL_S = 5.0
+CONSENT_RETRANSMISSIONS = 3
+CONSENT_TIMEOUT_S = 30.0
+
 _original_host_addresses = aioice.ice.get_host_addresses
 
 
@@ -95,6 +115,114 @@ def enable_loopback_candidates(only_loopback: bool = False) -> None:
         return ["127.0.0.1", *found] if use_ipv4 else found
 
     aioice.ice.get_host_addresses = addresses
+
+
+async def _patient_query_consent(self: aioice.ice.Connection) -> None:
+    """``aioice.ice.Connection.query_consent`` as RFC 7675 (section 5.1) has it.
+
+    aioice sends one consent request every ~5 s with no retransmission and a 500 ms
+    timeout, waits for it before the next, and closes the connection after six misses in
+    a row. A busy event loop (the demo's one process runs signalling, the receiver worker,
+    the sender agent and their media on one loop, on 2 shared cores) or a busy browser
+    answers later than 500 ms for half a minute at a time: the browser camera's link ended
+    after 25-55 s with "Consent to send expired" although both ends were alive and media
+    flowed (docs/CALL.md, Long calls). Here each request is retransmitted and runs on its
+    own, and only 30 s without any authenticated answer end the connection.
+    """
+    assert self.remote_password is not None
+    key = self.remote_password.encode("utf8")
+    last_answer = time.monotonic()
+    checks: set[asyncio.Task] = set()
+
+    async def check(pair: aioice.ice.CandidatePair) -> None:
+        nonlocal last_answer
+        request = self.build_request(pair, nominate=False)
+        try:
+            await pair.protocol.request(request, pair.remote_addr, integrity_key=key,
+                                        retransmissions=CONSENT_RETRANSMISSIONS)
+            last_answer = time.monotonic()
+        except stun.TransactionError:
+            pass
+        except (OSError, asyncio.InvalidStateError):  # the socket is closing
+            pass
+
+    try:
+        while True:
+            await asyncio.sleep(CONSENT_INTERVAL_S * (0.8 + 0.4 * random.random()))
+            silent = time.monotonic() - last_answer
+            if silent > CONSENT_TIMEOUT_S:
+                log.warning("ICE consent expired: no answer to consent checks for %.0f s", silent)
+                self._query_consent_task = None
+                await self.close()
+                return
+            for pair in list(self._nominated.values()):
+                task = asyncio.ensure_future(check(pair))
+                checks.add(task)
+                task.add_done_callback(checks.discard)
+    finally:
+        for task in list(checks):
+            task.cancel()
+
+
+def patient_ice_consent() -> None:
+    """Use ``_patient_query_consent`` for every ICE connection of this process."""
+    aioice.ice.Connection.query_consent = _patient_query_consent  # type: ignore[method-assign]
+
+
+def _audio_level_dbov(frame: AudioFrame) -> int:
+    """``aiortc.rtp.compute_audio_level_dbov`` (RFC 6465, Appendix A) in numpy: the same
+    value, without a Python loop over every sample of every audio frame sent."""
+    samples = np.frombuffer(bytes(frame.planes[0]), np.int16).astype(np.float64)
+    rms = math.sqrt(float(np.dot(samples, samples)) / (frame.samples * 32767.0 * 32767.0))
+    if rms <= 0:
+        return -127
+    return round(min(0.0, max(-127.0, 20 * math.log10(rms))))
+
+
+def fast_audio_level() -> None:
+    """aiortc computes the audio level of every frame an audio RTP sender encodes, even when
+    no extension carries it: 48,000-96,000 Python iterations a second per audio track,
+    on the event loop (profiled: 18 % of a loaded call's loop time)."""
+    aiortc.rtp.compute_audio_level_dbov = _audio_level_dbov
+
+
+MAX_DATAGRAMS_PER_READ = 256
+
+
+def _draining_read_ready(self) -> None:  # noqa: ANN001 - a _SelectorDatagramTransport
+    """asyncio's ``_SelectorDatagramTransport._read_ready``, reading until the socket is
+    empty (at most ``MAX_DATAGRAMS_PER_READ``) instead of one datagram."""
+    for _ in range(MAX_DATAGRAMS_PER_READ):
+        if self._conn_lost:
+            return
+        try:
+            data, addr = self._sock.recvfrom(self.max_size)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._protocol.error_received(exc)
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - as asyncio does
+            self._fatal_error(exc, "Fatal read error on datagram transport")
+            return
+        self._protocol.datagram_received(data, addr)
+
+
+def draining_udp_reads() -> None:
+    """asyncio reads one datagram per socket per event-loop iteration. On a busy loop (an
+    iteration of 50-100 ms: the demo's one process, 2 shared cores) that is 10-20 datagrams
+    a second, while a browser camera sends ~100: the kernel's receive queue (~200 kB)
+    filled, every datagram on that socket waited ~20 s in it or was dropped (the browser
+    measured a 20 s round trip), and the ICE consent answers never came back in time.
+    Applies to the datagram transports created after the call (all of aioice's)."""
+    asyncio.selector_events._SelectorDatagramTransport._read_ready = _draining_read_ready  # type: ignore[attr-defined]
+
+
+patient_ice_consent()
+fast_audio_level()
+draining_udp_reads()
 
 
 def new_peer_connection(ice_servers: list[dict] | None = None) -> RTCPeerConnection:
@@ -355,8 +483,10 @@ class PacedAudioTrack(MediaStreamTrack):
     RATE = 48000
     PTIME_S = 0.02
 
-    def __init__(self) -> None:
+    def __init__(self, ptime_s: float | None = None) -> None:
         super().__init__()
+        if ptime_s is not None:
+            self.PTIME_S = ptime_s
         self._start: float | None = None
         self._sent = 0
 
@@ -370,14 +500,20 @@ class PacedAudioTrack(MediaStreamTrack):
         n = int(self.PTIME_S * self.RATE)
         if self._start is None:
             self._start = time.time()
-        else:
-            await asyncio.sleep(max(0.0, self._start + (self._sent + n) / self.RATE - time.time()))
-        frame = AudioFrame.from_ndarray(self._next_samples(n)[None, :], format="s16",
-                                        layout="mono")
+        # A frame leaves when its last sample is due (the first one too: a 120 ms frame
+        # handed over at its start held 120 ms of samples not fed yet, and everything
+        # after it came that much late). Behind: at once, without a loop iteration each.
+        wait = self._start + (self._sent + n) / self.RATE - time.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return self._frame(self._next_samples(n))
+
+    def _frame(self, samples: np.ndarray) -> AudioFrame:
+        frame = AudioFrame.from_ndarray(samples[None, :], format="s16", layout="mono")
         frame.sample_rate = self.RATE
         frame.pts = self._sent
         frame.time_base = fractions.Fraction(1, self.RATE)
-        self._sent += n
+        self._sent += len(samples)
         return frame
 
 
@@ -387,8 +523,8 @@ class PcmAudioTrack(PacedAudioTrack):
 
     RATE = 16000
 
-    def __init__(self, max_buffer_s: float = 2.0) -> None:
-        super().__init__()
+    def __init__(self, max_buffer_s: float = 2.0, ptime_s: float | None = None) -> None:
+        super().__init__(ptime_s)
         self._buffer = np.zeros(0, np.float32)
         self._max = int(max_buffer_s * self.RATE)
 
@@ -402,6 +538,36 @@ class PcmAudioTrack(PacedAudioTrack):
         if len(chunk) < n:
             chunk = np.concatenate([chunk, np.zeros(n - len(chunk), np.float32)])
         return (chunk * 32767).astype(np.int16)
+
+
+class FedAudioTrack(PcmAudioTrack):
+    """16 kHz mono PCM fed in real time by its producer (``FileSender`` feeds each canvas
+    frame's audio at that frame's time): a ``PTIME_S`` frame leaves as soon as its last
+    sample is fed, so the time it leaves (what the link's encoder stamps as its capture,
+    ``LowBitrateOpusEncoder``) is when it was fed, however late this track started or
+    its producer runs. (``PcmAudioTrack`` keeps its own clock: the offset between the
+    feeding and that clock, set by start-up order, went into the speech's timestamps.)"""
+
+    def __init__(self, max_buffer_s: float = 2.0, ptime_s: float | None = None) -> None:
+        super().__init__(max_buffer_s, ptime_s)
+        self._fed = asyncio.Event()
+
+    def feed(self, pcm: np.ndarray) -> None:
+        super().feed(pcm)
+        self._fed.set()
+
+    def stop(self) -> None:
+        super().stop()
+        self._fed.set()
+
+    async def recv(self) -> AudioFrame:
+        n = int(self.PTIME_S * self.RATE)
+        while self.readyState == "live" and len(self._buffer) < n:
+            self._fed.clear()
+            await self._fed.wait()
+        if self.readyState != "live":
+            raise MediaStreamError
+        return self._frame(self._next_samples(n))
 
 
 @dataclass
