@@ -14,8 +14,9 @@ if (params.has("token")) {
   const query = params.toString();
   history.replaceState(null, "", location.pathname + (query ? "?" + query : "") + location.hash);
 }
-const label = (params.get("name") || "guest").slice(0, 64);
 const me = "viewer-" + Math.random().toString(36).slice(2, 8);
+// Without &name= each page gets its own name (two bare URLs were both "guest").
+const label = (params.get("name") || "guest-" + me.slice(-4)).slice(0, 64);
 const wantCamera = params.get("camera") !== "0";
 const statusEl = document.getElementById("status");
 const tiles = new Map(); // session -> tile state
@@ -24,9 +25,15 @@ let ws = null;
 let iceServers = [];
 let cameraStream = null;
 let cameraPc = null;
+let cameraRetry = null; // timer of the next camera reconnection
+let left = false; // the person pressed "Leave"
+const CAMERA_RETRY_MS = 2000;
+// The camera only feeds the local agent's face tracker: a 640x480 stream at ~0.5 Mbit/s is
+// plenty, and each RTP packet costs the agent's event loop (docs/CALL.md, Long calls).
+const CAMERA_MAX_BITRATE = 500000;
 
 // Figures for people and for the end-to-end test.
-window.talkcodec = { me, tiles: {}, camera: "off" };
+window.talkcodec = { me, label, tiles: {}, camera: "off", cameraEnds: 0, muted: false };
 
 function setStatus(text) { statusEl.textContent = text; }
 
@@ -50,35 +57,70 @@ async function startCamera() {
     cameraStream = await navigator.mediaDevices.getUserMedia({
       video: { width: 640, height: 480, frameRate: 25 }, audio: true,
     });
-    document.getElementById("self").srcObject = cameraStream;
+    const selfVideo = document.getElementById("self");
+    selfVideo.srcObject = cameraStream;
+    const countSelf = () => { // frames of the own camera tile (the soak checks it moves)
+      window.talkcodec.selfFrames = (window.talkcodec.selfFrames || 0) + 1;
+      selfVideo.requestVideoFrameCallback(countSelf);
+    };
+    selfVideo.requestVideoFrameCallback(countSelf);
+    cameraStream.getTracks().forEach((t) => t.addEventListener("ended", () => {
+      window.talkcodec.cameraTrackEnded = t.kind;
+      if (!left) setCameraState("Your " + t.kind + " device stopped.");
+    }));
     window.talkcodec.camera = "ready";
   } catch (err) {
     window.talkcodec.camera = "unavailable";
-    document.getElementById("camera-state").textContent = "No camera: " + err.name;
+    setCameraState("No camera: " + err.name);
   }
 }
 
 async function sendCamera() {
-  if (!cameraStream || cameraPc) return;
+  if (!cameraStream || cameraPc || left) return;
   const agent = params.get("agent") ||
     [...peers.entries()].find(([, p]) => p.role === "agent")?.[0];
   if (!agent) {
-    document.getElementById("camera-state").textContent =
-      "No sender agent in this room: run `talkcodec send --agent` on this machine.";
+    setCameraState("No sender agent in this room: run `talkcodec send --agent` on this machine.");
     return;
   }
-  cameraPc = new RTCPeerConnection({ iceServers });
-  cameraStream.getTracks().forEach((t) => cameraPc.addTrack(t, cameraStream));
+  const pc = new RTCPeerConnection({ iceServers });
+  cameraPc = pc;
+  pc.talkcodecAgent = agent;
+  for (const track of cameraStream.getTracks()) {
+    const init = { direction: "sendonly", streams: [cameraStream] };
+    if (track.kind === "video") init.sendEncodings = [{ maxBitrate: CAMERA_MAX_BITRATE }];
+    pc.addTransceiver(track, init);
+  }
   const session = "camera:" + me;
-  cameraPc.addEventListener("connectionstatechange", () => {
-    window.talkcodec.camera = cameraPc ? cameraPc.connectionState : "closed";
+  pc.addEventListener("connectionstatechange", () => {
+    if (cameraPc !== pc) return;
+    window.talkcodec.camera = pc.connectionState;
+    if (pc.connectionState === "connected") setCameraState("camera -> sender agent '" + agent + "'");
+    else if (pc.connectionState === "failed") cameraEnded("the connection failed");
   });
-  await cameraPc.setLocalDescription(await cameraPc.createOffer());
-  await gathered(cameraPc);
-  cameraPc.talkcodecAgent = agent;
-  signal(agent, { session, kind: "offer", sdp: cameraPc.localDescription.sdp });
-  document.getElementById("camera-state").textContent = "camera -> sender agent '" + agent + "'";
+  await pc.setLocalDescription(await pc.createOffer());
+  await gathered(pc);
+  if (cameraPc !== pc) return; // ended while gathering
+  signal(agent, { session, kind: "offer", sdp: pc.localDescription.sdp });
+  setCameraState("connecting the camera to sender agent '" + agent + "'…");
 }
+
+// The camera's link to the agent ended (the agent said bye, the connection failed, the
+// agent left): say so and connect again.
+function cameraEnded(why) {
+  if (!cameraPc) return;
+  cameraPc.close();
+  cameraPc = null;
+  window.talkcodec.camera = "ended";
+  window.talkcodec.cameraEnds += 1;
+  if (left) return;
+  setCameraState("The camera's link ended (" + why + "); reconnecting…");
+  clearTimeout(cameraRetry);
+  cameraRetry = setTimeout(() => { sendCamera().catch(() => cameraEnded("offer failed")); },
+    CAMERA_RETRY_MS);
+}
+
+function setCameraState(text) { document.getElementById("camera-state").textContent = text; }
 
 // ---- reconstructed faces from the receiver worker -------------------------------------
 function newTile(session) {
@@ -189,7 +231,8 @@ function refreshFigures() {
     const fig = {
       label: s.label || "", frames: tile.frames, lowres: tile.lowresCount || 0,
       fps: tile.fpsWindow.length / 2, latencyMs: median(tile.latencies),
-      videoKbps: s.video_kbps ?? null, audioKbps: s.audio_kbps ?? 0,
+      videoKbps: s.video_kbps ?? null, codeKbps: s.code_kbps ?? null,
+      audioKbps: s.audio_kbps ?? 0,
       totalKbps: s.total_kbps ?? 0, transportKbps: s.transport_kbps ?? 0,
       loss: s.lowres_loss ?? null, audioLoss: s.audio_loss ?? null,
       receiver: s.receiver || "", lowLatency: !!s.low_latency,
@@ -197,6 +240,7 @@ function refreshFigures() {
     window.talkcodec.tiles[session] = fig;
     const q = (c) => tile.node.querySelector(c);
     q(".video-kbps").textContent = fig.videoKbps === null ? "–" : fig.videoKbps.toFixed(2) + " kbit/s";
+    q(".code-kbps").textContent = fig.codeKbps === null ? "–" : fig.codeKbps.toFixed(2) + " kbit/s";
     q(".audio-kbps").textContent = fig.audioKbps.toFixed(2) + " kbit/s";
     q(".total-kbps").textContent = fig.totalKbps.toFixed(2) + " kbit/s";
     q(".transport-kbps").textContent = fig.transportKbps.toFixed(2) + " kbit/s (incl. SRTP/SCTP)";
@@ -209,7 +253,7 @@ function refreshFigures() {
 }
 setInterval(refreshFigures, 500);
 
-// ---- signalling ------------------------------------------------------------------------
+// ---- signalling messages ----------------------------------------------------------------
 async function onSignal(from, data) {
   if (!data || typeof data.session !== "string") return;
   if (data.kind === "offer" && data.session.startsWith("view:")) await acceptView(from, data);
@@ -217,22 +261,67 @@ async function onSignal(from, data) {
     await cameraPc.setRemoteDescription({ type: "answer", sdp: data.sdp });
   } else if (data.kind === "bye") {
     if (data.session.startsWith("view:")) removeView(data.session);
+    else if (data.session === "camera:" + me && cameraPc && cameraPc.talkcodecAgent === from) {
+      cameraEnded("the sender agent closed it");
+    }
   }
 }
 
-async function main() {
-  try { iceServers = (await (await fetch("/api/ice")).json()).iceServers || []; } catch (e) { iceServers = []; }
-  await startCamera();
+// ---- leave, mute -----------------------------------------------------------------------
+const muteButton = document.getElementById("mute");
+const leaveButton = document.getElementById("leave");
+
+function setMuted(muted) {
+  if (!cameraStream) return;
+  cameraStream.getAudioTracks().forEach((t) => { t.enabled = !muted; });
+  window.talkcodec.muted = muted;
+  muteButton.textContent = muted ? "Unmute" : "Mute";
+  muteButton.setAttribute("aria-pressed", String(muted));
+}
+
+function leave() {
+  left = true;
+  clearTimeout(cameraRetry);
+  if (cameraPc) { cameraPc.close(); cameraPc = null; }
+  for (const session of [...tiles.keys()]) removeView(session);
+  if (cameraStream) cameraStream.getTracks().forEach((t) => t.stop());
+  if (ws) ws.close(1000, "left");
+  window.talkcodec.camera = "off";
+  window.talkcodec.signalling = "left";
+  setStatus("You left the call.");
+  setCameraState("");
+  muteButton.disabled = true;
+  leaveButton.textContent = "Rejoin";
+}
+
+muteButton.addEventListener("click", () => setMuted(!window.talkcodec.muted));
+leaveButton.addEventListener("click", () => { if (left) location.reload(); else leave(); });
+
+// ---- signalling ------------------------------------------------------------------------
+const SIGNAL_RETRY_MS = 3000;
+
+function connectSignalling() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  ws = new WebSocket(`${proto}//${location.host}/ws`);
-  ws.addEventListener("open", () => {
+  const socket = new WebSocket(`${proto}//${location.host}/ws`);
+  ws = socket;
+  socket.addEventListener("open", () => {
     send({ type: "join", room, token, peer: me, role: "viewer", label });
   });
-  ws.addEventListener("close", (ev) => {
-    setStatus("disconnected" + (ev.reason ? ": " + ev.reason : ""));
+  socket.addEventListener("close", (ev) => {
+    if (ws !== socket || left) return;
     window.talkcodec.signalling = "closed";
+    // The server's peers forget this page with its socket: start again when it is back.
+    for (const session of [...tiles.keys()]) removeView(session);
+    if (cameraPc) cameraEnded("signalling closed");
+    peers.clear();
+    if (ev.code === 1008 || ev.code === 1009) { // refused (token, room, limits): final
+      setStatus("disconnected" + (ev.reason ? ": " + ev.reason : ""));
+      return;
+    }
+    setStatus("disconnected" + (ev.reason ? ": " + ev.reason : "") + "; reconnecting…");
+    setTimeout(connectSignalling, SIGNAL_RETRY_MS);
   });
-  ws.addEventListener("message", async (ev) => {
+  socket.addEventListener("message", async (ev) => {
     const msg = JSON.parse(ev.data);
     if (msg.type === "joined") {
       msg.peers.forEach((p) => peers.set(p.peer, p));
@@ -245,11 +334,18 @@ async function main() {
     } else if (msg.type === "peer-left") {
       peers.delete(msg.peer);
       for (const session of [...tiles.keys()]) if (session.startsWith("view:" + msg.peer + "/")) removeView(session);
-      if (cameraPc && cameraPc.talkcodecAgent === msg.peer) { cameraPc.close(); cameraPc = null; }
+      if (cameraPc && cameraPc.talkcodecAgent === msg.peer) cameraEnded("the sender agent left");
     } else if (msg.type === "signal") {
       await onSignal(msg.from, msg.data);
     }
   });
+}
+
+async function main() {
+  try { iceServers = (await (await fetch("/api/ice")).json()).iceServers || []; } catch (e) { iceServers = []; }
+  await startCamera();
+  muteButton.disabled = !cameraStream || !cameraStream.getAudioTracks().length;
+  connectSignalling();
 }
 
 main();
