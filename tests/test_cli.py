@@ -38,7 +38,7 @@ def test_info_breaks_down_the_bits(encoded: Path, capsys: pytest.CaptureFixture[
     assert abs(info["duration_s"] - 3.0) < 0.05
     assert info["packets"]["lowres"] == 15 and info["packets"]["identity"] == 1
     assert info["packets"]["audio"] >= 49  # 60 ms Opus packets (default audio_frame_ms)
-    parts = ["identity", "lowres", "audio", "overhead"]
+    parts = ["identity", "lowres", "motion", "audio", "overhead"]
     assert sum(info[p]["bits"] for p in parts) == info["total"]["bits"] == 8 * info["bytes"]
     assert info["lowres_with_headers"]["kbit_per_s"] <= 1.5
     assert 4.0 < info["audio"]["kbit_per_s"] < 12.0

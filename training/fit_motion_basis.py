@@ -6,6 +6,8 @@ cache/motion/). Steps:
 1. the template: the mean face in a frame where the eye corners and nose are aligned
    (generalised Procrustes on those rigid points, 4 rounds), scaled so the outer eye
    corners are 1 apart, eyes level, centred;
+   (the priors of the code's background values come out "almost always zero": the cached
+   measurements hold the landmarks only, and a desk's background holds still);
 2. the displacements: for each train clip and a few anchor frames in it (the first
    confident frame, then one every 2 s), every confident frame's normalised landmarks
    minus the anchor's, i.e. exactly what the code describes: how a face moves away from
@@ -29,6 +31,7 @@ import numpy as np
 
 from codec.bitstream.entropy import BitModel
 from codec.bitstream.motion_codec import N_PREFIX, MotionEncoder, MotionParams, _Models
+from codec.bitstream.motion_codec import _N_POSE as N_RIGID
 from codec.bitstream.motion_basis import (
     RIGID,
     MotionBasis,
@@ -114,7 +117,7 @@ class _Counting(BitModel):
 def fit_priors(clips: list, basis: MotionBasis, params: MotionParams) -> dict[str, np.ndarray]:
     """Starting probabilities of the code's bit models: how often each codes a 0 when
     the train clips are encoded with ``params`` (add-one smoothed)."""
-    n_values = 4 + basis.n_coeffs
+    n_values = N_RIGID + basis.n_coeffs
     counts = {
         "zero0": np.zeros((n_values, 2)), "zero1": np.zeros((n_values, 2)),
         "mag0": np.zeros((n_values * N_PREFIX, 2)), "mag1": np.zeros((n_values * N_PREFIX, 2)),

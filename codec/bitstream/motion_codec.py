@@ -50,11 +50,13 @@ GROUP_TYPE = 1
 ANCHOR_SCALE = 8.0  # anchor points in 1/8 pixel
 MAX_SAMPLES = 15  # per group
 MAX_LEVEL = 1 << 16
-_N_POSE = 4
+_N_POSE = 8  # the face's pose (4) and the background's similarity (4)
 # Base quantiser steps: pose scale terms (a, b: template unit -> pixels), shifts (pixels),
 # expression coefficients (template units, ~1/50 of the eye distance per 0.02).
 POSE_SCALE_STEP = 0.04
 POSE_SHIFT_STEP = 0.25
+BG_SCALE_STEP = 0.0008  # background similarity: a - 1 and b (0.1 px at the canvas edge)
+BG_SHIFT_STEP = 0.125
 COEFF_STEP = 0.006
 PERIODS_MS = (40, 80, 200)
 
@@ -87,15 +89,35 @@ class MotionParams:
         s = np.full(_N_POSE + self.n_coeffs, COEFF_STEP)
         s[:2] = POSE_SCALE_STEP
         s[2:4] = POSE_SHIFT_STEP
+        s[4:6] = BG_SCALE_STEP
+        s[6:8] = BG_SHIFT_STEP
         return s * self.quant
 
 
 @dataclass(frozen=True)
 class MotionSample:
-    """Decoded landmarks at one time: (68, 2) canvas pixels, or None (not confident)."""
+    """Decoded motion at one time: the face's (68, 2) landmarks in canvas pixels, or None
+    (not confident), and the background's 2x3 similarity from the identity frame's pixels
+    to this frame's (None: held still)."""
 
     timestamp_ms: int
     points: np.ndarray | None
+    background: np.ndarray | None = None
+
+
+def _bg_values(m: np.ndarray | None) -> np.ndarray:
+    if m is None:
+        return np.zeros(4)
+    m = np.asarray(m, np.float64)
+    return np.array([0.5 * (m[0, 0] + m[1, 1]) - 1.0, 0.5 * (m[1, 0] - m[0, 1]), m[0, 2], m[1, 2]])
+
+
+def _bg_matrix(v: np.ndarray) -> np.ndarray:
+    a, b, tx, ty = 1.0 + v[0], v[1], v[2], v[3]
+    return np.array([[a, -b, tx], [b, a, ty]])
+
+
+Sample = tuple  # (time ms, points or None) or (time ms, points or None, background or None)
 
 
 # ---- anchor --------------------------------------------------------------------------------
@@ -207,21 +229,23 @@ class _Coder:
         self.anchor = quantise_anchor(points)
         self.anchor_norm = self.basis.normalise(self.anchor)
         pose = self.basis.pose_of(self.anchor)
-        vals = np.concatenate([pose.as_array(), np.zeros(self.params.n_coeffs)])
+        vals = np.concatenate([pose.as_array(), np.zeros(4 + self.params.n_coeffs)])
         self.anchor_levels = np.rint(vals / self.steps).astype(np.int64)
         self.ref = None
 
-    def values_of(self, points: np.ndarray) -> np.ndarray:
+    def values_of(self, points: np.ndarray, background: np.ndarray | None) -> np.ndarray:
         """The code's values in quantiser steps (not yet rounded)."""
         assert self.anchor_norm is not None
         pose, coeffs = self.basis.analyse(points, self.anchor_norm, self.params.n_coeffs)
-        vals = np.concatenate([pose.as_array(), coeffs]) / self.steps
+        vals = np.concatenate([pose.as_array(), _bg_values(background), coeffs]) / self.steps
         return np.clip(vals, -MAX_LEVEL, MAX_LEVEL)
 
-    def points_of(self, levels: np.ndarray) -> np.ndarray:
+    def points_of(self, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(68, 2) landmarks and the background's 2x3 matrix of these levels."""
         assert self.anchor_norm is not None
         v = levels * self.steps
-        return self.basis.synthesise(Pose(*v[:_N_POSE]), v[_N_POSE:], self.anchor_norm)
+        pts = self.basis.synthesise(Pose(*v[:4]), v[_N_POSE:], self.anchor_norm)
+        return pts, _bg_matrix(v[4:8])
 
     def times(self, ts_ms: int, n: int, offset: int) -> list[int]:
         last = ts_ms - offset
@@ -247,9 +271,10 @@ class MotionEncoder(_Coder):
     def force_refresh(self) -> None:
         self._force_refresh = True
 
-    def encode_group(self, ts_ms: int, samples: list[tuple[int, np.ndarray | None]]) -> bytes:
-        """``samples``: (time ms, (68, 2) points or None), times ascending on the code grid
-        and at or before ``ts_ms``. Returns the payload (byte 0 + range-coded data)."""
+    def encode_group(self, ts_ms: int, samples: list[Sample]) -> bytes:
+        """``samples``: (time ms, (68, 2) points or None[, background 2x3 or None]), times
+        ascending on the code grid and at or before ``ts_ms``. Returns the payload (byte 0
+        + range-coded data)."""
         if self.anchor is None:
             raise RuntimeError("set the anchor first")
         samples = samples[-MAX_SAMPLES:]
@@ -263,10 +288,11 @@ class MotionEncoder(_Coder):
         enc.encode_golomb(n, 0, m.count)
         offset = ts_ms - samples[-1][0] if samples else 0
         enc.encode_golomb(max(0, offset), 0, m.offset)
-        conf = [p is not None for _, p in samples]
+        conf = [sm[1] is not None for sm in samples]
         for c in conf:
             enc.encode_bit(m.conf, int(not c))
-        values = {j: self.values_of(p) for j, (_, p) in enumerate(samples) if p is not None}
+        values = {j: self.values_of(sm[1], sm[2] if len(sm) > 2 else None)
+                  for j, sm in enumerate(samples) if sm[1] is not None}
         times = self.times(ts_ms, n, max(0, offset))  # as the decoder will place them
         if values:
             k = max(values)
@@ -284,9 +310,6 @@ class MotionEncoder(_Coder):
         self.counter = (self.counter + 1) % 128
         return bytes([header]) + enc.finish()
 
-    def decoded(self, levels: np.ndarray) -> np.ndarray:
-        """The points the receiver will decode from these levels (for tests, analysis)."""
-        return self.points_of(levels)
 
 
 class MotionDecoder(_Coder):
@@ -348,10 +371,11 @@ class MotionDecoder(_Coder):
                 levels[j] = self.prediction(key, times[k], times[j]) + r
             self.ref = (times[k], key)
             for j, lv in levels.items():
-                pts = self.points_of(lv)
-                if not np.isfinite(pts).all() or np.abs(pts).max() > 4096:
+                pts, bg = self.points_of(lv)
+                if not (np.isfinite(pts).all() and np.isfinite(bg).all()) or \
+                        np.abs(pts).max() > 4096 or np.abs(bg).max() > 4096:
                     raise CorruptError("motion sample decodes off the canvas")
-                out[j] = MotionSample(times[j], pts.astype(np.float32))
+                out[j] = MotionSample(times[j], pts.astype(np.float32), bg)
         return out
 
 

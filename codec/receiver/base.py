@@ -141,11 +141,16 @@ class Receiver(abc.ABC):
             pts = np.asarray(pts, np.float32)
             if pts.shape != (68, 2) or not np.isfinite(pts).all():
                 raise InputError(f"motion sample must be (68, 2) finite points, got {pts.shape}")
+        bg = sample.background
+        if bg is not None:
+            bg = np.asarray(bg, np.float64)
+            if bg.shape != (2, 3) or not np.isfinite(bg).all():
+                raise InputError(f"motion background must be a finite 2x3 matrix, got {bg.shape}")
         j = bisect_right(self._motion_times, ts)
         if j and self._motion_times[j - 1] == ts:
-            self.motion[j - 1] = MotionSample(ts, pts)
+            self.motion[j - 1] = MotionSample(ts, pts, bg)
             return
-        self.motion.insert(j, MotionSample(ts, pts))
+        self.motion.insert(j, MotionSample(ts, pts, bg))
         self._motion_times.insert(j, ts)
         self._trim()
 
@@ -157,22 +162,37 @@ class Receiver(abc.ABC):
 
     def motion_at(self, t_ms: float) -> np.ndarray | None:
         """(68, 2) landmarks at t from the code, or None (see the module's docstring)."""
+        sample = self.motion_sample_at(t_ms)
+        return None if sample is None else sample.points
+
+    def motion_sample_at(self, t_ms: float) -> MotionSample | None:
+        """The code's sample at t (landmarks and background interpolated between samples),
+        or None where the code says nothing usable."""
         if not self.motion or not self.motion_usable():
             return None
         times = self._motion_times
         j = bisect_right(times, t_ms)
         if j and abs(times[j - 1] - t_ms) < 0.5:
-            return self.motion[j - 1].points
+            hit = self.motion[j - 1]
+            return hit if hit.points is not None else None
         if j == 0:
             return None
         a = self.motion[j - 1]
         if j == len(times):  # past the newest sample: hold it briefly
-            return a.points if t_ms - a.timestamp_ms <= self.motion_hold_ms else None
+            ok = a.points is not None and t_ms - a.timestamp_ms <= self.motion_hold_ms
+            return a if ok else None
         b = self.motion[j]
         if a.points is None or b.points is None or b.timestamp_ms - a.timestamp_ms > self.max_motion_gap_ms:
             return None
         w = (t_ms - a.timestamp_ms) / (b.timestamp_ms - a.timestamp_ms)
-        return ((1.0 - w) * a.points + w * b.points).astype(np.float32)
+        points = ((1.0 - w) * a.points + w * b.points).astype(np.float32)
+        bg = None
+        if a.background is not None or b.background is not None:
+            eye = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+            ma = eye if a.background is None else a.background
+            mb = eye if b.background is None else b.background
+            bg = (1.0 - w) * ma + w * mb
+        return MotionSample(int(round(t_ms)), points, bg)
 
     def push_audio(self, chunk: AudioChunk) -> None:
         samples = np.asarray(chunk.samples, dtype=np.float32)

@@ -7,13 +7,17 @@ from the code) are two triangulations of the same control points:
 - points that move rigidly with the head (the similarity fitted on the eye corners and
   nose): the forehead above the brows and a ring around the face that carries the hair,
   ears and chin line;
-- fixed points on the canvas border (the tracker holds the crop, the background stays).
+- points on the canvas border, which move with the background (the sender measures its
+  similarity to the identity frame: still for a desk, moving for a handheld or pre-cropped
+  video).
 
 Delaunay triangles are built once on the anchor; each output pixel is taken from the
 identity frame through its triangle's affine map (a backward map rasterised with OpenCV,
 then ``cv2.remap``), so every pixel of the output is a pixel of the real identity frame:
 the output keeps its detail wherever the face is visible in it. The displacement field is
-smoothed slightly so the triangle edges leave no creases.
+smoothed slightly so the triangle edges leave no creases. Layers: the head (a soft mask of
+the face and hair) moves with the mesh over the rest of the canvas, which moves only with
+the background's similarity, so the wall behind a turning head does not bend with it.
 
 What a warp cannot make, the inside of a mouth that opens wider than in the identity
 frame, is painted: the part of the output's inner-lip polygon that the identity frame's
@@ -33,13 +37,16 @@ OUTER_LIP = np.arange(48, 60)
 _BROWS = np.arange(17, 27)
 _JAW = np.arange(0, 17)
 FLOW_SMOOTH_SIGMA = 1.5
-CAVITY_SHADE = 0.3  # the mouth cavity's colour, as a fraction of the lips' mean colour
+CAVITY_SHADE = 0.5  # the mouth cavity's colour, as a fraction of the lips' mean colour
 TEETH = True  # paint the upper teeth below the upper lip of an opened mouth
-TEETH_COLOUR = np.array([205.0, 195.0, 185.0], np.float32)
+LAYERED = True  # only the head moves; the rest of the canvas stays as in the identity frame
+HEAD_GROW = 1.12  # the head layer's outline: the face (jaw + raised brows) grown by this
+TEETH_COLOUR = np.array([0.80, 0.76, 0.72], np.float32)  # of the skin's brightness
 
 
-def _head_points(points: np.ndarray) -> np.ndarray:
-    """Control points that move with the head, derived from a face's 68 points."""
+def _head_points(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Control points beyond the 68 that move with the head, derived from a face's 68
+    points, and how much of the head's motion each follows (1: all of it)."""
     p = np.asarray(points, np.float64)
     eyes = (p[36:42].mean(0) + p[42:48].mean(0)) / 2
     chin = p[8]
@@ -50,10 +57,15 @@ def _head_points(points: np.ndarray) -> np.ndarray:
     centre = eyes + 0.35 * face_h * down
     # Forehead: above each brow point by half the eyes-chin distance.
     forehead = p[_BROWS] - 0.55 * face_h * down
-    # Ring at ~1.5 face heights around the face centre (hair, ears, neck).
+    # An ellipse around the head (hair, ears, the top of the neck): wider above the eyes
+    # than below the chin; the part below the jaw follows the head only half way (the neck
+    # and shoulders turn less than the face).
     ang = np.linspace(0, 2 * np.pi, 16, endpoint=False)
-    ring = centre + 1.25 * face_h * (np.cos(ang)[:, None] * right + np.sin(ang)[:, None] * down)
-    return np.concatenate([forehead, ring])
+    c, s = np.cos(ang), np.sin(ang)
+    ry = np.where(s < 0, 1.1, 0.85) * face_h
+    ring = centre + (1.0 * face_h * c)[:, None] * right + (ry * s)[:, None] * down
+    follow = np.concatenate([np.ones(len(forehead)), np.where(s > 0.5, 0.5, 1.0)])
+    return np.concatenate([forehead, ring]), follow
 
 
 def _border_points(size: int, n: int = 6) -> np.ndarray:
@@ -74,7 +86,11 @@ class LandmarkWarp:
         if self.anchor.shape != (68, 2) or not np.isfinite(self.anchor).all():
             raise ValueError("anchor must be (68, 2) finite points")
         self._border = _border_points(self.size)
-        src = self._controls(self.anchor, self.anchor)
+        head, follow = _head_points(self.anchor)
+        # Head points off the canvas (a face near its edge) are left out for good.
+        inside = ((head >= 2.0) & (head <= self.size - 3.0)).all(1)
+        self._head, self._follow = head[inside], follow[inside]
+        src = self._controls(self.anchor)
         self._src = src
         tri = Delaunay(src)
         self.triangles = tri.simplices.astype(np.int32)
@@ -89,22 +105,31 @@ class LandmarkWarp:
         cheeks = np.concatenate([self.anchor[[1, 2, 3, 31]], self.anchor[[15, 14, 13, 35]]])
         skin = self.image[_mask_of(cheeks[:4], self.size) + _mask_of(cheeks[4:], self.size) > 0]
         self.skin_brightness = float(skin.mean()) if len(skin) else 170.0
+        self._head_mask = _head_mask(self.anchor, self.size)
 
-    def _controls(self, points: np.ndarray, ref: np.ndarray) -> np.ndarray:
-        """68 points + head points (moved rigidly from the anchor's) + border points."""
+    def _controls(self, points: np.ndarray, background: np.ndarray | None = None) -> np.ndarray:
+        """68 points + head points (moved rigidly from the anchor's) + border points (moved
+        with the background)."""
         sim = fit_similarity(self.anchor[RIGID], points[RIGID])
-        head = sim.apply(_head_points(self.anchor))
-        # Head points must stay inside the canvas; clamp just within the border.
+        moved = sim.apply(self._head)
+        border = self._border
+        behind = self._head
+        if background is not None:
+            border = _affine(background, border)
+            behind = _affine(background, self._head)
+        head = behind + self._follow[:, None] * (moved - behind)
+        # Head points stay inside the canvas, just within the border points.
         head = np.clip(head, 1.0, self.size - 2.0)
-        return np.concatenate([points, head, self._border])
+        return np.concatenate([points, head, border])
 
-    def flow(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def flow(self, points: np.ndarray,
+             background: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Backward map (map_x, map_y) float32 (size, size): output pixel -> source pixel.
 
         The piecewise-affine map is evaluated on a half-resolution grid (its triangles are
         rasterised there) and upsampled: the map is smoothed by ``FLOW_SMOOTH_SIGMA`` pixels
         anyway, and it is four times cheaper."""
-        dst = self._controls(np.asarray(points, np.float64), self.anchor)
+        dst = self._controls(np.asarray(points, np.float64), background)
         d, s_ = dst[self.triangles], self._src[self.triangles]  # (T, 3, 2)
         dh = np.concatenate([d, np.ones((len(d), 3, 1))], axis=2)  # (T, 3, 3)
         det = np.linalg.det(dh)
@@ -130,11 +155,24 @@ class LandmarkWarp:
         gx, gy = self._grid
         return gx + dx, gy + dy
 
-    def render(self, points: np.ndarray, *, fill_mouth: bool = True) -> np.ndarray:
-        """float32 (size, size, 3): the identity frame animated to ``points``."""
-        map_x, map_y = self.flow(points)
+    def render(self, points: np.ndarray, background: np.ndarray | None = None, *,
+               fill_mouth: bool = True) -> np.ndarray:
+        """float32 (size, size, 3): the identity frame animated to ``points``, its
+        background moved by the 2x3 similarity ``background`` (None: held still)."""
+        map_x, map_y = self.flow(points, background)
         out = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_REPLICATE)
+        if LAYERED:
+            # The head layer moves over a static background (the camera holds still in a
+            # call and the tracker holds the crop): background pixels never follow the face.
+            m = cv2.remap(self._head_mask, map_x, map_y, cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)[..., None]
+            still = self.image
+            if background is not None and not np.allclose(background, _EYE, atol=1e-4):
+                still = cv2.warpAffine(self.image, background.astype(np.float32),
+                                       (self.size, self.size), flags=cv2.INTER_LINEAR,
+                                       borderMode=cv2.BORDER_REPLICATE)
+            out = m * out + (1.0 - m) * still
         if fill_mouth:
             self._paint_cavity(out, np.asarray(points, np.float64))
         return out
@@ -166,10 +204,32 @@ class LandmarkWarp:
             if h > 1.0:
                 band = np.concatenate([upper, upper[::-1] + np.array([0.0, h])])
                 teeth = _mask_of(band, box, soft=0.8)[..., None]
-                shade = self.skin_brightness / 170.0
-                fill = fill * (1 - teeth) + teeth * np.clip(TEETH_COLOUR * shade, 0, 255)
+                colour = np.clip(TEETH_COLOUR * self.skin_brightness, 0, 255)
+                fill = fill * (1 - teeth) + teeth * colour
         out *= 1.0 - a
         out += a * fill
+
+
+_EYE = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
+def _affine(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    return pts @ np.asarray(m)[:, :2].T + np.asarray(m)[:, 2]
+
+
+def _head_mask(points: np.ndarray, size: int) -> np.ndarray:
+    """Soft mask of the head in the identity frame: the jaw line and the brows raised to
+    the hairline, grown about the face's centre, with a soft edge."""
+    p = np.asarray(points, np.float64)
+    eyes = (p[36:42].mean(0) + p[42:48].mean(0)) / 2
+    down = p[8] - eyes
+    face_h = float(np.linalg.norm(down)) or 1.0
+    down /= face_h
+    top = p[_BROWS][::-1] - 0.6 * face_h * down
+    outline = np.concatenate([p[_JAW], top])
+    centre = outline.mean(0)
+    outline = centre + HEAD_GROW * (outline - centre)
+    return _mask_of(outline, size, soft=0.06 * face_h)
 
 
 def _area(poly: np.ndarray) -> float:

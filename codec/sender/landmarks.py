@@ -35,8 +35,8 @@ N_POINTS = 68
 _NOSE_TIP = 30
 _JAW_LEFT, _JAW_RIGHT = 0, 16
 MIN_FACE_PX = 40.0  # landmark box width below which the predictor is unreliable
-EDGE_MARGIN_PX = -8.0  # points may sit this far outside the canvas (a chin at the edge)
-MAX_YAW_RATIO = 0.78  # nose tip offset from the jaw's centre, in half jaw widths
+EDGE_MARGIN_FRACTION = 0.15  # points may sit this far outside the canvas, in face widths
+MAX_YAW_RATIO = 0.92  # nose tip offset from the jaw centre, in half jaw widths (near profile)
 
 
 @dataclass(frozen=True)
@@ -166,11 +166,10 @@ def plausible(points: np.ndarray, width: int, height: int) -> bool:
     p = np.asarray(points, np.float64)
     if p.shape != (N_POINTS, 2) or not np.isfinite(p).all():
         return False
-    if (p[:, 0] < EDGE_MARGIN_PX).any() or (p[:, 1] < EDGE_MARGIN_PX).any():
-        return False
-    if (p[:, 0] > width - 1 - EDGE_MARGIN_PX).any() or (p[:, 1] > height - 1 - EDGE_MARGIN_PX).any():
-        return False
     jaw_w = float(np.linalg.norm(p[_JAW_RIGHT] - p[_JAW_LEFT]))
+    m = EDGE_MARGIN_FRACTION * jaw_w
+    if (p < -m).any() or (p[:, 0] > width - 1 + m).any() or (p[:, 1] > height - 1 + m).any():
+        return False
     if jaw_w < MIN_FACE_PX:
         return False
     mid = (p[_JAW_RIGHT] + p[_JAW_LEFT]) / 2

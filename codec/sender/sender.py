@@ -23,7 +23,7 @@ missed it, or joined late, recovers), and with the END flag at the end.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,7 @@ from codec.bitstream.motion_codec import (
     bundle,
     encode_anchor,
 )
-from codec.bitstream.packet import SEQ_MODULO, Packet, PacketFlag, StreamKind
+from codec.bitstream.packet import SEQ_MODULO, Packet, PacketFlag, StreamKind, encode_packet
 from codec.errors import InputError
 from codec.sender.downsample import box_downsample, lowres_factor
 from codec.types import FaceClip, IdentityFrame
@@ -68,6 +68,12 @@ class SenderConfig:
     motion_period_ms: int = 80  # 12.5 samples/s; 40 (25/s) and 200 (5/s) are settings
     motion_quant: float = 6.0
     motion_coeffs: int = 16
+    # The file encoder's identity frame: the best face of the first second, not frame 0
+    choose_identity: bool = False  # tried: helped the 8x8-only receivers, hurt the code on LRS2
+    # encode_clip holds the 8x8 stream + the code + their headers under this (None: off):
+    # a clip over it is encoded again with coarser quantisers (``encode_clip``).
+    rate_target_bps: float | None = 1900.0
+    rate_passes: int = 4
 
     def motion_params(self, basis_id: int) -> MotionParams:
         period = max(1, int(round(self.intra_period_s * self.lowres_fps)))
@@ -111,7 +117,8 @@ class Sender:
         self._audio_offset_ms: int | None = None
         self._started = False
         self._anchored = False  # the current identity frame has a face the code can use
-        self._pending: list[tuple[int, np.ndarray | None]] = []
+        self._pending: list[tuple[int, np.ndarray | None, np.ndarray | None]] = []
+        self._background: Any = None
         self._next_sample_ms: float | None = None
         self.motion_bytes = 0  # motion-code bytes sent (groups and anchors)
 
@@ -179,6 +186,9 @@ class Sender:
             log.info("identity frame without a usable face: no motion code until the next")
             return []
         assert sample.points is not None
+        from codec.sender.background_motion import BackgroundMotion
+
+        self._background = BackgroundMotion(identity.image, sample.points)
         self._motion.set_anchor(sample.points)
         self._motion.force_refresh()
         payload = encode_anchor(identity.refresh_id, self._motion.params.basis_id,
@@ -230,7 +240,9 @@ class Sender:
         while self._next_sample_ms < ts_ms + _HALF_CANVAS_FRAME_MS:
             self._next_sample_ms += period
         sample = self._landmarker.measure(canvas)
-        self._pending.append((ts_ms, sample.points if sample.confident else None))
+        points = sample.points if sample.confident else None
+        background = self._background.measure(canvas) if points is not None else None
+        self._pending.append((ts_ms, points, background))
         del self._pending[:-15]  # bounded: at most one group's worth waits
 
     def push_audio(self, pcm: np.ndarray, ts_ms: int) -> list[Packet]:
@@ -274,12 +286,43 @@ class Sender:
         return out
 
     def encode_clip(self, clip: FaceClip) -> list[Packet]:
-        """A whole canvas clip -> packets in send order (identity = first canvas frame)."""
+        """A whole canvas clip -> packets in send order. The identity frame is the best face
+        of the first second (``identity_choice.py``) when ``choose_identity`` is on, else
+        the first canvas frame.
+
+        Rate control (``rate_target_bps``): when the 8x8 stream, the motion code, their
+        packet headers and the CONFIG packets come to more than the target over the clip,
+        the clip is encoded again with the 8x8 quantiser 1.3 times coarser and the code's
+        2 steps coarser, up to ``rate_passes`` encodings; the first that fits is kept (else
+        the last). Every pass is an ordinary stream: the quantisers travel in the CONFIG."""
+        if self._started:
+            raise RuntimeError("encode_clip needs a fresh Sender")
+        config = self.config
+        packets: list[Packet] = []
+        for attempt in range(max(1, config.rate_passes if config.rate_target_bps else 1)):
+            sender = self if attempt == 0 else Sender(config, with_audio=self.with_audio)
+            packets = sender._encode_clip(clip)
+            target = config.rate_target_bps
+            if not target or video_bits(packets) / max(clip.duration_s, 1e-3) <= target:
+                break
+            config = replace(config, quant=round(config.quant * 1.3 * 4) / 4,
+                             motion_quant=min(15.0, config.motion_quant + 2.0))
+        if config is not self.config:
+            log.info("rate control: 8x8 quantiser %.2f, code quantiser %.1f", config.quant,
+                     config.motion_quant)
+        return packets
+
+    def _encode_clip(self, clip: FaceClip) -> list[Packet]:
         if clip.n_frames == 0:
             raise InputError("clip has no frames")
         if abs(clip.fps - CANVAS_FPS) > 1e-6:
             raise InputError(f"clip must be at {CANVAS_FPS} fps, not {clip.fps}")
-        packets = self.start(clip.frames[0])
+        first = 0
+        if self.config.choose_identity:
+            from codec.sender.identity_choice import choose_identity
+
+            first = choose_identity(clip.frames[:CANVAS_FPS])
+        packets = self.start(clip.frames[first])
         audio = clip.audio if self.with_audio else None
         per_frame = AUDIO_RATE // CANVAS_FPS
         for k, ts in enumerate(clip.timestamps_ms()):
@@ -301,3 +344,16 @@ def _check_canvas(image: np.ndarray) -> np.ndarray:
     if img.shape != (CANVAS_SIZE, CANVAS_SIZE, 3) or img.dtype != np.uint8:
         raise InputError(f"canvas frame must be (256, 256, 3) uint8, got {img.shape} {img.dtype}")
     return np.ascontiguousarray(img)
+
+
+def video_bits(packets: list[Packet]) -> int:
+    """Bits of the rate target: 8x8 packets (with the code bundled in them), MOTION group
+    packets and CONFIG packets, headers included; not the identity frame or its anchor."""
+    from codec.bitstream.motion_codec import ANCHOR_TYPE
+
+    total = 0
+    for p in packets:
+        if p.kind in (StreamKind.LOWRES, StreamKind.CONFIG) or (
+                p.kind is StreamKind.MOTION and p.payload[:1] != bytes([ANCHOR_TYPE])):
+            total += 8 * len(encode_packet(p))
+    return total

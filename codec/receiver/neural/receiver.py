@@ -198,11 +198,11 @@ class NeuralReceiver(Receiver):
         return frame
 
     def render(self, t_ms: float) -> np.ndarray:
-        points = self.motion_at(t_ms) if self._warp is not None else None
-        if points is not None and self._warp is not None:
+        sample = self.motion_sample_at(t_ms) if self._warp is not None else None
+        if sample is not None and sample.points is not None and self._warp is not None:
             self._last_path = "code"
             cur = self.window_at(t_ms)[WINDOW // 2].transpose(1, 2, 0)
-            img = self._warp.render(points)
+            img = self._warp.render(sample.points, sample.background)
             return np.clip(np.rint(back_project(img, cur, self._upsampler)), 0, 255).astype(np.uint8)
         self._last_path = "network"
         window = self.window_at(t_ms)
