@@ -50,6 +50,11 @@ from server.transport import (
 # The identity's acknowledgement normally comes within a round trip plus the identity's
 # transfer (~3-6 s at 16 kbit/s); after this the link sends everything anyway.
 IDENTITY_ACK_TIMEOUT_S = 20.0
+# HeldAudioTrack: speech later than this is dropped, not sent. The worker plays speech out
+# at the video's delay (0.3-1.3 s on a loaded box), so up to ~1 s late is still heard; a
+# backlog of 1 s sent at once adds at most 2 kbit/s to a 4 s rate window (7.3 -> 9.1).
+# (300 ms dropped 17-26 % of the speech frames in the loaded demo.)
+MAX_LATE_AUDIO_S = 1.0
 RESYNC_LATE_S = 10.0  # HeldAudioTrack: later than this is a jump of the source's clock
 MAX_HELD_LOWRES = 2  # 8x8 packets kept while held (400 ms at 5 fps); beyond, dropped
 
@@ -69,7 +74,7 @@ class HeldAudioTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, track: MediaStreamTrack, max_late_s: float = 0.3,
+    def __init__(self, track: MediaStreamTrack, max_late_s: float = MAX_LATE_AUDIO_S,
                  frame_s: float = 0.0) -> None:
         super().__init__()
         self.track = track
