@@ -107,7 +107,7 @@ def run_clip(
     clip = load_canvas(path, args.max_seconds)
     if clip.n_frames < 10:
         raise InputError(f"{path.name}: only {clip.n_frames} canvas frames")
-    gt = GroundTruth.build(clip.frames, sampling, with_fid=not args.no_fid)
+    gt = GroundTruth.build(clip.frames, sampling, with_fid=not args.no_fid, audio=clip.audio)
     if not gt.points:
         progress(f"  {path.name}: no face found in the ground truth; landmark metrics blank")
     rows: list[dict] = []
@@ -262,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         "mouth's box grown by a quarter of its width; mouth r = Pearson r of the "
         "inner-lip opening over time vs ground truth (0 for a frozen mouth); ID dist = dlib "
         "128-d descriptor distance to the ground truth frame, ID<0.6 the fraction under "
-        "dlib's same-person threshold."
+        "dlib's same-person threshold; LSE-C = lip-sync confidence of our sync expert "
+        "(codec/metrics/sync.py) against the clip's own speech, clips with audio only."
     )
     table = rd_report.markdown_table(agg, header)
     (args.out / f"bpp_{tag}.md").write_text(table)

@@ -52,10 +52,12 @@ class GroundTruth:
     points: dict[int, np.ndarray] = field(default_factory=dict)
     descriptors: dict[int, np.ndarray] = field(default_factory=dict)
     fid_features: np.ndarray | None = None
+    audio: np.ndarray | None = None  # the clip's own 16 kHz speech, for lip sync
 
     @classmethod
-    def build(cls, frames: np.ndarray, sampling: Sampling, with_fid: bool = True) -> GroundTruth:
-        gt = cls(frames=frames, sampling=sampling)
+    def build(cls, frames: np.ndarray, sampling: Sampling, with_fid: bool = True,
+              audio: np.ndarray | None = None) -> GroundTruth:
+        gt = cls(frames=frames, sampling=sampling, audio=audio)
         n = len(frames)
         wanted = set(sampling.frames(sampling.landmarks, n)) | set(
             sampling.frames(sampling.identity, n)
@@ -94,6 +96,8 @@ class ClipScores:
     mouth_corr: float  # Pearson r of the mouth opening over time, output vs ground truth
     id_distance: float  # mean dlib descriptor distance to the ground truth frame
     id_match: float  # fraction of sampled frames with distance < 0.6
+    lse_c: float = float("nan")  # lip-sync confidence from our sync expert (higher: in sync)
+    lse_d: float = float("nan")  # its distance at the best offset (lower: in sync)
     fid_features: np.ndarray | None = None  # pooled over clips into one FID per codec point
 
 
@@ -135,6 +139,16 @@ def score_clip(output: np.ndarray, gt: GroundTruth, with_fid: bool = True) -> Cl
         for k, d in gt.descriptors.items()
     ]
     feats = inception_features(output[s.frames(s.fid, n)]) if with_fid else None
+    lse_c = lse_d = float("nan")
+    if gt.audio is not None and len(gt.audio) and gt.points:
+        from codec.metrics.sync import SyncError, sync_scores
+
+        track = [gt.points.get(k) for k in range(n)]
+        try:
+            sync = sync_scores(output, track, gt.audio[: int(round(n * 16000 / 25))])
+            lse_c, lse_d = sync.lse_c, sync.lse_d
+        except SyncError:
+            pass
     return ClipScores(
         psnr=mean_psnr(p),
         ssim=_mean(q),
@@ -146,4 +160,6 @@ def score_clip(output: np.ndarray, gt: GroundTruth, with_fid: bool = True) -> Cl
         id_distance=_mean(dist),
         id_match=same_person_fraction(dist) if dist else float("nan"),
         fid_features=feats,
+        lse_c=lse_c,
+        lse_d=lse_d,
     )

@@ -19,7 +19,7 @@ from scipy.interpolate import PchipInterpolator
 from codec.metrics.fid import frechet_distance
 
 METRICS = ("psnr", "ssim", "erqa", "lmd", "lmd_mouth", "psnr_mouth", "mouth_corr",
-           "id_distance", "id_match")
+           "id_distance", "id_match", "lse_c")
 RATES = ("kbps_video", "kbps_total", "bpp_video", "bpp_total", "kbps_lowres", "kbps_code",
          "kbps_stream")
 STANDARD = ("H.264", "H.265", "VP9", "AV1")
@@ -155,9 +155,9 @@ def markdown_table(agg: list[dict[str, Any]], header: str) -> str:
     cols = (
         "| codec | setting | 8x8 kbit/s | code kbit/s | 8x8+code kbit/s | video kbit/s | total kbit/s | bpp video | bpp total "
         "| PSNR dB | SSIM | ERQA | LMD px | mouth LMD px | mouth PSNR dB | mouth r | ID dist "
-        "| ID<0.6 | FID |"
+        "| ID<0.6 | LSE-C | FID |"
     )
-    lines = [header, "", cols, "|" + "---|" * 19]
+    lines = [header, "", cols, "|" + "---|" * 20]
     for a in agg:
         lines.append(
             f"| {a['codec']} | {a['setting']} | {_f(a['kbps_lowres'], 2)} | "
@@ -168,7 +168,8 @@ def markdown_table(agg: list[dict[str, Any]], header: str) -> str:
             f"{_f(a['psnr'], 2)} | {_f(a['ssim'], 3)} | {_f(a['erqa'], 3)} | {_f(a['lmd'], 2)} | "
             f"{_f(a['lmd_mouth'], 2)} | {_f(a.get('psnr_mouth', float('nan')), 2)} | "
             f"{_f(a['mouth_corr'], 2)} | {_f(a['id_distance'], 3)} | "
-            f"{_f(a['id_match'], 2)} | {_f(a['fid'], 1)} |"
+            f"{_f(a['id_match'], 2)} | {_f(a.get('lse_c', float('nan')), 2)} | "
+            f"{_f(a['fid'], 1)} |"
         )
     lines += ["", "BD-rate against H.264 (video kbit/s at equal quality, overlapping range):", ""]
     for metric in ("psnr", "ssim"):

@@ -68,13 +68,6 @@ class LiveEncoder:
 
 
 def force_intra(sender: Sender) -> None:
-    """Make the sender's next 8x8 frame an intra frame (the receiver lost its reference).
-
-    ``Sender`` has no public hook yet; its low-res encoder does (``force_intra``)."""
-    force = getattr(sender, "force_intra", None)
-    if callable(force):
-        force()
-        return
-    encoder = getattr(sender, "_lowres", None)
-    if encoder is not None and callable(getattr(encoder, "force_intra", None)):
-        encoder.force_intra()
+    """Make the sender's next 8x8 frame an intra frame and its next motion group a refresh
+    (the receiver lost its reference)."""
+    sender.request_intra()
