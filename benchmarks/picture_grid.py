@@ -1,11 +1,12 @@
 """A picture grid for one val clip: ground truth, the 8x8 frames that were sent, every
-talkcodec receiver, and H.264 at its lowest rate (CRF 51), at a few times of the clip.
+talkcodec receiver on the 8x8-only stream, ``neural`` driven by the motion code (default
+settings), and H.264 at its lowest rate (CRF 51) and at CRF 44, at a few times of the clip.
 
     .venv/bin/python benchmarks/picture_grid.py [--clip NAME] [--seconds 5] [--out PNG]
 
 Columns are times; rows are: ground truth, 8x8 (enlarged, nearest), each receiver, H.264.
-Each row label gives the video kbit/s the row cost (talkcodec: 8x8 stream with headers;
-H.264: its elementary stream) and the row's PSNR over the clip (frame 0 left out).
+Each row label gives the video kbit/s the row cost (talkcodec: 8x8 stream with headers,
+and the code; H.264: its elementary stream) and the row's PSNR over the clip (frame 0 left out).
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from standard_codecs import CODECS, encode_decode  # noqa: E402
-from talkcodec_runner import available_receivers, decode, encode  # noqa: E402
+from talkcodec_runner import (  # noqa: E402
+    CODE_RECEIVERS,
+    NO_CODE,
+    available_receivers,
+    decode,
+    encode,
+    sender_config,
+)
 
 from codec.metrics.fidelity import mean_psnr, psnr  # noqa: E402
 from codec.sender.canvas import load_face_clip  # noqa: E402
@@ -65,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     idx = [min(n - 1, int(round(float(t) * 25))) for t in args.times.split(",")]
     gt = clip.frames
 
-    stream = encode(clip)
+    stream = encode(clip, sender_config(NO_CODE))
     kbps_8x8 = stream.bits_lowres / clip.duration_s / 1000
     rows: list[tuple[str, np.ndarray]] = [("ground truth", gt)]
     lowres = box_upsample(box_downsample(gt, 32), 32).astype(np.uint8)
@@ -74,9 +82,16 @@ def main(argv: list[str] | None = None) -> int:
         out = decode(stream.packets, name, n)
         rows.append((f"talkcodec {name}\n{kbps_8x8:.2f} kbit/s 8x8\nPSNR "
                      f"{clip_psnr(out, gt):.2f} dB", out))
-    h264 = encode_decode(gt, CODECS["H.264"], 51)
-    rows.append((f"H.264 CRF 51\n{h264.bits / clip.duration_s / 1000:.2f} kbit/s\nPSNR "
-                 f"{clip_psnr(h264.frames, gt):.2f} dB", h264.frames))
+    coded = encode(clip)  # the default: with the motion code
+    kbps = (coded.bits_lowres + coded.bits_code) / clip.duration_s / 1000
+    for name in [r for r in available_receivers() if r in CODE_RECEIVERS]:
+        out = decode(coded.packets, name, n)
+        rows.append((f"talkcodec {name}\n+ motion code\n{kbps:.2f} kbit/s 8x8+code\nPSNR "
+                     f"{clip_psnr(out, gt):.2f} dB", out))
+    for crf in (51, 44):
+        h264 = encode_decode(gt, CODECS["H.264"], crf)
+        rows.append((f"H.264 CRF {crf}\n{h264.bits / clip.duration_s / 1000:.2f} kbit/s\n"
+                     f"PSNR {clip_psnr(h264.frames, gt):.2f} dB", h264.frames))
 
     lines = []
     for text, frames in rows:
@@ -86,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(args.out, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
     print(f"{args.out}: {len(rows)} rows x {len(idx)} times of {args.clip}; talkcodec also "
-          f"sends a one-time identity frame (frame 0) and Opus speech")
+          f"sends a one-time identity frame (frame 0, with its landmarks when the code is "
+          f"on) and Opus speech")
     return 0
 
 

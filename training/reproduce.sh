@@ -13,3 +13,7 @@ $PY -m training.train_receiver --steps 2400 --size 64 --batch 12 --lr 2e-3
 $PY -m training.train_receiver --steps 6000 --size 128 --batch 12 --lr 7e-4 --resume
 $PY -m training.train_receiver --steps 3000 --size 128 --batch 12 --lr 2e-4 --resume
 $PY -m training.export_onnx
+# The motion code's basis (models/motion_basis-*.npz): the sender's landmarks on every clip,
+# then PCA + the code's starting probabilities on train.
+$PY -m training.measure_landmarks --max-seconds 12
+$PY -m training.fit_motion_basis
