@@ -286,3 +286,31 @@ def test_rate_control_reencodes_a_clip_over_its_target() -> None:
     dec = StreamDecoder()
     samples = [s for p in held for s in dec.push(p).motion]
     assert len(samples) > 10 and dec.corrupt == 0
+
+
+def test_hostile_anchors_cost_the_code_not_the_stream(basis) -> None:
+    from codec.bitstream.packet import Packet
+    from codec.receiver.registry import get_receiver, neural_available
+    from codec.types import IdentityFrame
+
+    flat = np.zeros((68, 2))  # every point in one place
+    with pytest.raises(CorruptError):
+        decode_anchor(encode_anchor(0, basis.basis_id, flat))
+    dec = StreamDecoder()
+    ev = dec.push(Packet(StreamKind.MOTION, 0, 0, PacketFlag.NONE,
+                         encode_anchor(0, basis.basis_id, flat)))
+    assert not ev.anchors and dec.corrupt == 1
+    if neural_available():
+        # An anchor far off the canvas still reaches the receiver; it renders regardless.
+        r = get_receiver("neural")
+        r.set_identity(IdentityFrame(np.full((256, 256, 3), 90, np.uint8)))
+        far = _face(basis, np.random.default_rng(0)) * 30 + 3000
+        r.set_motion_anchor(far, 0)
+        from codec.bitstream.motion_codec import MotionSample
+        from codec.types import LowResFrame
+
+        r.push_motion(MotionSample(0, far.astype(np.float32)))
+        r.push_lowres(LowResFrame(np.full((8, 8, 3), 90, np.float32), 0))
+        r.push_lowres(LowResFrame(np.full((8, 8, 3), 90, np.float32), 200))
+        frames = r.pull() + r.flush(400)
+        assert frames and all(f.image.shape == (256, 256, 3) for f in frames)

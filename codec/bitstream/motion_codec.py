@@ -142,6 +142,9 @@ def decode_anchor(payload: bytes) -> tuple[int, int, np.ndarray]:
     if len(body) != 68 * 2 * 2:
         raise CorruptError(f"anchor has {len(body)} bytes of points, not {68 * 4}")
     pts = np.frombuffer(body, "<i2").astype(np.float64).reshape(68, 2) / ANCHOR_SCALE
+    eyes = float(np.linalg.norm(pts[45] - pts[36]))
+    if not 4.0 <= eyes <= 2048.0 or float(np.ptp(pts[:, 1])) < 4.0:
+        raise CorruptError("anchor is not a face (degenerate landmarks)")
     return payload[1], struct.unpack("<I", payload[2:6])[0], pts
 
 

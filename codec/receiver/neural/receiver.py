@@ -102,8 +102,8 @@ class NeuralReceiver(Receiver):
         if self.use_motion and self.motion_usable() and self.motion_anchor is not None:
             try:
                 self._warp = LandmarkWarp(self._identity, self.motion_anchor)
-            except (ValueError, ArithmeticError):  # degenerate anchor from a hostile stream
-                self._warp = None
+            except Exception:  # noqa: BLE001 - a hostile anchor (degenerate, off the canvas)
+                self._warp = None  # costs the code, never the call
 
     @staticmethod
     def _mouth_warp(img: np.ndarray) -> MouthWarp | None:
