@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from codec.cli import DEVICES, build_parser, main
 from codec.data import data_dir
 from codec.log import configure_logging
