@@ -37,7 +37,12 @@ from server.transport import (
     new_peer_connection,
     prompt_audio_receiver,
 )
-from server.view_tracks import PlayoutClock, ReconstructedVideoTrack, SyncedAudioTrack
+from server.view_tracks import (
+    LiveRelayTrack,
+    PlayoutClock,
+    ReconstructedVideoTrack,
+    SyncedAudioTrack,
+)
 
 log = logging.getLogger(__name__)
 VIEW_CHANNEL = "talkcodec-view"
@@ -375,7 +380,12 @@ class ReceiverWorker:
             # aiortc gives both tracks the connection's one media stream (msid): browsers
             # lip-sync the tracks of a stream by the sender reports, and the worker already
             # sends them aligned (SyncedAudioTrack).
-            pc.addTrack(self.relay.subscribe(link.viewer_audio))
+            audio = LiveRelayTrack(self.relay.subscribe(link.viewer_audio))
+            pc.addTrack(audio)
+            # aiortc does not stop a closed connection's tracks: the relay would go on
+            # queueing this viewer's audio for nobody.
+            pc.on("connectionstatechange", lambda: audio.stop()
+                  if pc.connectionState in ("closed", "failed") else None)
         channel = pc.createDataChannel(VIEW_CHANNEL)
         link.viewers[viewer] = (track, channel)
 

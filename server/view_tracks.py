@@ -212,3 +212,33 @@ class ReconstructedVideoTrack(MediaStreamTrack):
         video.time_base = fractions.Fraction(1, VIDEO_CLOCK)
         self.sent += 1
         return video
+
+
+class LiveRelayTrack(MediaStreamTrack):
+    """A consumer's end of an ``aiortc.contrib.media.MediaRelay`` that never falls behind by
+    more than ``max_queued`` frames: older ones are dropped (counted in ``dropped``).
+
+    The relay queues every frame for every consumer without bound. A viewer's audio sender
+    (one 20 ms frame per trip through the event loop and the encoder's thread) that was
+    slower than real time on a loaded box let its queue grow by ~15 frames a second: the
+    call process grew ~10 MB a minute and that viewer's sound fell further behind
+    (docs/CALL.md, Long calls). ``stop`` stops the relay's proxy too, so a closed viewer
+    connection leaves no queue behind."""
+
+    def __init__(self, proxy: MediaStreamTrack, max_queued: int = 5) -> None:
+        super().__init__()
+        self.kind = proxy.kind
+        self.proxy = proxy
+        self.max_queued = max_queued
+        self.dropped = 0
+
+    async def recv(self):  # av.AudioFrame | av.VideoFrame
+        queue = getattr(self.proxy, "_queue", None)
+        while queue is not None and queue.qsize() > self.max_queued:
+            queue.get_nowait()
+            self.dropped += 1
+        return await self.proxy.recv()
+
+    def stop(self) -> None:
+        super().stop()
+        self.proxy.stop()
