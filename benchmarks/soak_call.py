@@ -12,7 +12,7 @@ and how often the page's camera link ended and reconnected.
     python benchmarks/soak_call.py --minutes 60                 # the 1-hour soak
     python benchmarks/soak_call.py --minutes 10 --receiver bicubic --interval 30
 
-Exit status 1 when a link stopped showing frames for a whole interval (after the first).
+Exit status 1 when a link showed no new frame for a whole interval.
 """
 
 from __future__ import annotations

@@ -33,8 +33,8 @@ from server.sessions import SessionRouter
 from server.signal_client import SignalClient
 from server.transport import (
     DEFAULT_AUDIO_FRAME_MS,
-    LinkShape,
     FedAudioTrack,
+    LinkShape,
     close_peer_connection,
     new_peer_connection,
 )

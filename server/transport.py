@@ -28,6 +28,7 @@
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
 import contextvars
 import fractions
 import logging
@@ -38,7 +39,6 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import asyncio.selector_events
 import aioice.ice
 import aiortc.rtp
 import numpy as np
