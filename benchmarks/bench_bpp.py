@@ -36,10 +36,10 @@ sys.path.insert(0, str(REPO))
 from benchmarks import rd_report, talkcodec_runner  # noqa: E402
 from benchmarks.clip_metrics import GroundTruth, Sampling, score_clip  # noqa: E402
 from benchmarks.standard_codecs import CODECS, encode_decode  # noqa: E402
+from codec.data import data_dir as data_root  # noqa: E402
 from codec.errors import InputError  # noqa: E402
 from codec.metrics.rate import bits_per_pixel, kbit_per_s  # noqa: E402
 from codec.types import FaceClip  # noqa: E402
-from codec.data import data_dir as data_root  # noqa: E402
 
 VIDEO_EXT = {".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".mkv", ".webm"}
 QUICK_SAMPLING = Sampling(psnr=1, ssim=4, landmarks=3, erqa=10, identity=25, fid=25)

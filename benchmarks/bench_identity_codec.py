@@ -19,9 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from codec.bitstream.identity_codec import ImageFormat, decode_image, encode_image  # noqa: E402
+from codec.data import data_dir as data_root  # noqa: E402
 from codec.metrics.fidelity import psnr, ssim  # noqa: E402
 from codec.sender.canvas import load_face_clip  # noqa: E402
-from codec.data import data_dir as data_root  # noqa: E402
 
 SETTINGS = {
     ImageFormat.JPEG: (70, 80, 90, 95),

@@ -26,10 +26,10 @@ sys.path.insert(0, str(REPO))
 
 from codec.bitstream.packet import StreamKind, encode_packet  # noqa: E402
 from codec.bitstream.stream import StreamDecoder  # noqa: E402
+from codec.data import data_dir as data_root  # noqa: E402
 from codec.sender.canvas import load_face_clip  # noqa: E402
 from codec.sender.downsample import box_downsample  # noqa: E402
 from codec.sender.sender import Sender, SenderConfig  # noqa: E402
-from codec.data import data_dir as data_root  # noqa: E402
 
 
 def val_rows() -> list[dict[str, str]]:

@@ -99,8 +99,8 @@ def main() -> None:
     # ch), blend (2 x 3 ch), back-projection (box means + two 8->256 matrix products x 3 ch).
     n = 256 * 256
     total_macs += n * (12 + 24 + 6 + 3) + 3 * (256 * 8 * 8 + 256 * 256 * 8)
-    # speech: one log-mel block per frame, shared by mouth stage and animator (400-point FFT ~ 2 x 400 x log2(400), 40 x 201 mel
-    # filter) + the warp of the mouth region (4 taps x 3 ch, plus the cavity blend).
+    # speech: one log-mel block per frame, shared by mouth stage and animator (400-point FFT
+    # ~ 2 x 400 x log2(400), 40 x 201 mel filter) + the warp of the mouth region (4 taps x 3 ch, plus the cavity blend).
     ident, lows, chunks = test_stream(args.seconds)
     probe = NeuralReceiver(threads=1)
     probe.set_identity(ident)

@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from codec.audio.opus import OpusDecoder, OpusEncoder  # noqa: E402
-from codec.sender.video_io import read_audio  # noqa: E402
 from codec.data import data_dir as data_root  # noqa: E402
+from codec.sender.video_io import read_audio  # noqa: E402
 
 RATE = 16000
 

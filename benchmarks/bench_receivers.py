@@ -32,14 +32,14 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from codec.metrics.fidelity import mean_psnr, psnr, ssim  # noqa: E402
 from codec.bitstream.packet import Packet  # noqa: E402
+from codec.data import data_dir as data_root  # noqa: E402
+from codec.metrics.fidelity import mean_psnr, psnr, ssim  # noqa: E402
 from codec.receiver.pipeline import decode_packets  # noqa: E402
 from codec.receiver.registry import get_receiver  # noqa: E402
-from codec.sender.sender import Sender  # noqa: E402
 from codec.sender.downsample import box_downsample  # noqa: E402
+from codec.sender.sender import Sender  # noqa: E402
 from codec.types import FaceClip, IdentityFrame, LowResFrame  # noqa: E402
-from codec.data import data_dir as data_root  # noqa: E402
 
 BASELINES = ("identity", "bicubic", "backproject", "align")
 

@@ -27,9 +27,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from codec.data import data_dir as data_root  # noqa: E402
 from codec.sender.canvas import load_face_clip  # noqa: E402
 from codec.sender.crop_plan import canvas_jitter  # noqa: E402
-from codec.data import data_dir as data_root  # noqa: E402
 
 DEFAULT_CLIPS = [
     "sstzal__DFRF__dataset__vids__cnn2_25fps.mp4",  # 512x512, 71 s

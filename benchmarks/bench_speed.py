@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
 from codec.data import data_dir as data_root
 
 REPO = Path(__file__).resolve().parents[1]

@@ -30,7 +30,13 @@ sys.path.insert(0, str(REPO))
 
 from codec.audio.opus import OpusDecoder, OpusEncoder  # noqa: E402
 from codec.bitstream.lowres_codec import LowResEncoder, LowResParams  # noqa: E402
+from codec.data import data_dir as data_root  # noqa: E402
 from codec.metrics.fidelity import mean_psnr, psnr, ssim  # noqa: E402
+from codec.metrics.identity import (  # noqa: E402
+    SAME_PERSON_THRESHOLD,
+    descriptor_distance,
+    face_descriptor,
+)
 from codec.metrics.landmarks import (  # noqa: E402
     MOUTH,
     FaceBox,
@@ -40,17 +46,10 @@ from codec.metrics.landmarks import (  # noqa: E402
     motion_correlation,
     mouth_opening,
 )
-from codec.metrics.identity import (  # noqa: E402
-    SAME_PERSON_THRESHOLD,
-    descriptor_distance,
-    face_descriptor,
-)
 from codec.receiver.base import Receiver  # noqa: E402
 from codec.receiver.registry import get_receiver  # noqa: E402
 from codec.sender.downsample import box_downsample  # noqa: E402
 from codec.types import AudioChunk, IdentityFrame, LowResFrame  # noqa: E402
-from codec.data import data_dir as data_root  # noqa: E402
-
 
 ID_EVERY = 5  # identity descriptor on every 5th frame
 

@@ -33,10 +33,10 @@ from talkcodec_runner import (  # noqa: E402
     sender_config,
 )
 
+from codec.data import data_dir  # noqa: E402
 from codec.metrics.fidelity import mean_psnr, psnr  # noqa: E402
 from codec.sender.canvas import load_face_clip  # noqa: E402
 from codec.sender.downsample import box_downsample, box_upsample  # noqa: E402
-from codec.data import data_dir  # noqa: E402
 
 LABEL_W = 230
 

@@ -153,7 +153,8 @@ def _f(v: float, digits: int) -> str:
 
 def markdown_table(agg: list[dict[str, Any]], header: str) -> str:
     cols = (
-        "| codec | setting | 8x8 kbit/s | code kbit/s | 8x8+code kbit/s | video kbit/s | total kbit/s | bpp video | bpp total "
+        "| codec | setting | 8x8 kbit/s | code kbit/s | 8x8+code kbit/s | video kbit/s "
+        "| total kbit/s | bpp video | bpp total "
         "| PSNR dB | SSIM | ERQA | LMD px | mouth LMD px | mouth PSNR dB | mouth r | ID dist "
         "| ID<0.6 | LSE-C | FID |"
     )

@@ -17,8 +17,8 @@ this PyAV build (18.1, bundled FFmpeg) includes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import os
+from dataclasses import dataclass
 from fractions import Fraction
 
 import av

@@ -2,7 +2,8 @@
 
 Bits come from the packets the Sender produces (``codec.bitstream.stats.stream_stats``):
 the 8x8 stream with its packet headers, the motion code bundled in them, the identity
-frame and its anchor, CONFIG packets and the Opus audio. No file-container bytes are counted (as for the standard codecs).
+frame and its anchor, CONFIG packets and the Opus audio. No file-container bytes are counted
+(as for the standard codecs).
 """
 
 from __future__ import annotations

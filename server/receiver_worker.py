@@ -194,7 +194,7 @@ class LinkSession:
         while self.pc.connectionState not in ("closed", "failed"):
             try:
                 await asyncio.wait_for(self.wake.wait(), FRAME_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self.wake.clear()
             t0 = time.perf_counter()
@@ -405,7 +405,7 @@ class ReceiverWorker:
 
         try:
             await self.router.offer(viewer, f"view:{link.key}", pc)
-        except (asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError):
             link.viewers.pop(viewer, None)
             await close_peer_connection(pc)
 

@@ -236,7 +236,7 @@ class SenderAgent:
                     self.encoders[viewer] = encoder
                     try:
                         await link.open()
-                    except (ConnectionError, asyncio.TimeoutError) as exc:
+                    except (TimeoutError, ConnectionError) as exc:
                         log.warning("talkcodec link of %s did not open (%s); retrying", viewer,
                                     exc or type(exc).__name__)
                         await self._close_link(viewer, link, audio)

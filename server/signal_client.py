@@ -57,7 +57,7 @@ class SignalClient:
         if self._ws is not None:
             await self._ws.close()
 
-    async def __aenter__(self) -> "SignalClient":
+    async def __aenter__(self) -> SignalClient:
         await self.connect()
         return self
 

@@ -233,7 +233,7 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
                 first = await asyncio.wait_for(
                     _receive(ws, limits, bucket), timeout=limits.join_timeout_s
                 )
-            except asyncio.TimeoutError as exc:
+            except TimeoutError as exc:
                 raise PolicyError("join timeout") from exc
             if first is None:
                 return

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+
 from codec.data import data_dir
 
 ROOT = Path(__file__).resolve().parents[1]

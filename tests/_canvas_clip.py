@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
+from codec.data import data_dir
 from codec.sender.downsample import box_downsample
 from codec.sender.video_io import iter_video_frames
 from codec.types import IdentityFrame, LowResFrame
-from codec.data import data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = data_dir()

@@ -9,6 +9,7 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
+
 from codec.data import data_dir
 
 ROOT = Path(__file__).resolve().parents[1]

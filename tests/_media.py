@@ -9,6 +9,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+
 from codec.data import data_dir
 
 REPO = Path(__file__).resolve().parents[1]

@@ -71,9 +71,8 @@ def test_end_to_end_on_one_short_clip(tmp_path):
 def test_talkcodec_decode_fills_the_25fps_grid():
     if not (DATA / "manifest.csv").exists():
         pytest.skip("shared data not found")
-    from tests._face_frames import CLIP_A, face_frames
-
     from codec.types import FaceClip
+    from tests._face_frames import CLIP_A, face_frames
 
     clip = FaceClip(frames=face_frames(CLIP_A, 23))
     stream = talkcodec_runner.encode(clip)

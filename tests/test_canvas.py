@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from codec.errors import InputError, NoFaceError
 from codec.sender.canvas import iter_face_canvas, load_face_clip, resample_to_grid
-from codec.sender.face_detector import FaceDetector
 from codec.sender.crop_plan import canvas_jitter
+from codec.sender.face_detector import FaceDetector
 from codec.sender.video_io import VideoFrame
 from tests._media import clip_path, first_frame, noise_frame, ramp_frame, write_video
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from codec.bitstream.lowres_codec import LowResDecoder, LowResEncoder, LowResParams
+from codec.data import data_dir
 from codec.errors import BitstreamError, CorruptError
 from codec.sender.downsample import box_downsample
-from codec.data import data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = data_dir()

@@ -22,7 +22,7 @@ from codec.bitstream.motion_codec import (
 )
 from codec.bitstream.packet import PacketFlag, StreamKind
 from codec.bitstream.stream import StreamDecoder
-from codec.errors import BitstreamError, CorruptError
+from codec.errors import BitstreamError, CorruptError, InputError
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -175,9 +175,8 @@ def test_hostile_groups_never_raise_anything_but_bitstream_errors(data: bytes, t
 
 
 def _clip(n: int = 30):
-    from tests._canvas_clip import canvas_frames
-
     from codec.types import FaceClip
+    from tests._canvas_clip import canvas_frames
 
     return FaceClip(frames=np.array(canvas_frames(n)))
 
@@ -241,7 +240,7 @@ def test_receiver_motion_at_interpolates_holds_and_refuses_stale_anchors() -> No
     np.testing.assert_allclose(r.motion_at(40), a + 4)
     assert r.motion_at(120) is None  # the sender lost the face at 160
     assert r.motion_at(400) is None  # long past the last sample
-    with pytest.raises(Exception):
+    with pytest.raises(InputError):
         r.push_motion(MotionSample(200, np.full((68, 2), np.nan, np.float32)))
 
 

@@ -27,7 +27,7 @@ SHIPPED = weights_available()
 needs_shipped = pytest.mark.skipif(not SHIPPED, reason="no trained weights in models/")
 
 
-def _fresh_modules() -> dict[str, "torch.nn.Module"]:
+def _fresh_modules() -> dict[str, torch.nn.Module]:
     from codec.receiver.neural.interpolator import Interpolator
     from codec.receiver.neural.network import ReceiverNet
     from training.export_onnx import _AnimatorByName

@@ -24,9 +24,9 @@ sys.path.insert(0, str(REPO))
 
 import codec.bitstream.lowres_codec as lowres_codec  # noqa: E402
 from codec.bitstream.entropy import BitModel  # noqa: E402
+from codec.data import data_dir  # noqa: E402
 from codec.sender.canvas import load_face_clip  # noqa: E402
 from codec.sender.downsample import box_downsample  # noqa: E402
-from codec.data import data_dir  # noqa: E402
 
 Key = tuple[str, str, int, int]
 

@@ -30,8 +30,6 @@ from pathlib import Path
 import numpy as np
 
 from codec.bitstream.entropy import BitModel
-from codec.bitstream.motion_codec import N_PREFIX, MotionEncoder, MotionParams, _Models
-from codec.bitstream.motion_codec import _N_POSE as N_RIGID
 from codec.bitstream.motion_basis import (
     RIGID,
     MotionBasis,
@@ -40,6 +38,8 @@ from codec.bitstream.motion_basis import (
     load_basis_file,
     save_basis,
 )
+from codec.bitstream.motion_codec import _N_POSE as N_RIGID
+from codec.bitstream.motion_codec import N_PREFIX, MotionEncoder, MotionParams, _Models
 from training.paths import REPO, cache_dir
 
 ANCHOR_EVERY = 50  # frames (2 s)

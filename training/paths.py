@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
 from codec.data import data_dir  # noqa: F401  (re-exported for the training scripts)
 
 REPO = Path(__file__).resolve().parent.parent

@@ -298,7 +298,8 @@ def main() -> None:
     print(f"{len(train)} train clips ({sum(p.n for p in train)} frames), {len(dev)} dev clips "
           f"({sorted(dev_ids)}); prepared in {time.time() - t0:.0f} s", flush=True)
     model = SyncNet(float(mel.mean()), float(mel.std()))
-    print(f"SyncNet: {n_params(model)} parameters (video {n_params(model.frame_net) + n_params(model.video_net)}, audio "
+    n_video = n_params(model.frame_net) + n_params(model.video_net)
+    print(f"SyncNet: {n_params(model)} parameters (video {n_video}, audio "
           f"{n_params(model.audio_net)}); mel mean {mel.mean():.3f} std {mel.std():.3f}",
           flush=True)
     assert WINDOW_FRAMES == train[0].audio.shape[2] and N_MELS == train[0].audio.shape[3]

@@ -22,7 +22,13 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from codec.bitstream.packet import MAX_PAYLOAD, Packet, decode_datagram, encode_packet, encode_varint
+from codec.bitstream.packet import (
+    MAX_PAYLOAD,
+    Packet,
+    decode_datagram,
+    encode_packet,
+    encode_varint,
+)
 from codec.errors import CorruptError, LimitExceededError, TruncatedError, UnsupportedVersionError
 
 FILE_MAGIC = b"TKCF"

@@ -69,7 +69,7 @@ def _dct_matrix(n: int) -> np.ndarray:
 
 def _scan_order(n: int) -> np.ndarray:
     """Diagonal (zig-zag-like) scan: flat indices sorted by frequency."""
-    idx = sorted(((i + j, i if (i + j) % 2 else j, i * n + j) for i in range(n) for j in range(n)))
+    idx = sorted((i + j, i if (i + j) % 2 else j, i * n + j) for i in range(n) for j in range(n))
     return np.array([t[2] for t in idx], dtype=np.int64)
 
 

@@ -42,9 +42,9 @@ from collections.abc import Iterable
 import numpy as np
 
 from codec import AUDIO_RATE, CANVAS_FPS, CANVAS_SIZE
+from codec.bitstream.motion_codec import MotionSample
 from codec.errors import InputError
 from codec.receiver.upsample import Upsampler
-from codec.bitstream.motion_codec import MotionSample
 from codec.types import AudioChunk, IdentityFrame, LowResFrame, OutputFrame
 
 FRAME_MS = 1000.0 / CANVAS_FPS

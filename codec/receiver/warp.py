@@ -174,7 +174,7 @@ class WarpFitter:
         inv_s2 = 1.0 / _PARAM_SCALE**2
         wa, wb = self.prior_weight, self.identity_prior_weight
         it = 0
-        for it in range(1, self.iterations + 1):
+        for it in range(1, self.iterations + 1):  # noqa: B007 - the count is returned
             jac = np.empty((n, 4))
             for k in range(4):
                 dp = np.zeros(4)

@@ -27,8 +27,8 @@ import numpy as np
 
 from codec import AUDIO_RATE, CANVAS_FPS, CANVAS_SIZE
 from codec.errors import InputError, NoFaceError
-from codec.sender.face_detector import DetectionSchedule, FaceBox
 from codec.sender.crop_plan import plan_crop_track
+from codec.sender.face_detector import DetectionSchedule, FaceBox
 from codec.sender.face_tracker import CropBox, TrackerConfig, crop_to_canvas
 from codec.sender.video_io import VideoFrame, iter_video_frames, read_audio, scaled_size
 from codec.types import FaceClip

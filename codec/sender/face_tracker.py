@@ -31,7 +31,6 @@ from codec import CANVAS_SIZE
 from codec.errors import InputError
 from codec.sender.face_detector import DetectionSchedule, FaceBox, FaceDetector
 
-
 MAX_FRAME_SIDE = 8192
 
 

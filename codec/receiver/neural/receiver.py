@@ -30,7 +30,6 @@ import numpy as np
 from codec.receiver.backproject import back_project
 from codec.receiver.base import FRAME_MS, Receiver
 from codec.receiver.landmark_warp import LandmarkWarp
-from codec.receiver.upsample import Upsampler
 from codec.receiver.neural.compose import compose_frame
 from codec.receiver.neural.mouth import (
     ANIMATOR_WINDOW,
@@ -42,6 +41,7 @@ from codec.receiver.neural.mouth import (
     mouth_shape,
 )
 from codec.receiver.neural.weights import ROLES, find_model, load_verified, onnx_session
+from codec.receiver.upsample import Upsampler
 from codec.sender.downsample import box_downsample
 from codec.types import IdentityFrame, LowResFrame, OutputFrame
 
