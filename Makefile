@@ -1,7 +1,7 @@
 # The two front-door commands (see README):
 #   make demo   - install everything into .venv and start the demo call on the CPU
-#   make test   - install everything into .venv and run the test suite
-.PHONY: demo test bootstrap browser
+#   make test   - install everything into .venv, lint (ruff, mypy) and run the test suite
+.PHONY: demo test lint bootstrap browser
 
 bootstrap:
 	scripts/bootstrap.sh
@@ -12,5 +12,10 @@ browser:
 demo: bootstrap
 	.venv/bin/talkcodec demo
 
-test: bootstrap browser
+test: bootstrap browser lint
 	.venv/bin/python -m pytest -q -ra $(PYTEST_ARGS)
+
+# The rule sets are in pyproject.toml ([tool.ruff], [tool.mypy]).
+lint: bootstrap
+	.venv/bin/ruff check .
+	.venv/bin/mypy

@@ -77,7 +77,7 @@ class ProbeViewer:
             self._tasks.append(asyncio.ensure_future(self._consume(track, record, arrivals)))
 
         @pc.on("datachannel")
-        def on_channel(channel) -> None:  # noqa: ANN001
+        def on_channel(channel: Any) -> None:
             @channel.on("message")
             def on_message(message: str | bytes) -> None:
                 if not isinstance(message, str):
@@ -106,11 +106,11 @@ class ProbeViewer:
                 record.audio_frames += 1
                 _find_onsets(frame, now, record)
                 continue
-            ts = read_stamp(frame.to_ndarray(format="rgb24"))
+            ts = read_stamp(frame.to_ndarray(format="rgb24"))  # type: ignore[union-attr]
             record.frames.append((now, ts))
             arrived = None
             if "first" in arrivals and frame.pts is not None:
-                arrived = arrivals.pop((int(arrivals["first"]) + frame.pts) & 0xFFFFFFFF, None)
+                arrived = arrivals.pop((int(arrivals["first"]) + frame.pts) & 0xFFFFFFFF, None)  # type: ignore[index]
             if record.epoch_unix_ms is not None:
                 record.latencies_ms.append(now - (record.epoch_unix_ms + ts))
                 if arrived is not None:
@@ -153,7 +153,7 @@ def _note_arrivals(rtp_receiver: object, arrivals: dict) -> None:
     ``arrivals["first"]`` is the first frame's (decoded pts 0)."""
     handle = rtp_receiver._handle_rtp_packet  # type: ignore[attr-defined]
 
-    async def noting(packet, arrival_time_ms):  # noqa: ANN001, ANN202
+    async def noting(packet: Any, arrival_time_ms: int) -> Any:
         if packet.marker:
             arrivals.setdefault("first", packet.timestamp)
             arrivals[packet.timestamp] = time.time() * 1000
@@ -165,7 +165,7 @@ def _note_arrivals(rtp_receiver: object, arrivals: dict) -> None:
     rtp_receiver._handle_rtp_packet = noting  # type: ignore[attr-defined]
 
 
-def _find_onsets(frame, recv_unix_ms: float, record: ViewRecord) -> None:  # noqa: ANN001
+def _find_onsets(frame: Any, recv_unix_ms: float, record: ViewRecord) -> None:
     """Onsets of loud sound in a decoded audio frame (interleaved s16 at 48 kHz)."""
     channels = len(frame.layout.channels)
     pcm = frame.to_ndarray().reshape(-1)[::channels].astype(np.float32) / 32768.0
@@ -179,7 +179,7 @@ def _find_onsets(frame, recv_unix_ms: float, record: ViewRecord) -> None:  # noq
     record.last_loud_ms = recv_unix_ms + 1000.0 * loud[-1] / rate
 
 
-def beep_clip(clip):  # noqa: ANN001, ANN201 - FaceClip -> FaceClip
+def beep_clip(clip: Any) -> Any:  # FaceClip -> FaceClip
     """The lip-sync probe: the clip's video with its audio replaced by a 1 kHz beep every
     second (at stream time 500 ms + k s)."""
     import copy
@@ -208,7 +208,7 @@ def av_offset(record: ViewRecord, seconds: float) -> dict:
             off.append(lat - float(np.median(near)))
     if not off:
         raise RuntimeError("no video frame arrived near a beep")
-    off = np.array(off)
+    off = np.array(off)  # type: ignore[assignment]
     return {"av_offset_med": float(np.median(off)), "av_offset_p10": float(np.percentile(off, 10)),
             "av_offset_p90": float(np.percentile(off, 90)), "av_n": len(off),
             "audio_lat_med": float(np.median(lat_a)),

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from aiortc import RTCDataChannel, RTCPeerConnection
@@ -74,8 +75,8 @@ class LinkSession:
         loop = asyncio.get_running_loop()
         # The decoder runs in the executor thread; the request goes out on the event loop.
         self.decoder = LinkDecoder(
-            self.receiver, on_gap=lambda: loop.call_soon_threadsafe(self._request_intra),
-            on_identity=lambda: loop.call_soon_threadsafe(self._ack_identity),
+            self.receiver, on_gap=lambda: loop.call_soon_threadsafe(self._request_intra),  # type: ignore[arg-type]
+            on_identity=lambda: loop.call_soon_threadsafe(self._ack_identity),  # type: ignore[arg-type]
         )
         self.reliable: RTCDataChannel | None = None
         self.epoch_unix_ms: float | None = None
@@ -156,7 +157,7 @@ class LinkSession:
         for viewer in list(self.viewers):
             asyncio.ensure_future(self.worker.offer_view(viewer, self))
 
-    def _audio_stream_ms(self, frame) -> float | None:  # noqa: ANN001 - av.AudioFrame
+    def _audio_stream_ms(self, frame: Any) -> float | None:  # frame: an av.AudioFrame
         """Stream time (capture - epoch) of a decoded frame's first sample: from the
         sender's RTCP reports, or (before the first one) arrival time - duration."""
         if self.epoch_unix_ms is None:
@@ -179,10 +180,10 @@ class LinkSession:
             if stream_ms is None:
                 continue
             if self.viewer_audio is not None:
-                for out in to_viewers.resample(frame):
+                for out in to_viewers.resample(frame):  # type: ignore[arg-type]
                     self.viewer_audio.push(out.to_ndarray().reshape(-1), stream_ms)
             pcm = np.concatenate([out.to_ndarray().reshape(-1).astype(np.float32)
-                                  for out in resampler.resample(frame)] or [np.zeros(0, np.float32)])
+                                  for out in resampler.resample(frame)] or [np.zeros(0, np.float32)])  # type: ignore[arg-type]
             if len(pcm):
                 chunk = AudioChunk(samples=pcm, timestamp_ms=max(0, int(stream_ms)))
                 await loop.run_in_executor(self.executor, self.receiver.push_audio, chunk)
@@ -314,7 +315,7 @@ def _count_rtp_payload(rtp_receiver: object, window: RateWindow) -> None:
     """Count the Opus RTP payload bytes this receiver gets, as they arrive."""
     handle = rtp_receiver._handle_rtp_packet  # type: ignore[attr-defined]
 
-    async def counting(packet, arrival_time_ms):  # noqa: ANN001, ANN202
+    async def counting(packet: Any, arrival_time_ms: int) -> Any:
         window.add(len(packet.payload))
         return await handle(packet, arrival_time_ms)
 

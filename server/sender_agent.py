@@ -17,6 +17,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from aiortc import RTCPeerConnection
@@ -152,7 +153,7 @@ class FileSender:
         return not link.connected
 
 
-async def _latest_frame(track: MediaStreamTrack):  # noqa: ANN202 - av.VideoFrame
+async def _latest_frame(track: MediaStreamTrack) -> Any:  # an av.VideoFrame
     """The next frame, skipping any that queued up while we were busy (stay real-time)."""
     frame = await track.recv()
     queue = getattr(track, "_queue", None)

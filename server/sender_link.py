@@ -22,6 +22,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 from aiortc import RTCDataChannel
@@ -86,7 +87,7 @@ class HeldAudioTrack(MediaStreamTrack):
         self._anchor: float | None = None  # wall time (monotonic) of media time 0
         self._next = None  # a frame that did not join the last chunk (after a gap)
 
-    def _too_late(self, frame) -> bool:  # noqa: ANN001 - av.AudioFrame
+    def _too_late(self, frame: Any) -> bool:  # frame: an av.AudioFrame
         if frame.pts is None or frame.time_base is None:
             return False
         end = float((frame.pts + frame.samples) * frame.time_base)
@@ -98,7 +99,7 @@ class HeldAudioTrack(MediaStreamTrack):
             self._anchor = now - end
         return now - end - self._anchor > self.max_late_s
 
-    async def _next_frame(self):  # an av.AudioFrame, released and on time
+    async def _next_frame(self) -> Any:  # an av.AudioFrame, released and on time
         if self._next is not None:
             frame, self._next = self._next, None
             return frame
@@ -112,7 +113,7 @@ class HeldAudioTrack(MediaStreamTrack):
             else:
                 return frame
 
-    async def recv(self):  # an av.AudioFrame
+    async def recv(self) -> Any:  # an av.AudioFrame
         """The next ``frame_s`` of speech as one frame (contiguous source frames joined):
         one trip through the event loop and the encoder's thread per Opus packet instead
         of one per 20 ms frame (a browser's audio): on a busy loop those trips were too

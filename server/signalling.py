@@ -184,12 +184,12 @@ def _check_join(msg: dict, secret: bytes) -> tuple[str, str, str, str]:
         raise PolicyError("bad role")
     if not isinstance(label, str) or len(label) > 64:
         raise PolicyError("bad label")
-    scope = token_scope(secret, room, token)
+    scope = token_scope(secret, room, token)  # type: ignore[arg-type]
     if scope is None:
         raise PolicyError("bad or expired room token")
     if role in MEDIA_ROLES and scope != SCOPE_MEDIA:
         raise PolicyError(f"role {role} needs a media token")
-    return room, peer, role, label
+    return room, peer, role, label  # type: ignore[return-value]
 
 
 def default_origins(host: str, port: int) -> frozenset[str]:
@@ -249,7 +249,7 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
                 if msg is None or msg["type"] == "leave":
                     break
                 if msg["type"] == "signal":
-                    target = registry.get(room, msg.get("to")) if isinstance(msg.get("to"), str) else None
+                    target = registry.get(room, msg.get("to")) if isinstance(msg.get("to"), str) else None  # type: ignore[arg-type]
                     if target is None:
                         await _send(me, {"type": "error", "error": "no such peer"})
                         continue

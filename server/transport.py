@@ -38,6 +38,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aioice.ice
 import aiortc.rtp
@@ -199,7 +200,7 @@ def fast_audio_level() -> None:
 MAX_DATAGRAMS_PER_READ = 256
 
 
-def _draining_read_ready(self) -> None:  # noqa: ANN001 - a _SelectorDatagramTransport
+def _draining_read_ready(self: Any) -> None:  # self: a _SelectorDatagramTransport
     """asyncio's ``_SelectorDatagramTransport._read_ready``, reading until the socket is
     empty (at most ``MAX_DATAGRAMS_PER_READ``) instead of one datagram."""
     for _ in range(MAX_DATAGRAMS_PER_READ):
@@ -280,7 +281,7 @@ class LowBitrateOpusEncoder(OpusEncoder):
         self._inputs: deque[tuple[float, float]] = deque(maxlen=64)
         self.captured_ms: deque[float] = deque(maxlen=64)
 
-    def encode(self, frame, force_keyframe: bool = False):  # noqa: ANN001, ANN201
+    def encode(self, frame: Any, force_keyframe: bool = False) -> Any:
         # The track hands a frame over once its last sample is captured.
         now_ms = time.time() * 1000
         if frame.pts is not None and frame.time_base is not None:
@@ -337,7 +338,7 @@ class _CappedWindowSctp(RTCSctpTransport):
     sits under all of them)."""
 
     @property
-    def _cwnd(self) -> int:  # type: ignore[override]
+    def _cwnd(self) -> int:
         return self.__dict__["_talkcodec_cwnd"]
 
     @_cwnd.setter
@@ -357,7 +358,7 @@ def _prefer_chacha(cert: object) -> None:
         return
     create = cert._create_ssl_context  # type: ignore[attr-defined]
 
-    def create_ssl_context(srtp_profiles):  # noqa: ANN001, ANN202
+    def create_ssl_context(srtp_profiles: Any) -> Any:
         ctx = create(srtp_profiles)
         ctx.set_cipher_list(LINK_DTLS_CIPHERS)
         ctx.set_options(SSL.OP_CIPHER_SERVER_PREFERENCE)
@@ -394,7 +395,7 @@ def lean_link_audio(pc: RTCPeerConnection, sender: RTCRtpSender,
             sampled[:] = [(int.from_bytes(data[4:8], "big"), captured.popleft())]
         await send_rtp(data)
 
-    dtls._send_rtp = noting_send_rtp
+    dtls._send_rtp = noting_send_rtp  # type: ignore[method-assign]
 
     async def throttled(packets: list) -> None:
         now = time.monotonic()
@@ -437,7 +438,7 @@ class PromptAudioJitterBuffer(JitterBuffer):
         self._newest: int | None = None
         self.first_timestamp: int | None = None  # RTP timestamp of decoded pts 0
 
-    def add(self, packet) -> tuple[bool, JitterFrame | None]:  # noqa: ANN001 - RtpPacket
+    def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:  # packet: an RtpPacket
         seq = packet.sequence_number
         if self._newest is not None and not 0 < uint16_add(seq, -self._newest) < 0x8000:
             return False, None
@@ -466,7 +467,7 @@ class SenderAudioClock:
         self.sr: tuple[float, int] | None = None  # (unix ms, RTP timestamp)
         handle = rtp_receiver._handle_rtcp_packet  # type: ignore[attr-defined]
 
-        async def on_rtcp(packet) -> None:  # noqa: ANN001
+        async def on_rtcp(packet: Any) -> None:
             if isinstance(packet, RtcpSrPacket):
                 ntp = packet.sender_info.ntp_timestamp
                 unix_ms = ((ntp >> 32) - NTP_UNIX_OFFSET_S + (ntp & 0xFFFFFFFF) / 2**32) * 1000
@@ -665,7 +666,7 @@ def _dtls_transports(pc: RTCPeerConnection) -> list:
     found = [t.sender.transport for t in pc.getTransceivers()]
     if pc.sctp is not None:
         found.append(pc.sctp.transport)
-    unique = []
+    unique: list[Any] = []
     for t in found:
         if all(t is not u for u in unique):
             unique.append(t)
@@ -678,8 +679,8 @@ def _ice_transports(pc: RTCPeerConnection) -> list:
         found.append(t.sender.transport.transport)
     if pc.sctp is not None:
         found.append(pc.sctp.transport.transport)
-    unique = []
-    for t in found:
+    unique: list[Any] = []
+    for t in found:  # type: ignore[assignment]
         if all(t is not u for u in unique):
             unique.append(t)
     return unique
@@ -768,7 +769,7 @@ class WireMeter:
             dtls._talkcodec_metered = True
             send_data = dtls._send_data
 
-            async def labelled_send_data(data: bytes, _send=send_data) -> None:
+            async def labelled_send_data(data: bytes, _send: Any = send_data) -> None:
                 token = _wire_label.set(_sctp_label(data, self.lowres_streams))
                 try:
                     await _send(data)
@@ -785,7 +786,7 @@ class WireMeter:
                     protocol._talkcodec_metered = True
                     send_stun = protocol.send_stun
 
-                    def counted_stun(message, addr, _send=send_stun) -> None:  # noqa: ANN001
+                    def counted_stun(message: Any, addr: Any, _send: Any = send_stun) -> None:
                         data = bytes(message)
                         self._count("stun", len(data))
                         _send(message, addr)

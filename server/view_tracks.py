@@ -13,6 +13,7 @@ import asyncio
 import fractions
 import time
 from collections import deque
+from typing import Any
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -232,7 +233,7 @@ class LiveRelayTrack(MediaStreamTrack):
         self.max_queued = max_queued
         self.dropped = 0
 
-    async def recv(self):  # av.AudioFrame | av.VideoFrame
+    async def recv(self) -> Any:  # av.AudioFrame | av.VideoFrame
         queue = getattr(self.proxy, "_queue", None)
         while queue is not None and queue.qsize() > self.max_queued:
             queue.get_nowait()

@@ -123,7 +123,7 @@ def save_basis(path_dir: Path, template: np.ndarray, components: np.ndarray,
     extra = {f"prior_{k}": np.asarray(v, np.float32) for k, v in (priors or {}).items()}
     np.savez(buf, format=np.array(BASIS_FORMAT), template=template.astype(np.float32),
              components=components.astype(np.float32), scales=scales.astype(np.float32),
-             **extra)
+             **extra)  # type: ignore[arg-type]
     data = buf.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     out = Path(path_dir) / f"motion_basis-{digest[:12]}.npz"

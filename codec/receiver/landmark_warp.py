@@ -169,7 +169,7 @@ class LandmarkWarp:
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)[..., None]
             still = self.image
             if background is not None and not np.allclose(background, _EYE, atol=1e-4):
-                still = cv2.warpAffine(self.image, background.astype(np.float32),
+                still = cv2.warpAffine(self.image, background.astype(np.float32),  # type: ignore[assignment]
                                        (self.size, self.size), flags=cv2.INTER_LINEAR,
                                        borderMode=cv2.BORDER_REPLICATE)
             out = m * out + (1.0 - m) * still
@@ -242,5 +242,5 @@ def _mask_of(poly: np.ndarray, size: int | tuple[int, int], soft: float = 0.0) -
     mask = np.zeros(shape, np.float32)
     cv2.fillPoly(mask, [np.rint(poly * 16).astype(np.int32)], 1.0, cv2.LINE_AA, 4)
     if soft > 0:
-        mask = cv2.GaussianBlur(mask, (0, 0), soft)
+        mask = cv2.GaussianBlur(mask, (0, 0), soft)  # type: ignore[assignment]
     return mask

@@ -64,7 +64,7 @@ def neural_problem() -> str | None:
     check = getattr(module, "weights_available", None)
     try:
         if callable(problem):
-            return problem()  # type: ignore[no-any-return]
+            return problem()
         if callable(check):
             return None if check() else "its weights are missing"
     except Exception as exc:  # noqa: BLE001

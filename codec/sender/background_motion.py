@@ -63,8 +63,8 @@ class BackgroundMotion:
             return IDENTITY.copy()
         grey = cv2.cvtColor(np.ascontiguousarray(canvas), cv2.COLOR_RGB2GRAY)
         lk = {"winSize": (21, 21), "maxLevel": 3}
-        moved, status, _ = cv2.calcOpticalFlowPyrLK(self._ref, grey, self._corners, None, **lk)
-        back, status_b, _ = cv2.calcOpticalFlowPyrLK(grey, self._ref, moved, None, **lk)
+        moved, status, _ = cv2.calcOpticalFlowPyrLK(self._ref, grey, self._corners, None, **lk)  # type: ignore[call-overload]
+        back, status_b, _ = cv2.calcOpticalFlowPyrLK(grey, self._ref, moved, None, **lk)  # type: ignore[call-overload]
         fb = np.linalg.norm((back - self._corners).reshape(-1, 2), axis=1)
         ok = (status.ravel() == 1) & (status_b.ravel() == 1) & (fb < FB_MAX_PX)
         if ok.sum() < MIN_INLIERS:

@@ -23,7 +23,7 @@ def eye_openness(points: np.ndarray) -> float:
     for e in (p[36:42], p[42:48]):
         v = np.linalg.norm(e[1] - e[5]) + np.linalg.norm(e[2] - e[4])
         h = 2.0 * np.linalg.norm(e[0] - e[3])
-        out.append(v / max(h, 1e-6))
+        out.append(v / max(h, 1e-6))  # type: ignore[operator]
     return float(np.mean(out))
 
 

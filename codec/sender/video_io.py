@@ -190,7 +190,7 @@ def iter_video_frames(
                 first = next(frames, None)
                 if first is not None:
                     t_first = t_prev = first.time if first.time is not None else 0.0
-                    frames = _seek(container, stream, t_first + start_s - SEEK_MARGIN_S, frames)
+                    frames = _seek(container, stream, t_first + start_s - SEEK_MARGIN_S, frames)  # type: ignore[assignment]
             for frame in frames:
                 t = frame.time
                 if t is None:  # no pts: continue the previous frame's clock
@@ -231,14 +231,14 @@ def _seek(container: av.container.InputContainer, stream: av.stream.Stream, t: f
         container.seek(int(t / stream.time_base), stream=stream, backward=True)
     except (av.FFmpegError, OSError, ValueError):
         return current
-    return container.decode(stream)
+    return container.decode(stream)  # type: ignore[return-value]
 
 
 def _drop_front(frame: av.AudioFrame, n: int) -> av.AudioFrame:
     """The audio frame without its first ``n`` samples."""
     arr = frame.to_ndarray()
     step = 1 if frame.format.is_planar else len(frame.layout.channels)
-    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr[:, n * step:]),
+    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr[:, n * step:]),  # type: ignore[arg-type]
                                      format=frame.format.name, layout=frame.layout.name)
     out.sample_rate = frame.sample_rate
     return out
@@ -289,7 +289,7 @@ def read_audio(
         resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
         frames = container.decode(stream)
         if start_s >= SEEK_AFTER_S:
-            frames = _seek(container, stream, t0 + start_s - SEEK_MARGIN_S, frames)
+            frames = _seek(container, stream, t0 + start_s - SEEK_MARGIN_S, frames)  # type: ignore[assignment]
         limit = MAX_AUDIO_SECONDS if max_seconds is None else min(max_seconds, MAX_AUDIO_SECONDS)
         want0 = t0 + start_s  # container time of the first wanted sample
         chunks: list[np.ndarray] = []
