@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from codec.models import models_dir
+
 N_POINTS = 68
 #: Points that move little with expression: eye corners, nose bridge, nose base.
 RIGID = np.array([36, 39, 42, 45, 27, 28, 29, 30, 31, 33, 35])
@@ -144,12 +146,6 @@ def load_basis_file(path: Path) -> MotionBasis:
         return MotionBasis(z["template"].astype(np.float64),
                            z["components"].astype(np.float64),
                            z["scales"].astype(np.float64), digest, priors)
-
-
-def models_dir() -> Path:
-    from codec.receiver.neural.weights import models_dir as shipped_models_dir
-
-    return shipped_models_dir()
 
 
 @lru_cache(maxsize=4)

@@ -9,7 +9,6 @@ network is run (the receiver's, the sync expert's, the speed benchmark's).
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -31,17 +30,8 @@ class ModelIntegrityError(ModelError):
     """A weights file's content does not match the hash in its name."""
 
 
-PACKAGED_MODELS = Path(__file__).resolve().parents[2] / "_models"  # a wheel's copy (setup.py)
-SOURCE_MODELS = Path(__file__).resolve().parents[3] / "models"  # the repository's
-
-
-def models_dir() -> Path:
-    """TALKCODEC_MODELS when set; else the weights an installed wheel carries
-    (``codec/_models/``), else ``models/`` at the repository root (source tree, ``-e``)."""
-    env = os.environ.get("TALKCODEC_MODELS")
-    if env:
-        return Path(env)
-    return PACKAGED_MODELS if PACKAGED_MODELS.is_dir() else SOURCE_MODELS
+# The models folder is found in one place for every layer (the motion basis loads from it too).
+from codec.models import PACKAGED_MODELS, SOURCE_MODELS, models_dir  # noqa: E402,F401
 
 
 def content_hash(data: bytes) -> str:
