@@ -43,6 +43,19 @@ class CallThread:
         self.thread.join(10)
 
 
+def need_browser() -> None:
+    """Skip the calling test where the shared clip, Debian's chromium or Playwright is missing."""
+    import pytest
+
+    from tests._call_media import CALL_CLIP
+
+    if not CALL_CLIP.exists():
+        pytest.skip("shared data not present")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium not installed (scripts/install_browser.sh)")
+    pytest.importorskip("playwright.sync_api")
+
+
 def browser_args(y4m: Path, wav: Path) -> list[str]:
     """Chromium flags: the clip as fake camera + microphone (Chromium loops both files)."""
     args = [

@@ -14,18 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests._browser_call import CHROMIUM, CallThread, browser_args, wait_for
+from tests._browser_call import CHROMIUM, CallThread, browser_args, need_browser, wait_for
 from tests._call_media import CALL_CLIP, write_wav, write_y4m
 
 pytestmark = pytest.mark.e2e
 
 
 def _need_browser() -> None:
-    if not CALL_CLIP.exists():
-        pytest.skip("shared data not present")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium not installed (scripts/install_browser.sh)")
-    pytest.importorskip("playwright.sync_api")
+    need_browser()
 
 
 # The page's picture of one tile: its stamp (the frame's timestamp) and the 256x256 face.

@@ -25,6 +25,7 @@ from tests._browser_call import (
     CHROMIUM,
     CallThread,
     browser_args,
+    need_browser,
     process_rss_mb,
     start_clip_sender,
     wait_for,
@@ -37,11 +38,7 @@ WINDOW_S = 15.0
 
 
 def _need_browser() -> None:
-    if not CALL_CLIP.exists():
-        pytest.skip("shared data not present")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium not installed (scripts/install_browser.sh)")
-    pytest.importorskip("playwright.sync_api")
+    need_browser()
 
 
 def _state(page) -> dict:  # noqa: ANN001
