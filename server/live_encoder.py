@@ -25,7 +25,7 @@ class LiveEncoder:
     that shows a face; ``epoch_ms`` is the wall-clock time of stream timestamp 0."""
 
     def __init__(self, config: SenderConfig | None = None, tracker: FaceTracker | None = None) -> None:
-        self.sender = Sender(config or SenderConfig())
+        self.sender = Sender(config or SenderConfig.live())
         self.tracker = tracker or FaceTracker()
         self.epoch_ms: float | None = None
         self.next_k = 0

@@ -64,7 +64,7 @@ class FileSender:
                  ice_servers: list | None = None) -> None:
         self.client, self.clip, self.loop = client, clip, loop
         self.audio_frame_ms = audio_frame_ms
-        self.config = config or SenderConfig()
+        self.config = config or SenderConfig.live()
         self.link_shape, self.ice_servers = link_shape, ice_servers
         self.router = SessionRouter(client)
         self.link: SenderLink | None = None
@@ -169,7 +169,7 @@ class SenderAgent:
                  ice_servers: list | None = None,
                  audio_frame_ms: int = DEFAULT_AUDIO_FRAME_MS) -> None:
         self.client = client
-        self.config = config or SenderConfig()
+        self.config = config or SenderConfig.live()
         self.ice_servers = ice_servers
         self.audio_frame_ms = audio_frame_ms
         self.router = SessionRouter(client)
@@ -283,7 +283,7 @@ class DeviceSender:
         if not Path(device).exists():
             raise InputError(f"{device}: no such camera device")
         self.client, self.device = client, device
-        self.config = config or SenderConfig()
+        self.config = config or SenderConfig.live()
         self.ice_servers = ice_servers
         self.router = SessionRouter(client)
 

@@ -75,6 +75,13 @@ class SenderConfig:
     rate_target_bps: float | None = 1900.0
     rate_passes: int = 4
 
+    @classmethod
+    def live(cls) -> SenderConfig:
+        """Settings for a live call, which cannot re-encode to hold its rate like
+        ``encode_clip`` does: the code one quantiser step pair coarser (about 0.1 kbit/s
+        less on val), so the 8x8 stream + code stay near the 2 kbit/s budget."""
+        return cls(motion_quant=8.0)
+
     def motion_params(self, basis_id: int) -> MotionParams:
         period = max(1, int(round(self.intra_period_s * self.lowres_fps)))
         return MotionParams(self.motion_period_ms, round(self.motion_quant * 16) / 16,
