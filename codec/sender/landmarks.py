@@ -5,13 +5,13 @@ so it measures here what the receiver would otherwise have to guess: where the h
 what the jaw, lips, eyes and brows do. ``FaceLandmarker.measure(canvas)`` returns one
 :class:`LandmarkSample` per frame:
 
-- **Tracking.** dlib's HOG detector runs on the canvas every ``redetect_every`` frames
-  (and whenever the face was lost); in between, the shape predictor's box follows the
+- **Tracking.** dlib's HOG detector runs on the canvas every ``redetect_every`` samples
+  (by default every 2nd; and whenever the face was lost); in between, the shape predictor's box follows the
   previous frame's landmarks, placed as the detector placed it (the box-to-landmark offset
   and size ratio of the last detection). The predictor itself costs about 1 ms a frame.
 - **De-jittering.** A causal One-Euro filter per point (Casiez et al., CHI 2012): slow
-  points are low-pass filtered hard (the predictor's ~0.5 px jitter goes), fast ones
-  (a lip opening) pass with little lag.
+  points are low-pass filtered, fast ones (a lip opening) pass with little lag. The
+  cutoff is high (``SMOOTH_CUTOFF_HZ``): a lower one lagged the lips at the code's rate.
 - **Confidence.** A sample is confident only when the face was found by the last
   detection, every point lies on the canvas (with a margin), the face is big enough for
   the predictor, and the head is not turned far from the camera (the nose tip stays well
@@ -37,6 +37,14 @@ _JAW_LEFT, _JAW_RIGHT = 0, 16
 MIN_FACE_PX = 40.0  # landmark box width below which the predictor is unreliable
 EDGE_MARGIN_FRACTION = 0.15  # points may sit this far outside the canvas, in face widths
 MAX_YAW_RATIO = 0.92  # nose tip offset from the jaw centre, in half jaw widths (near profile)
+# The One-Euro filter's cutoff for slow points. At the code's 12.5 samples/s a 1.5 Hz cutoff
+# lagged the lips by about a sample: on val (benchmarks/code_budget.py) the landmarks the
+# sender sent were 1.74 px off the true mouth, against 1.24 px at 20 Hz.
+SMOOTH_CUTOFF_HZ = 20.0
+# Detection every 2nd sample (160 ms at 12.5 samples/s): following the shape predictor's own
+# box for 10 frames drifted by up to 7 px on val's fast-moving heads (measured mouth error on
+# every frame: 2.09 px with a detection every 10 frames, 0.82 px with one every frame).
+REDETECT_EVERY = 2
 
 
 @dataclass(frozen=True)
@@ -84,10 +92,10 @@ class OneEuroFilter:
 class FaceLandmarker:
     """Landmarks of the face on successive canvas frames (one instance per stream)."""
 
-    def __init__(self, *, fps: float = 25.0, redetect_every: int = 10,
-                 smooth: bool = True) -> None:
+    def __init__(self, *, fps: float = 25.0, redetect_every: int = REDETECT_EVERY,
+                 smooth: bool = True, smooth_cutoff_hz: float = SMOOTH_CUTOFF_HZ) -> None:
         self.redetect_every = max(1, redetect_every)
-        self.filter = OneEuroFilter(fps) if smooth else None
+        self.filter = OneEuroFilter(fps, min_cutoff=smooth_cutoff_hz) if smooth else None
         self._box: tuple[float, float, float] | None = None  # centre x, y and side
         self._offset = np.zeros(2)  # detector box centre minus landmark box centre
         self._ratio = 1.0  # detector box side / landmark box width
