@@ -102,11 +102,12 @@ def per_call(stream: Path, device: str, threads: int) -> None:
     rx = _receiver(device, threads, points)
     rx.run(ident, lows[:6], chunks)
     print(f"providers: {rx.providers}")
-    feeds = {"window": rx.window_at(400.0)[None], "mel": rx.mel_at(400.0)[None],
-             **rx._id_inputs}
+    from codec.receiver.neural.contract import ANIMATOR
+
+    feeds = ANIMATOR.feeds(rx.window_at(400.0)[None], rx.mel_at(400.0)[None], **rx._id_inputs)
     t = time.perf_counter()
     for _ in range(200):
-        rx.sessions["animator"].run(None, feeds)
+        rx.sessions[ANIMATOR.role].run(None, feeds)
     anim = 1000 * (time.perf_counter() - t) / 200
     t = time.perf_counter()
     for _ in range(200):

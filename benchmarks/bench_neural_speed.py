@@ -25,12 +25,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from codec.receiver.neural import NeuralReceiver  # noqa: E402
+from codec.receiver.neural.contract import (  # noqa: E402
+    ANIMATOR,
+    IDENTITY_ENCODER,
+    INTERPOLATOR,
+    MOUTH,
+    N_BETWEEN,
+)
 from codec.receiver.neural.mouth import BLOCK_FRAMES  # noqa: E402
 from codec.receiver.neural.weights import ROLES, find_model, load_verified  # noqa: E402
 from codec.types import AudioChunk, IdentityFrame, LowResFrame  # noqa: E402
 
-CALLS_PER_FRAME = {"identity_encoder": 0.0, "interpolator": 1 / 5, "animator": 1.0,
-                   "mouth": 1.0}
+CALLS_PER_FRAME = {IDENTITY_ENCODER.role: 0.0, INTERPOLATOR.role: 1 / (N_BETWEEN + 1),
+                   ANIMATOR.role: 1.0, MOUTH.role: 1.0}
 
 
 def _shape(vi: onnx.ValueInfoProto) -> list[int]:
@@ -118,10 +125,11 @@ def main() -> None:
         out = rx.run(ident, lows, chunks)
         dt = time.perf_counter() - t0
         per = {}
-        feeds = {"window": rx.window_at(400.0)[None], "mel": rx.mel_at(400.0)[None],
-                 **rx._id_inputs}  # noqa: SLF001
+        feeds = ANIMATOR.feeds(rx.window_at(400.0)[None], rx.mel_at(400.0)[None],
+                               **rx._id_inputs)  # noqa: SLF001
         id_in = np.ascontiguousarray(rx._identity.transpose(2, 0, 1)[None])  # noqa: SLF001
-        for role, feed in (("animator", feeds), ("identity_encoder", {"identity": id_in})):
+        for role, feed in ((ANIMATOR.role, feeds),
+                           (IDENTITY_ENCODER.role, IDENTITY_ENCODER.feeds(id_in))):
             t1 = time.perf_counter()
             for _ in range(20):
                 rx.sessions[role].run(None, feed)

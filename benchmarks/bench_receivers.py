@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from codec import FRAME_MS  # noqa: E402
 from codec.bitstream.packet import Packet  # noqa: E402
 from codec.data import data_dir as data_root  # noqa: E402
 from codec.metrics.fidelity import mean_psnr, psnr, ssim  # noqa: E402
@@ -103,7 +104,7 @@ def evaluate(
         identity = IdentityFrame(image=canvas[0])
         keys = range(0, len(canvas), 5)
         lowres = [LowResFrame(box_downsample(canvas[k], 32), int(k * 40)) for k in keys]
-        out = receiver.run(identity, lowres, end_ms=len(canvas) * 40.0)
+        out = receiver.run(identity, lowres, end_ms=len(canvas) * FRAME_MS)
     elapsed = time.process_time() - t0
     if len(out) != len(canvas):
         raise RuntimeError(f"{name}: {len(out)} frames for a {len(canvas)}-frame clip")

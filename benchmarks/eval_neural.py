@@ -28,6 +28,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from codec import FRAME_MS  # noqa: E402
 from codec.audio.opus import OpusDecoder, OpusEncoder  # noqa: E402
 from codec.bitstream.lowres_codec import LowResEncoder, LowResParams  # noqa: E402
 from codec.data import data_dir as data_root  # noqa: E402
@@ -160,7 +161,7 @@ def run_built(rx: Receiver, canvas: np.ndarray, lows: list[LowResFrame],
               audio: list[AudioChunk]) -> tuple[list[np.ndarray], float]:
     """(frames, frames/s) of a receiver over a clip: the identity frame is canvas[0]."""
     t0 = time.perf_counter()
-    out = rx.run(IdentityFrame(image=canvas[0]), lows, audio, end_ms=len(canvas) * 40.0)
+    out = rx.run(IdentityFrame(image=canvas[0]), lows, audio, end_ms=len(canvas) * FRAME_MS)
     fps = len(out) / (time.perf_counter() - t0)
     frames = [o.image for o in out][: len(canvas)]
     if len(frames) != len(canvas):

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from codec import FRAME_MS
 from codec.bitstream.packet import Packet
 from codec.bitstream.stats import stream_stats
 from codec.receiver.pipeline import decode_packets
@@ -90,7 +91,7 @@ def decode(
     out = decode_packets(packets, get_receiver(receiver_name, **receiver_kw)).frames
     if not out:
         raise RuntimeError(f"receiver {receiver_name} produced no frames")
-    by_index = {int(round(f.timestamp_ms / 40.0)): f.image for f in out}
+    by_index = {int(round(f.timestamp_ms / FRAME_MS)): f.image for f in out}
     frames = []
     last = out[0].image
     for k in range(n_frames):

@@ -15,4 +15,5 @@ __version__ = "0.1.0"
 
 CANVAS_SIZE = 256
 CANVAS_FPS = 25
+FRAME_MS = 1000.0 / CANVAS_FPS  # the canvas's frame period (40 ms)
 AUDIO_RATE = 16000

@@ -7,12 +7,11 @@ import threading
 
 import numpy as np
 
-from codec import CANVAS_FPS
+from codec import FRAME_MS
 from codec.bitstream.packet import Packet
 from codec.sender.face_tracker import FaceTracker, crop_to_canvas
 from codec.sender.sender import Sender, SenderConfig
 
-FRAME_MS = 1000.0 / CANVAS_FPS
 # dlib's detector and landmark models are shared process-wide and not thread-safe: two
 # cameras tracked in two threads at once corrupted the heap. One tracker runs at a time.
 _DLIB_LOCK = threading.Lock()

@@ -24,7 +24,7 @@ from aiortc import RTCPeerConnection
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from codec import AUDIO_RATE, CANVAS_FPS
+from codec import AUDIO_RATE, CANVAS_FPS, FRAME_MS
 from codec.errors import InputError
 from codec.sender.sender import Sender, SenderConfig
 from codec.types import FaceClip
@@ -41,7 +41,6 @@ from server.transport import (
 )
 
 log = logging.getLogger(__name__)
-FRAME_MS = 1000.0 / CANVAS_FPS
 MAX_BEHIND_S = 0.2  # FileSender: canvas frames later than this are skipped
 
 

@@ -73,6 +73,34 @@ def test_onnx_runtime_agrees_with_pytorch(exported: tuple[dict, Path], role: str
     assert max_abs_diff(mods[role], data, role, seed=3) < 0.05
 
 
+def _graph_io(data: bytes) -> tuple[list, list]:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return ([(t.name, tuple(t.shape)) for t in sess.get_inputs()],
+            [(t.name, tuple(t.shape)) for t in sess.get_outputs()])
+
+
+def _contract_io(role: str) -> tuple[list, list]:
+    from codec.receiver.neural.contract import NETWORKS
+
+    net = NETWORKS[role]
+    return ([(t.name, t.shape) for t in net.inputs], [(t.name, t.shape) for t in net.outputs])
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_exported_graphs_follow_the_contract(exported: tuple[dict, Path], role: str) -> None:
+    """Names, order and shapes of every network's inputs and outputs are the contract's."""
+    _, d = exported
+    assert _graph_io(load_verified(find_model(role, d))) == _contract_io(role)
+
+
+@needs_shipped
+@pytest.mark.parametrize("role", ROLES)
+def test_shipped_graphs_follow_the_contract(role: str) -> None:
+    assert _graph_io(load_verified(find_model(role))) == _contract_io(role)
+
+
 def test_tampered_weights_are_refused(exported: tuple[dict, Path], tmp_path: Path) -> None:
     _, d = exported
     src = find_model("animator", d)

@@ -9,10 +9,11 @@ import numpy as np
 import torch
 
 from codec.bitstream.lowres_codec import LowResEncoder, LowResParams
+from codec.receiver.neural.contract import N_BETWEEN
 from codec.receiver.neural.interpolator import Interpolator
 from training.paths import cache_dir
 
-KEY_EVERY = 5  # 25 fps canvas / 5 fps low-res stream
+KEY_EVERY = N_BETWEEN + 1  # 25 fps canvas / 5 fps low-res stream
 
 
 @dataclass

@@ -19,8 +19,15 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from codec.receiver.neural.contract import (
+    ANIMATOR,
+    IDENTITY_ENCODER,
+    LOG_MEL,
+    NETWORKS,
+    PIXELS,
+    Tensor,
+)
 from codec.receiver.neural.interpolator import Interpolator
-from codec.receiver.neural.mouth import N_FEATURES
 from codec.receiver.neural.mouth_driver import MouthDriver
 from codec.receiver.neural.network import ReceiverNet
 from codec.receiver.neural.weights import ROLES, hashed_name, models_dir
@@ -29,20 +36,20 @@ from training.paths import cache_dir
 OPSET = 17
 
 
+def _example(t: Tensor, g: torch.Generator) -> torch.Tensor:
+    if t.kind == PIXELS:
+        return torch.rand(*t.shape, generator=g) * 255
+    if t.kind == LOG_MEL:
+        return torch.randn(*t.shape, generator=g) * 4 - 6
+    return torch.randn(*t.shape, generator=g)
+
+
 def example_inputs(role: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random inputs of the role's contract (``codec.receiver.neural.contract``), by name."""
     g = torch.Generator().manual_seed(seed)
-    if role == "interpolator":
-        return {"keys": torch.rand(1, 3, 4, 8, 8, generator=g) * 255}
-    if role == "mouth":
-        return {"feats": torch.randn(1, N_FEATURES, generator=g) * 4 - 6}
-    ident = torch.rand(1, 3, 256, 256, generator=g) * 255
-    if role == "identity_encoder":
-        return {"identity": ident}
-    return {"window": torch.rand(1, 5, 3, 8, 8, generator=g) * 255,
-            "mel": torch.randn(1, 20, 40, generator=g) * 4 - 6,
-            "id_lr": torch.rand(1, 3, 8, 8, generator=g) * 255,
-            "f32": torch.randn(1, 24, 32, 32, generator=g),
-            "f16": torch.randn(1, 48, 16, 16, generator=g)}
+    if role == ANIMATOR.role:  # the draws of an identity frame first, as the seeds had them
+        _example(IDENTITY_ENCODER.inputs[0], g)
+    return {t.name: _example(t, g) for t in NETWORKS[role].inputs}
 
 
 class _AnimatorByName(nn.Module):
@@ -79,8 +86,7 @@ def trained_modules(roles: tuple[str, ...] = ROLES,
 
 
 def output_names(role: str) -> list[str]:
-    return {"interpolator": ["between"], "identity_encoder": ["id_lr", "f32", "f16"],
-            "animator": ["theta", "flow", "mask", "colour"], "mouth": ["opening"]}[role]
+    return NETWORKS[role].output_names
 
 
 def to_onnx(module: nn.Module, role: str) -> bytes:

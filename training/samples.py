@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from codec.audio.features import clip_window
 from codec.metrics.landmarks import mouth_opening
-from codec.receiver.neural.animator import WINDOW
+from codec.receiver.neural.contract import FRAME_MS, WINDOW
 from codec.receiver.neural.interpolator import Interpolator
 from codec.receiver.neural.mouth import MOUTH_STRENGTH, MouthWarp, mouth_shape
 from training.dataset import KEY_EVERY, CachedClip, received_stream, transmitted
@@ -124,7 +124,7 @@ class SampleSource:
             pts.append(motion_points(c.landmarks[t], flip))
             pks.append(motion_points(c.landmarks[k], flip))
             wins.append(np.ascontiguousarray(win))
-            mels.append(clip_window(c.mel, t * 40.0))
+            mels.append(clip_window(c.mel, t * FRAME_MS))
             ids.append(np.ascontiguousarray(ident))
             tgts.append(np.ascontiguousarray(tgt))
             wts.append(np.ascontiguousarray(wmap))

@@ -23,6 +23,7 @@ import time
 import numpy as np
 import torch
 
+from codec import FRAME_MS
 from codec.audio.features import LOG_FLOOR, N_MELS
 from codec.metrics.fidelity import luma
 from codec.metrics.landmarks import motion_correlation, mouth_opening
@@ -39,7 +40,7 @@ def clip_arrays(clip: CachedClip, mel: np.ndarray | None = None) -> tuple[np.nda
     """(T, N_FEATURES) features and (T,) openings (NaN where no landmarks)."""
     mel = clip.mel if mel is None else mel
     t = clip.n_frames
-    x = np.stack([block_features(block_from_clip(mel, i * 40.0)) for i in range(t)])
+    x = np.stack([block_features(block_from_clip(mel, i * FRAME_MS)) for i in range(t)])
     y = np.array([np.nan if np.isnan(p).any() else mouth_opening(p) for p in clip.landmarks[:t]])
     return x.astype(np.float64), y
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from codec import CANVAS_FPS, CANVAS_SIZE
+from codec import CANVAS_FPS, CANVAS_SIZE, FRAME_MS
 from codec.bitstream.motion_codec import ANCHOR_TYPE, unbundle
 from codec.bitstream.packet import Packet, PacketFlag, StreamKind, encode_packet
 from codec.errors import BitstreamError
@@ -62,7 +62,7 @@ def stream_stats(packets: Iterable[Packet], metadata: dict[str, Any] | None = No
                     pass
             bits[name] += 8 * payload
             headers[name] += 8 * (size - len(p.payload))
-    duration = end_ms / 1000.0 if end_ms > 0 else (last_ms + 1000.0 / CANVAS_FPS) / 1000.0
+    duration = end_ms / 1000.0 if end_ms > 0 else (last_ms + FRAME_MS) / 1000.0
     given = metadata.get("duration_s")
     if isinstance(given, (int, float)) and 0 < given < 1e7:
         duration = float(given)

@@ -39,13 +39,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from codec import CANVAS_FPS, FRAME_MS
 from codec.audio.features import SAMPLE_RATE, clip_window, padded_clip_features
 from codec.errors import TalkcodecError
 from codec.receiver.neural.weights import find_model, load_verified, onnx_session
 
 ROLE = "sync_expert"
-FPS = 25.0
-FRAME_MS = 1000.0 / FPS
+FPS = float(CANVAS_FPS)
 WINDOW = 5  # video frames per window, centred on t
 HALF = WINDOW // 2
 VSHIFT = 7  # audio offsets -VSHIFT..+VSHIFT frames

@@ -41,14 +41,11 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from codec import AUDIO_RATE, CANVAS_FPS, CANVAS_SIZE
+from codec import AUDIO_RATE, CANVAS_SIZE, FRAME_MS
 from codec.bitstream.motion_codec import MotionSample
 from codec.errors import InputError
 from codec.receiver.upsample import Upsampler
 from codec.types import AudioChunk, IdentityFrame, LowResFrame, OutputFrame
-
-FRAME_MS = 1000.0 / CANVAS_FPS
-
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

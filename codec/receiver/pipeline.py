@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from codec import AUDIO_RATE, CANVAS_FPS
+from codec import AUDIO_RATE, FRAME_MS
 from codec.bitstream.packet import Packet, PacketFlag
 from codec.bitstream.stream import StreamDecoder, StreamEvents
 from codec.errors import InputError
@@ -133,7 +133,7 @@ def decode_packets(packets: Iterable[Packet], receiver: Receiver) -> DecodedVide
             frames.append(item)
         else:
             chunks.append(item)
-    frame_ms = 1000 / CANVAS_FPS
+    frame_ms = FRAME_MS
     if ends:  # low-latency receivers may have run ahead of the stream's end
         frames = [f for f in frames if f.timestamp_ms < ends[-1]]
     if frames:

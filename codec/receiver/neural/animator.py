@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codec.receiver.neural.contract import HEAD_SIZE, ID_FEATURES, WINDOW
 from codec.receiver.neural.encoders import AudioEncoder, act
 from codec.receiver.upsample import upsample_matrix
 
-WINDOW = 5  # low-res frames around t (t-80, -40, 0, +40, +80 ms)
+(C32, _), (C16, S16) = ID_FEATURES
 
 
 class FiLM(nn.Module):
@@ -67,9 +68,9 @@ class Animator(nn.Module):
         self.enc8 = nn.Sequential(nn.Conv2d(3 * WINDOW + 6, 64, 3, padding=1), act(),
                                   nn.Conv2d(64, 64, 3, padding=1), act())
         self.film8 = FiLM(audio_dim, 64)
-        self.up16 = nn.Sequential(nn.Conv2d(64 + 48, 48, 3, padding=1), act())
+        self.up16 = nn.Sequential(nn.Conv2d(64 + C16, 48, 3, padding=1), act())
         self.film16 = FiLM(audio_dim, 48)
-        self.up32 = nn.Sequential(nn.Conv2d(48 + 24, 32, 3, padding=1), act())
+        self.up32 = nn.Sequential(nn.Conv2d(48 + C32, 32, 3, padding=1), act())
         self.film32 = FiLM(audio_dim, 32)
         self.out32 = nn.Sequential(nn.Conv2d(32, 32, 3, padding=1), act())
         self.head = nn.Conv2d(32, 6, 3, padding=1)  # flow (2), mask (1), colour (3)
@@ -92,8 +93,8 @@ class Animator(nn.Module):
         x = torch.cat([window.reshape(b, 3 * WINDOW, s, s), id_lr, cur - id_lr], 1) / 127.5
         x = self.film8(self.enc8(x), emb)
         theta = self.affine(x.mean(dim=(2, 3)))
-        x = self.film16(self.up16(torch.cat([_up(x, (16, 16)), f16], 1)), emb)
-        x = self.film32(self.up32(torch.cat([_up(x, (32, 32)), f32], 1)), emb)
+        x = self.film16(self.up16(torch.cat([_up(x, (S16, S16)), f16], 1)), emb)
+        x = self.film32(self.up32(torch.cat([_up(x, (HEAD_SIZE, HEAD_SIZE)), f32], 1)), emb)
         y = self.head(self.out32(x))
         colour = 127.5 * (torch.tanh(y[:, 3:]) + 1.0)
         return theta, y[:, :2], torch.sigmoid(y[:, 2:3]), colour

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-N_CONTEXT = 4  # key frames in
-N_BETWEEN = 4  # frames out (5 -> 25 fps)
+from codec.receiver.neural.contract import N_BETWEEN, N_CONTEXT
+
 SCALE = 127.5
 
 

@@ -27,13 +27,21 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from codec.audio.features import HOP_MS, LOG_FLOOR, N_FFT, N_MELS, SAMPLE_RATE, log_mel
+from codec.audio.features import (
+    HOP_MS,
+    LOG_FLOOR,
+    N_FFT,
+    N_MELS,
+    SAMPLE_RATE,
+    WINDOW_FRAMES,
+    log_mel,
+)
 
 BLOCK_BEFORE_MS = 300.0
 BLOCK_FRAMES = 40  # 10 ms hops: windows [0:20], [10:30], [20:40] centred at t-200/-100/0 ms
 # The block's last 200 ms window (t-100 .. t+115 ms) is exactly the animator's speech window
 # (``codec.audio.features.window_span_ms``), so the receiver computes the log-mel once.
-ANIMATOR_WINDOW = slice(20, 40)
+ANIMATOR_WINDOW = slice(BLOCK_FRAMES - WINDOW_FRAMES, BLOCK_FRAMES)
 _SPANS = ((0, 20), (10, 30), (20, 40), (20, 25), (25, 30), (30, 35), (35, 40))
 N_FEATURES = len(_SPANS) * N_MELS
 MAX_OPENING = 0.6

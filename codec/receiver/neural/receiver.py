@@ -27,10 +27,23 @@ from pathlib import Path
 
 import numpy as np
 
+from codec import FRAME_MS
 from codec.receiver.backproject import back_project
-from codec.receiver.base import FRAME_MS, Receiver
+from codec.receiver.base import Receiver
 from codec.receiver.landmark_warp import LandmarkWarp
 from codec.receiver.neural.compose import compose_frame
+from codec.receiver.neural.contract import (
+    ANIMATOR,
+    CANVAS,
+    IDENTITY_ENCODER,
+    INTERPOLATOR,
+    MOUTH,
+    N_BETWEEN,
+    N_CONTEXT,
+    NET_LOWRES,
+    ROLES,
+    WINDOW,
+)
 from codec.receiver.neural.mouth import (
     ANIMATOR_WINDOW,
     MOUTH_STRENGTH,
@@ -40,14 +53,11 @@ from codec.receiver.neural.mouth import (
     block_span_ms,
     mouth_shape,
 )
-from codec.receiver.neural.weights import ROLES, find_model, load_verified, onnx_session
+from codec.receiver.neural.weights import find_model, load_verified, onnx_session
 from codec.receiver.upsample import Upsampler
 from codec.sender.downsample import box_downsample
 from codec.types import IdentityFrame, LowResFrame, OutputFrame
 
-WINDOW = 5
-NET_LOWRES = 8
-N_BETWEEN = 4
 _CACHE_PAIRS = 16
 
 
@@ -61,37 +71,37 @@ class NeuralReceiver(Receiver):
     name = "neural"
     mouth_strength = MOUTH_STRENGTH  # how far the mouth stage moves the lips (mouth.py)
 
-    def __init__(self, *, low_latency: bool = False, canvas_size: int = 256,
+    def __init__(self, *, low_latency: bool = False, canvas_size: int = CANVAS,
                  models_dir: Path | None = None, threads: int = 1,
                  use_audio: bool = True, use_mouth: bool = True, device: str | None = None,
                  use_motion: bool = True) -> None:
         super().__init__(low_latency=low_latency, canvas_size=canvas_size)
-        if canvas_size != 256:
-            raise ValueError("the neural receiver renders 256x256 canvases only")
+        if canvas_size != CANVAS:
+            raise ValueError(f"the neural receiver renders {CANVAS}x{CANVAS} canvases only")
         # ``auto`` (the default, or $TALKCODEC_DEVICE): CUDA when onnxruntime-gpu is installed.
         device = device or os.environ.get("TALKCODEC_DEVICE", "auto")
         self.sessions = {role: onnx_session(load_verified(find_model(role, models_dir)),
                                             threads, device) for role in ROLES}
-        self.providers = self.sessions["animator"].get_providers()
+        self.providers = self.sessions[ANIMATOR.role].get_providers()
         self.use_audio = use_audio
         self.use_mouth = use_mouth
         self._mouth: MouthWarp | None = None
         self._id_inputs: dict[str, np.ndarray] = {}
-        self._identity = np.zeros((256, 256, 3), np.float32)
+        self._identity = np.zeros((CANVAS, CANVAS, 3), np.float32)
         self._between: dict[tuple[int, int], np.ndarray] = {}
         self.use_motion = use_motion
         self._warp: LandmarkWarp | None = None
-        self._upsampler = Upsampler(256)
+        self._upsampler = Upsampler(CANVAS)
         self._last_path = "network"
 
     # ---- identity --------------------------------------------------------------------
     def on_identity(self, identity: IdentityFrame) -> None:
         img = np.asarray(identity.image, np.float32)
-        if img.shape != (256, 256, 3):
-            raise ValueError(f"identity frame must be 256x256x3, got {img.shape}")
+        if img.shape != (CANVAS, CANVAS, 3):
+            raise ValueError(f"identity frame must be {CANVAS}x{CANVAS}x3, got {img.shape}")
         x = np.ascontiguousarray(img.transpose(2, 0, 1)[None])
-        id_lr, f32, f16 = self.sessions["identity_encoder"].run(None, {"identity": x})
-        self._id_inputs = {"id_lr": id_lr, "f32": f32, "f16": f16}
+        outs = self.sessions[IDENTITY_ENCODER.role].run(None, IDENTITY_ENCODER.feeds(x))
+        self._id_inputs = dict(zip(IDENTITY_ENCODER.output_names, outs, strict=True))
         self._identity = np.ascontiguousarray(img)
         self._mouth = self._mouth_warp(self._identity) if self.use_mouth else None
         self.on_motion_anchor()
@@ -134,9 +144,10 @@ class NeuralReceiver(Receiver):
         hit = self._between.get(key)
         if hit is not None:
             return hit
-        ctx = [_as_8x8(self.lowres[max(0, j + d)]) for d in (-2, -1, 0, 1)]
+        ctx = [_as_8x8(self.lowres[max(0, j + d)]) for d in range(2 - N_CONTEXT, 2)]
         x = np.stack(ctx).astype(np.float32).transpose(3, 0, 1, 2)[None]
-        (y,) = self.sessions["interpolator"].run(None, {"keys": np.ascontiguousarray(x)})
+        (y,) = self.sessions[INTERPOLATOR.role].run(
+            None, INTERPOLATOR.feeds(np.ascontiguousarray(x)))
         out = np.clip(y[0].transpose(1, 2, 3, 0), 0.0, 255.0)
         if len(self._between) >= _CACHE_PAIRS:
             self._between.pop(next(iter(self._between)))
@@ -189,7 +200,7 @@ class NeuralReceiver(Receiver):
     def opening(self, block: np.ndarray) -> float:
         """Lip opening a speech block asks for (the ``mouth`` network)."""
         feats = block_features(block)[None]
-        (opening,) = self.sessions["mouth"].run(None, {"feats": feats})
+        (opening,) = self.sessions[MOUTH.role].run(None, MOUTH.feeds(feats))
         return float(opening.ravel()[0])
 
     def _render_at(self, t: float) -> OutputFrame:
@@ -209,8 +220,8 @@ class NeuralReceiver(Receiver):
         block = self.speech_at(t_ms)
         identity = (self._identity if self._mouth is None
                     else self._mouth.render(self.opening(block), self.mouth_strength))
-        feeds = {"window": window[None], "mel": block[ANIMATOR_WINDOW][None], **self._id_inputs}
-        theta, flow, mask, colour = self.sessions["animator"].run(None, feeds)
+        feeds = ANIMATOR.feeds(window[None], block[ANIMATOR_WINDOW][None], **self._id_inputs)
+        theta, flow, mask, colour = self.sessions[ANIMATOR.role].run(None, feeds)
         cur = window[WINDOW // 2].transpose(1, 2, 0)
         out = compose_frame(identity, theta[0], flow[0], mask[0], colour[0], cur)
         return np.rint(out).astype(np.uint8)

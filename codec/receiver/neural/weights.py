@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from codec.errors import ConfigError, TalkcodecError
+from codec.receiver.neural.contract import ROLES
 
-ROLES = ("interpolator", "identity_encoder", "animator", "mouth")
 HASH_LEN = 12
 _NAME = re.compile(r"^(?P<role>[a-z_]+)-(?P<hash>[0-9a-f]{12})\.onnx$")
 MAX_MODEL_BYTES = 64 << 20
