@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
-from codec.receiver.neural.interpolator import N_BETWEEN, Interpolator  # noqa: E402 - after the skip
+from training.networks.interpolator import N_BETWEEN, Interpolator  # noqa: E402 - after the skip
 
 
 def _keys(seed: int = 0) -> torch.Tensor:

@@ -28,9 +28,9 @@ needs_shipped = pytest.mark.skipif(not SHIPPED, reason="no trained weights in mo
 
 
 def _fresh_modules() -> dict[str, torch.nn.Module]:
-    from codec.receiver.neural.interpolator import Interpolator
-    from codec.receiver.neural.network import ReceiverNet
     from training.export_onnx import _AnimatorByName
+    from training.networks.interpolator import Interpolator
+    from training.networks.network import ReceiverNet
 
     torch.manual_seed(0)
     net = ReceiverNet()
@@ -39,7 +39,7 @@ def _fresh_modules() -> dict[str, torch.nn.Module]:
         for m in (net, interp := Interpolator()):
             for p in m.parameters():
                 p.add_(0.05 * torch.randn_like(p))
-    from codec.receiver.neural.mouth_driver import MouthDriver
+    from training.networks.mouth_driver import MouthDriver
 
     mouth = MouthDriver()
     with torch.no_grad():  # inputs are randn * 4 - 6: outputs mostly inside the clamp
@@ -202,6 +202,21 @@ def test_receiver_imports_without_pyav() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=120)
 
 
+def test_receiver_runs_without_torch() -> None:
+    """The torch networks live in training/: the installed receiver imports no torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import codec.receiver.neural.contract, codec.receiver.neural.compose\n"
+            "from codec.receiver.neural import NeuralReceiver\n"
+            "import codec.receiver.registry, codec.metrics.sync\n")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=120)
+    package = root / "codec" / "receiver"
+    assert not [p for p in package.rglob("*.py") if "import torch" in p.read_text()]
+
+
 def test_models_dir_is_the_repo_models_folder() -> None:
     assert weights.models_dir().name == "models"
     assert (weights.models_dir().parent / "codec").is_dir()
@@ -210,7 +225,7 @@ def test_models_dir_is_the_repo_models_folder() -> None:
 def test_back_projection_makes_the_output_agree_with_the_lowres_frame() -> None:
     import torch.nn.functional as F
 
-    from codec.receiver.neural.animator import back_project
+    from training.networks.animator import back_project
 
     g = torch.Generator().manual_seed(0)
     out = torch.rand(2, 3, 256, 256, generator=g) * 255
@@ -224,8 +239,8 @@ def test_numpy_compose_matches_the_torch_animator() -> None:
     """The runtime's warp/blend/back-projection (numpy/OpenCV) equals Animator.compose."""
     import torch.nn.functional as F
 
-    from codec.receiver.neural.animator import Animator
     from codec.receiver.neural.compose import compose_frame
+    from training.networks.animator import Animator
 
     torch.manual_seed(1)
     anim = Animator()

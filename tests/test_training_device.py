@@ -10,9 +10,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from codec.receiver.neural.interpolator import Interpolator  # noqa: E402
-from codec.receiver.neural.network import ReceiverNet  # noqa: E402
 from training.device import cpu_state, resolve  # noqa: E402
+from training.networks.interpolator import Interpolator  # noqa: E402
+from training.networks.network import ReceiverNet  # noqa: E402
 from training.samples import Batch  # noqa: E402
 from training.train_receiver import LossWeights, step_loss  # noqa: E402
 

@@ -70,8 +70,8 @@ def test_gradient_l1_rewards_edges_not_offsets() -> None:
 
 
 def test_landmark_motion_matches_the_animators_sampling_field():
-    from codec.receiver.neural.animator import Animator, _up
     from training.losses import landmark_motion
+    from training.networks.animator import Animator, _up
 
     gen = torch.Generator().manual_seed(3)
     b, h = 2, 64

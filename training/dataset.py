@@ -10,7 +10,7 @@ import torch
 
 from codec.bitstream.lowres_codec import LowResEncoder, LowResParams
 from codec.receiver.neural.contract import N_BETWEEN
-from codec.receiver.neural.interpolator import Interpolator
+from training.networks.interpolator import Interpolator
 from training.paths import cache_dir
 
 KEY_EVERY = N_BETWEEN + 1  # 25 fps canvas / 5 fps low-res stream

@@ -27,10 +27,10 @@ from codec.receiver.neural.contract import (
     PIXELS,
     Tensor,
 )
-from codec.receiver.neural.interpolator import Interpolator
-from codec.receiver.neural.mouth_driver import MouthDriver
-from codec.receiver.neural.network import ReceiverNet
 from codec.receiver.neural.weights import ROLES, hashed_name, models_dir
+from training.networks.interpolator import Interpolator
+from training.networks.mouth_driver import MouthDriver
+from training.networks.network import ReceiverNet
 from training.paths import cache_dir
 
 OPSET = 17

@@ -51,7 +51,7 @@ def warp_lowres(window: torch.Tensor, t: torch.Tensor, factor: int = 8) -> torch
     with the box-consistent cubic (so T = identity gives the window back), resampled at
     T p (grid_sample conventions, border padding) and box-averaged back, so W'(p) = W(T p).
     window (B, F, 3, s, s); t (B, 3, 3)."""
-    from codec.receiver.neural.animator import consistent_up
+    from training.networks.animator import consistent_up
 
     b, f, c, s, _ = window.shape
     x = window.reshape(b, f * c, s, s)
@@ -89,7 +89,7 @@ def landmark_motion(theta: torch.Tensor, flow: torch.Tensor, at: torch.Tensor,
     the identity pixel the output shows there. L1 in normalised coordinates (grid_sample's,
     align_corners=False), mean over points, then over the samples with ``valid`` 1.
     theta (B, 6); flow (B, 2, s, s); at, to (B, N, 2) as (x, y); valid (B,)."""
-    from codec.receiver.neural.animator import affine_points
+    from training.networks.animator import affine_points
 
     gu, gv = affine_points(theta.unsqueeze(-1), at[..., 0], at[..., 1])
     f = F.grid_sample(flow, at.unsqueeze(2), mode="bilinear", padding_mode="border",

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from codec.audio.features import clip_window
 from codec.metrics.landmarks import mouth_opening
 from codec.receiver.neural.contract import FRAME_MS, WINDOW
-from codec.receiver.neural.interpolator import Interpolator
 from codec.receiver.neural.mouth import MOUTH_STRENGTH, MouthWarp, mouth_shape
 from training.dataset import KEY_EVERY, CachedClip, received_stream, transmitted
+from training.networks.interpolator import Interpolator
 
 MOUTH = slice(48, 68)
 EYES = slice(36, 48)

@@ -21,7 +21,6 @@ import time
 import numpy as np
 import torch
 
-from codec.receiver.neural.interpolator import Interpolator
 from training.dataset import (
     KEY_EVERY,
     dev_split,
@@ -30,6 +29,7 @@ from training.dataset import (
     transmitted,
 )
 from training.device import cpu_state, resolve
+from training.networks.interpolator import Interpolator
 from training.paths import cache_dir
 
 MOUTH_ROWS = slice(4, 7)  # 8x8 rows 4-6 = y 128..224 px of the canvas (the mouth's rows)

@@ -28,8 +28,8 @@ from codec.audio.features import LOG_FLOOR, N_MELS
 from codec.metrics.fidelity import luma
 from codec.metrics.landmarks import motion_correlation, mouth_opening
 from codec.receiver.neural.mouth import BLOCK_FRAMES, block_features, block_from_clip
-from codec.receiver.neural.mouth_driver import MouthDriver
 from training.dataset import CachedClip, dev_split, load_clips, received_stream
+from training.networks.mouth_driver import MouthDriver
 from training.paths import cache_dir
 
 GAIN_SHARE = 0.6

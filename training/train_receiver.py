@@ -21,8 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codec.receiver.neural.interpolator import Interpolator
-from codec.receiver.neural.network import ReceiverNet
 from training.dataset import load_clips
 from training.device import cpu_state, resolve
 from training.losses import (
@@ -34,6 +32,8 @@ from training.losses import (
     warp_lowres,
     weighted_l1,
 )
+from training.networks.interpolator import Interpolator
+from training.networks.network import ReceiverNet
 from training.paths import cache_dir
 from training.samples import Batch, SampleSource
 from training.train_mouth import predicted_openings

@@ -1,4 +1,5 @@
-"""The Animator's last stage in numpy/OpenCV (the runtime path; torch twin: Animator.compose).
+"""The Animator's last stage in numpy/OpenCV (the runtime path; torch twin:
+``training.networks.animator.Animator.compose``).
 
 Warps the identity frame by the affine motion + the upsampled dense flow (cv2.remap,
 bilinear, border replicate: grid_sample's ``align_corners=False`` convention), blends it

@@ -6,9 +6,10 @@ the speech can in part. This stage makes that path explicit and measurable:
 1. ``block_features``: from 415 ms of log-mel around an output frame (t-300 .. t+115 ms,
    the same ``log_mel`` the animator uses), 7 x 40 band means: three 200 ms windows
    centred at t-200, t-100 and t, and four 50 ms chunks of the last one.
-2. ``MouthDriver`` (``mouth_driver.py``, trained by ``training/train_mouth.py``, run as the ONNX role
-   ``mouth``): standardised features -> a ridge-regressed lip opening (inner-lip gap /
-   mouth width, the ratio ``codec.metrics.landmarks.mouth_opening`` measures).
+2. ``MouthDriver`` (``training/networks/mouth_driver.py``, trained by
+   ``training/train_mouth.py``, run as the ONNX role ``mouth``): standardised features ->
+   a ridge-regressed lip opening (inner-lip gap / mouth width, the ratio
+   ``codec.metrics.landmarks.mouth_opening`` measures).
 3. ``MouthWarp``: the identity frame's 68 dlib landmarks, found once per identity frame;
    per output frame the lower lip and jaw move down and the upper lip up by the difference
    between the predicted and the identity frame's own opening (a smooth local displacement

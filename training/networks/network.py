@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from codec.receiver.neural.animator import Animator
-from codec.receiver.neural.encoders import IdentityEncoder
+from training.networks.animator import Animator
+from training.networks.encoders import IdentityEncoder
 
 
 class ReceiverNet(nn.Module):

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from codec.receiver.neural.contract import HEAD_SIZE, ID_FEATURES, WINDOW
-from codec.receiver.neural.encoders import AudioEncoder, act
 from codec.receiver.upsample import upsample_matrix
+from training.networks.encoders import AudioEncoder, act
 
 (C32, _), (C16, S16) = ID_FEATURES
 
