@@ -3,18 +3,14 @@ grid, and the one ``codec.sender.Sender`` (the same encoder as ``talkcodec encod
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from codec import FRAME_MS
+from codec._dlib import DLIB_LOCK
 from codec.bitstream.packet import Packet
 from codec.sender.face_tracker import FaceTracker, crop_to_canvas
 from codec.sender.sender import Sender, SenderConfig
 
-# dlib's detector and landmark models are shared process-wide and not thread-safe: two
-# cameras tracked in two threads at once corrupted the heap. One tracker runs at a time.
-_DLIB_LOCK = threading.Lock()
 MAX_SIDE = 4096  # larger frames are refused (a 4K frame is fine, a 16K one is not)
 
 
@@ -43,7 +39,7 @@ class LiveEncoder:
             return []
         frame = np.ascontiguousarray(frame)
         self.frames_in += 1
-        with _DLIB_LOCK:
+        with DLIB_LOCK:  # one tracker at a time, and no other dlib call meanwhile
             box = self.tracker.update(frame)
         if self.epoch_ms is None and not self.tracker.has_face:
             return []  # no face yet: nothing to send

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import dlib
-import face_recognition_models
 import numpy as np
 
+from codec._dlib import DLIB_LOCK, face_detector, shape_predictor_68
 from codec.audio.features import padded_clip_features
 from codec.sender.canvas import load_face_clip
 from codec.sender.downsample import box_downsample
@@ -30,8 +30,12 @@ LOWRES = 8
 
 def canvas_landmarks(frames: np.ndarray, detect_every: int = 5) -> np.ndarray:
     """(T, 68, 2) float32 landmarks; detection every few frames, box held in between."""
-    det = dlib.get_frontal_face_detector()
-    pred = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    with DLIB_LOCK:  # the package's one detector and predictor (codec._dlib)
+        return _track_landmarks(frames, detect_every)
+
+
+def _track_landmarks(frames: np.ndarray, detect_every: int) -> np.ndarray:
+    det, pred = face_detector(), shape_predictor_68()
     out = np.full((len(frames), 68, 2), np.nan, np.float32)
     rect = None
     for k, img in enumerate(frames):

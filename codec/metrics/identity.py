@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from codec.metrics._dlib_models import as_dlib_image, face_descriptor_model, shape_predictor_68
+from codec._dlib import as_dlib_image, face_descriptor_model, shape_predictor_68
 from codec.metrics.landmarks import FaceBox
 
 SAME_PERSON_THRESHOLD = 0.6

@@ -23,7 +23,7 @@ import cv2
 import dlib
 import numpy as np
 
-from codec.metrics._dlib_models import as_dlib_image, face_detector, shape_predictor_68
+from codec._dlib import as_dlib_image, face_detector, shape_predictor_68
 
 N_LANDMARKS = 68
 MAX_DETECT_SIDE = 640

@@ -9,18 +9,20 @@ source resolution:
   ``roi_face_px`` pixels wide (about ten times cheaper than a search, and it keeps
   following the same person when there are several).
 
-The dlib model is created on first use, never at import. Boxes are returned in the pixel
+The dlib detector is the process's one (``codec._dlib``), created on first use, never at
+import, and run under its lock. Boxes are returned in the pixel
 coordinates of the frame that was passed in.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import cv2
 import numpy as np
+
+from codec._dlib import DLIB_LOCK, as_dlib_image, face_detector
 
 # dlib's HOG window is 80x80: a face smaller than this in the analysed image is missed.
 HOG_MIN_FACE_PX = 80
@@ -55,14 +57,6 @@ class FaceBox:
         return FaceBox(self.x * s, self.y * s, self.w * s, self.h * s, self.score)
 
 
-@lru_cache(maxsize=1)
-def _hog_detector() -> Any:
-    """dlib's HOG detector, built once per process on first use (it takes about a second)."""
-    import dlib
-
-    return dlib.get_frontal_face_detector()
-
-
 class FaceDetector:
     """dlib HOG detector with whole-frame search and region-of-interest modes."""
 
@@ -73,7 +67,7 @@ class FaceDetector:
 
     def _detector(self) -> Any:
         if self._dlib is None:
-            self._dlib = _hog_detector()
+            self._dlib = face_detector()  # the process's one detector (codec._dlib)
         return self._dlib
 
     def _run(self, image: np.ndarray, scale: float, ox: float = 0.0,
@@ -86,8 +80,9 @@ class FaceDetector:
             image = cv2.resize(image, size, interpolation=interp)
         if min(image.shape[:2]) < HOG_MIN_FACE_PX:
             return []
-        img = np.ascontiguousarray(image, dtype=np.uint8)  # dlib misreads strided arrays
-        rects, scores, _ = self._detector().run(img, 0, 0.0)
+        img = as_dlib_image(image)  # contiguous uint8: dlib misreads strided arrays
+        with DLIB_LOCK:
+            rects, scores, _ = self._detector().run(img, 0, 0.0)
         out = []
         for r, sc in zip(rects, scores):
             b = FaceBox(r.left() / scale + ox, r.top() / scale + oy,

@@ -119,7 +119,7 @@ class NeuralReceiver(Receiver):
     def _mouth_warp(img: np.ndarray) -> MouthWarp | None:
         """The identity frame's mouth, or None when dlib finds no usable face on it (the
         frame is then animated unchanged)."""
-        from codec.metrics._dlib_models import DLIB_LOCK
+        from codec._dlib import DLIB_LOCK
         from codec.metrics.landmarks import detect_face, landmarks
 
         frame = np.rint(img).astype(np.uint8)
