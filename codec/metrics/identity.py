@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from codec._dlib import as_dlib_image, face_descriptor_model, shape_predictor_68
-from codec.metrics.landmarks import FaceBox
+from codec._dlib import DLIB_LOCK, FaceBox, as_dlib_image, face_descriptor_model, shape_predictor_68
 
 SAME_PERSON_THRESHOLD = 0.6
 
@@ -19,8 +18,11 @@ SAME_PERSON_THRESHOLD = 0.6
 def face_descriptor(frame: np.ndarray, box: FaceBox) -> np.ndarray:
     """The 128-d descriptor (float64) of the face inside ``box``."""
     img = as_dlib_image(frame)
-    shape = shape_predictor_68()(img, box.to_dlib())
-    return np.asarray(face_descriptor_model().compute_face_descriptor(img, shape), np.float64)
+    predictor, model = shape_predictor_68(), face_descriptor_model()
+    with DLIB_LOCK:
+        shape = predictor(img, box.to_dlib())
+        descriptor = model.compute_face_descriptor(img, shape)
+    return np.asarray(descriptor, np.float64)
 
 
 def descriptor_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -17,66 +17,18 @@ the box; what differs is only where the shape predictor puts the points inside i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import cv2
-import dlib
 import numpy as np
 
-from codec._dlib import as_dlib_image, face_detector, shape_predictor_68
+# The face box and the 68 points are found by codec._dlib (the sender and the receiver use
+# the same two functions); they are re-exported here with the measures built on them.
+from codec._dlib import MAX_DETECT_SIDE, N_LANDMARKS, FaceBox, detect_face, landmarks
 
-N_LANDMARKS = 68
-MAX_DETECT_SIDE = 640
+__all__ = ["MAX_DETECT_SIDE", "MOUTH", "N_LANDMARKS", "FaceBox", "detect_face", "distance_parts",
+           "landmark_distance", "landmarks", "motion_correlation", "mouth_opening"]
+
 MOUTH = slice(48, 68)
 _INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
 _MOUTH_CORNERS = (48, 54)
-
-
-@dataclass(frozen=True)
-class FaceBox:
-    """A face rectangle in pixel coordinates (right/bottom exclusive, as dlib gives them)."""
-
-    left: int
-    top: int
-    right: int
-    bottom: int
-
-    def to_dlib(self) -> dlib.rectangle:
-        return dlib.rectangle(self.left, self.top, self.right, self.bottom)
-
-    @property
-    def area(self) -> int:
-        return max(0, self.right - self.left) * max(0, self.bottom - self.top)
-
-
-def detect_face(frame: np.ndarray) -> FaceBox | None:
-    """Largest frontal face in the frame (dlib HOG), or None when there is none.
-
-    Frames larger than :data:`MAX_DETECT_SIDE` are searched on a downscaled copy (bounded
-    time and memory for, e.g., a 4K frame) and the box is scaled back."""
-    img = as_dlib_image(frame)
-    scale = 1.0
-    if max(img.shape[:2]) > MAX_DETECT_SIDE:
-        scale = MAX_DETECT_SIDE / max(img.shape[:2])
-        size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
-        img = np.ascontiguousarray(cv2.resize(img, size, interpolation=cv2.INTER_AREA))
-    detector = face_detector()
-    found = detector(img, 0)
-    if len(found) == 0 and max(img.shape[:2]) <= MAX_DETECT_SIDE // 2:
-        found = detector(img, 1)  # small frames: one upsampling step
-    if len(found) == 0:
-        return None
-    boxes = [
-        FaceBox(*(int(round(v / scale)) for v in (r.left(), r.top(), r.right(), r.bottom())))
-        for r in found
-    ]
-    return max(boxes, key=lambda b: b.area)
-
-
-def landmarks(frame: np.ndarray, box: FaceBox) -> np.ndarray:
-    """The 68 landmark points (x, y) as float64 (68, 2), placed inside ``box``."""
-    shape = shape_predictor_68()(as_dlib_image(frame), box.to_dlib())
-    return np.array([(shape.part(i).x, shape.part(i).y) for i in range(N_LANDMARKS)], np.float64)
 
 
 def landmark_distance(points: np.ndarray, truth: np.ndarray, region: slice = slice(None)) -> float:

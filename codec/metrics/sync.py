@@ -42,7 +42,7 @@ import numpy as np
 from codec import CANVAS_FPS, FRAME_MS
 from codec.audio.features import SAMPLE_RATE, clip_window, padded_clip_features
 from codec.errors import TalkcodecError
-from codec.receiver.neural.weights import find_model, load_verified, onnx_session
+from codec.models import find_model, load_verified, onnx_session
 
 ROLE = "sync_expert"
 FPS = float(CANVAS_FPS)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from codec import FRAME_MS
+from codec.models import find_model, load_verified, onnx_session
 from codec.receiver.backproject import back_project
 from codec.receiver.base import Receiver
 from codec.receiver.landmark_warp import LandmarkWarp
@@ -53,7 +54,6 @@ from codec.receiver.neural.mouth import (
     block_span_ms,
     mouth_shape,
 )
-from codec.receiver.neural.weights import find_model, load_verified, onnx_session
 from codec.receiver.upsample import Upsampler
 from codec.sender.downsample import box_downsample
 from codec.types import IdentityFrame, LowResFrame, OutputFrame
@@ -119,8 +119,7 @@ class NeuralReceiver(Receiver):
     def _mouth_warp(img: np.ndarray) -> MouthWarp | None:
         """The identity frame's mouth, or None when dlib finds no usable face on it (the
         frame is then animated unchanged)."""
-        from codec._dlib import DLIB_LOCK
-        from codec.metrics.landmarks import detect_face, landmarks
+        from codec._dlib import DLIB_LOCK, detect_face, landmarks
 
         frame = np.rint(img).astype(np.uint8)
         with DLIB_LOCK:  # one receiver per caller: workers run in their own threads

@@ -1,71 +1,36 @@
-"""Shipped ONNX weights: files ``models/<role>-<sha256[:12]>.onnx``, verified on load.
+"""The neural receiver's shipped ONNX weights: one file ``models/<role>-<sha256[:12]>.onnx``
+for each role of ``contract.ROLES`` (``interpolator``, ``identity_encoder``, ``animator``,
+``mouth``).
 
-Each network of the neural receiver has one role (``interpolator``, ``identity_encoder``,
-``animator``, ``mouth``). A file whose content hash does not match its name is refused with
-``ModelIntegrityError``; nothing is ever downloaded. ``onnx_session`` is how every shipped
-network is run (the receiver's, the sync expert's, the speed benchmark's).
+Finding, verifying and running a file is ``codec.models``' (below the receiver and the
+metrics, which both load shipped networks); its names are re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 from pathlib import Path
-from typing import Any
 
-from codec.errors import ConfigError, TalkcodecError
+from codec.models import (
+    DEVICES,
+    HASH_LEN,
+    MAX_MODEL_BYTES,
+    PACKAGED_MODELS,
+    SOURCE_MODELS,
+    ModelError,
+    ModelIntegrityError,
+    content_hash,
+    find_model,
+    hashed_name,
+    load_verified,
+    models_dir,
+    onnx_session,
+)
 from codec.receiver.neural.contract import ROLES
 
-HASH_LEN = 12
-_NAME = re.compile(r"^(?P<role>[a-z_]+)-(?P<hash>[0-9a-f]{12})\.onnx$")
-MAX_MODEL_BYTES = 64 << 20
-DEVICES = ("auto", "cpu", "cuda")
-
-
-class ModelError(TalkcodecError):
-    """The neural receiver's weights are missing or unusable."""
-
-
-class ModelIntegrityError(ModelError):
-    """A weights file's content does not match the hash in its name."""
-
-
-# The models folder is found in one place for every layer (the motion basis loads from it too).
-from codec.models import PACKAGED_MODELS, SOURCE_MODELS, models_dir  # noqa: E402,F401
-
-
-def content_hash(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:HASH_LEN]
-
-
-def hashed_name(role: str, data: bytes) -> str:
-    return f"{role}-{content_hash(data)}.onnx"
-
-
-def find_model(role: str, directory: Path | None = None) -> Path:
-    """The one weights file of ``role`` in the models directory."""
-    d = directory or models_dir()
-    found = sorted(p for p in d.glob(f"{role}-*.onnx")
-                   if (m := _NAME.match(p.name)) and m["role"] == role)
-    if not found:
-        raise ModelError(f"no {role} weights in {d}")
-    if len(found) > 1:
-        raise ModelError(f"several {role} weights in {d}: {[p.name for p in found]}")
-    return found[0]
-
-
-def load_verified(path: Path) -> bytes:
-    """The file's bytes, after checking them against the hash in its name."""
-    m = _NAME.match(path.name)
-    if m is None:
-        raise ModelError(f"{path.name} is not named <role>-<sha256[:12]>.onnx")
-    if path.stat().st_size > MAX_MODEL_BYTES:
-        raise ModelError(f"{path.name} is larger than {MAX_MODEL_BYTES} bytes")
-    data = path.read_bytes()
-    if content_hash(data) != m["hash"]:
-        raise ModelIntegrityError(f"{path.name}: content hash {content_hash(data)} does not "
-                                  f"match its name (tampered or corrupt file)")
-    return data
+__all__ = ["DEVICES", "HASH_LEN", "MAX_MODEL_BYTES", "PACKAGED_MODELS", "ROLES", "SOURCE_MODELS",
+           "ModelError", "ModelIntegrityError", "content_hash", "find_model", "hashed_name",
+           "load_verified", "models_dir", "onnx_session", "weights_available",
+           "weights_problem"]
 
 
 def weights_problem(directory: Path | None = None) -> str | None:
@@ -80,32 +45,3 @@ def weights_problem(directory: Path | None = None) -> str | None:
 
 def weights_available(directory: Path | None = None) -> bool:
     return weights_problem(directory) is None
-
-
-def onnx_session(data: bytes, threads: int = 1, device: str = "auto") -> Any:
-    """An ONNX Runtime session for verified model bytes. ``auto`` takes the CUDA provider
-    when the installed ONNX Runtime has one (onnxruntime-gpu), ``cpu`` never does, ``cuda``
-    insists on it (``ConfigError`` when it cannot be had)."""
-    import onnxruntime as ort
-
-    if device not in DEVICES:
-        raise ConfigError(f"device (TALKCODEC_DEVICE) must be one of {DEVICES}, got {device!r}")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    # Spinning pool threads fight OpenCV's and the other receivers' threads for the cores:
-    # at 2 threads on the 2-core box the receiver ran at 64 fps spinning, 238 fps not.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    available = ort.get_available_providers()
-    if device == "cuda" and "CUDAExecutionProvider" not in available:
-        raise ConfigError("device 'cuda' asked for, but this ONNX Runtime has no CUDA "
-                          f"provider (it has {available}); install onnxruntime-gpu")
-    wanted = ("CPUExecutionProvider",) if device == "cpu" else (
-        "CUDAExecutionProvider", "CPUExecutionProvider")
-    sess = ort.InferenceSession(data, sess_options=opts,
-                                providers=[p for p in wanted if p in available])
-    if device == "cuda" and "CUDAExecutionProvider" not in sess.get_providers():
-        raise ConfigError("device 'cuda' asked for, but ONNX Runtime's CUDA provider did not "
-                          "load (CUDA 13 / cuDNN 9 libraries missing?)")
-    return sess
