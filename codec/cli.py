@@ -1,4 +1,4 @@
-"""The ``talkcodec`` command: encode, decode, info (+ the call's send / demo / serve).
+"""The ``talkcodec`` command: encode, decode, info (+ the commands other packages register).
 
     talkcodec encode IN.mp4 -o OUT.tc [--lowres-size 8 --lowres-fps 5 --audio-bitrate 8000
                                        --max-seconds N]
@@ -8,6 +8,12 @@
 Every command takes ``--log-level`` (default warning; info for the call's servers, which
 also take ``--log-format json``); decode, demo and serve take ``--device`` (overrides
 $TALKCODEC_DEVICE). Long encodes and decodes show a progress bar on a terminal.
+Other packages add commands through the entry point group ``talkcodec.commands``
+(``COMMANDS_GROUP``): each entry names a function ``add_subcommands(subparsers)``, so the
+call's ``send | demo | serve`` (``server.cli``, registered in pyproject.toml) join the
+command without codec importing server. A command's parser declares with ``set_defaults``
+whether it is a long-running service (``SERVICE``: info logs, ``--log-format``) and whether
+it runs a receiver (``RUNS_RECEIVER``: ``--device``).
 Every failure the library names (bad input, no face, corrupt or truncated file) becomes a
 one-line message on stderr and a non-zero exit status, never a traceback.
 """
@@ -20,17 +26,22 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from codec import __version__
 from codec.errors import TalkcodecError
 from codec.log import progress_bar
+from codec.models import DEVICES
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
-_CALL_COMMANDS = ("send", "demo", "serve")
+COMMANDS_GROUP = "talkcodec.commands"
+# Parser defaults a command sets (``set_defaults(**{SERVICE: True})``) to get the options.
+SERVICE = "talkcodec_service"
+RUNS_RECEIVER = "talkcodec_runs_receiver"
 
 
 def _check_output(path: Path) -> None:
@@ -189,23 +200,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the mp4 to write (H.264 + AAC)")
     dec.add_argument("--receiver", default=None,
                      help="receiver name (default: neural if available, else align)")
-    dec.set_defaults(func=_cmd_decode)
+    dec.set_defaults(func=_cmd_decode, **{RUNS_RECEIVER: True})
 
     info = sub.add_parser("info", help="where the bits of a talkcodec file go")
     info.add_argument("input", type=Path, help="the talkcodec file to describe")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=_cmd_info)
 
-    _add_call_commands(sub)
-    for name, command in sub.choices.items():
-        _add_runtime_options(command, server=name in _CALL_COMMANDS,
-                             device=name in _DEVICE_COMMANDS)
+    _add_registered_commands(sub)
+    for command in sub.choices.values():
+        _add_runtime_options(command, server=bool(command.get_default(SERVICE)),
+                             device=bool(command.get_default(RUNS_RECEIVER)))
     return parser
-
-
-_DEVICE_COMMANDS = ("decode", "demo", "serve")
-DEVICES = ("auto", "cpu", "cuda")  # = codec.receiver.neural.weights.DEVICES (not imported:
-# that loads the receiver; tests/test_cli_options.py checks they agree)
 
 
 def _add_runtime_options(command: argparse.ArgumentParser, *, server: bool,
@@ -233,7 +239,7 @@ def _apply_runtime_options(args: argparse.Namespace) -> None:
     """Set up logging (once, for the whole process) and the receiver's device."""
     from codec.log import FORMATS, LEVELS, configure_logging
 
-    server = args.command in _CALL_COMMANDS
+    server = bool(getattr(args, SERVICE, False))
     level = (args.log_level or os.environ.get("TALKCODEC_LOG_LEVEL")
              or ("info" if server else "warning")).lower()
     fmt = (getattr(args, "log_format", None) or os.environ.get("TALKCODEC_LOG_FORMAT")
@@ -247,22 +253,24 @@ def _apply_runtime_options(args: argparse.Namespace) -> None:
         os.environ["TALKCODEC_DEVICE"] = args.device  # read wherever a receiver is built
 
 
-def _add_call_commands(sub: Any) -> None:
-    try:
-        from server.cli import add_subcommands
-    except ImportError as exc:
-        reason = f"{exc.name or 'server.cli'} is not available"
-        for name in _CALL_COMMANDS:
-            p = sub.add_parser(name, help=f"(unavailable: {reason})")
-            p.set_defaults(func=_call_unavailable(name, reason))
-        return
-    add_subcommands(sub)
+def _add_registered_commands(sub: Any) -> None:
+    """The commands of every ``COMMANDS_GROUP`` entry point (the call's, from server.cli);
+    one that cannot be imported leaves a command of the entry's name that says why."""
+    for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        try:
+            add_subcommands = entry.load()
+        except ImportError as exc:
+            reason = f"{exc.name or entry.value} is not available"
+            p = sub.add_parser(entry.name, help=f"(unavailable: {reason})")
+            p.set_defaults(func=_unavailable(entry.name, reason))
+            continue
+        add_subcommands(sub)
 
 
-def _call_unavailable(name: str, reason: str) -> Callable[[argparse.Namespace], int]:
+def _unavailable(name: str, reason: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        raise TalkcodecError(f"'{name}' needs the call package ({reason}); "
-                             "install with: pip install 'talkcodec[call]'")
+        raise TalkcodecError(f"'{name}' cannot run ({reason}); "
+                             f"install with: pip install 'talkcodec[{name}]'")
 
     return run
 

@@ -1,4 +1,5 @@
-"""``talkcodec send | serve | demo`` (added to ``codec/cli.py`` by ``add_subcommands``).
+"""``talkcodec send | serve | demo``: ``add_subcommands`` is registered with the talkcodec
+command as the entry point ``call`` of the group ``talkcodec.commands`` (pyproject.toml).
 
     talkcodec demo [--clip PATH | --no-clip] [--port 8000] [--low-latency] [--receiver NAME]
     talkcodec serve [--role all|signalling|receiver] [--host H] [--port P] [--room R]
@@ -24,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from codec.cli import RUNS_RECEIVER, SERVICE
 from codec.data import data_dir
 from codec.errors import InputError, TalkcodecError
 from server.link_audio import DEFAULT_AUDIO_FRAME_MS, OPUS_FRAME_MS, link_audio_frame_ms
@@ -212,7 +214,7 @@ def add_subcommands(sub: Any) -> None:
     demo.add_argument("--low-latency", action="store_true", help="no wait for the next 8x8 frame")
     demo.add_argument("--audio-frame-ms", type=int, choices=OPUS_FRAME_MS,
                       help="Opus packet length on the link (default 120, 60 with --low-latency)")
-    demo.set_defaults(func=lambda a: _run(_demo(a)))
+    demo.set_defaults(func=lambda a: _run(_demo(a)), **{SERVICE: True, RUNS_RECEIVER: True})
 
     serve = sub.add_parser("serve", help="signalling server and/or receiver worker")
     serve.add_argument("--role", choices=("all", "signalling", "receiver"), default="all",
@@ -237,7 +239,7 @@ def add_subcommands(sub: Any) -> None:
     serve.add_argument("--audio-frame-ms", type=int, choices=OPUS_FRAME_MS,
                        help="the agent's Opus packets (default 120, 60 with --low-latency)")
     serve.add_argument("--loopback", action="store_true", help="offer 127.0.0.1 ICE candidates")
-    serve.set_defaults(func=lambda a: _run(_serve(a)))
+    serve.set_defaults(func=lambda a: _run(_serve(a)), **{SERVICE: True, RUNS_RECEIVER: True})
 
     send = sub.add_parser("send", help="send a video file or camera over a call")
     send.add_argument("source", nargs="?", help="video file or /dev/videoN")
@@ -256,7 +258,7 @@ def add_subcommands(sub: Any) -> None:
     send.add_argument("--max-seconds", type=float,
                       help="send only the first N seconds of the file (default: all)")
     send.add_argument("--loopback", action="store_true", help="offer 127.0.0.1 ICE candidates")
-    send.set_defaults(func=lambda a: _run(_send(a)))
+    send.set_defaults(func=lambda a: _run(_send(a)), **{SERVICE: True})
 
 
 if __name__ == "__main__":  # pragma: no cover - use the talkcodec command

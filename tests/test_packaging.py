@@ -75,19 +75,22 @@ def test_installed_wheel_finds_weights_and_page(wheel: Path, tmp_path: Path) -> 
         "print(app.CLIENT_DIR)\n"
         "from codec.bitstream import motion_basis\n"
         "print(motion_basis.load_basis() is not None)\n"
+        "from codec.cli import build_parser\n"  # the call's commands, by entry point
+        "print(sorted(build_parser()._subparsers._group_actions[0].choices))\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("TALKCODEC_MODELS", "PYTHONPATH")}
     env["PYTHONPATH"] = str(target)
     res = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    module, models, problem, default, client, basis = res.stdout.splitlines()
+    module, models, problem, default, client, basis, commands = res.stdout.splitlines()
     assert module.startswith(str(target)), "imported the source tree, not the install"
     assert Path(models) == target / "codec" / "_models"
     assert problem == "None" and default == "neural"
     assert Path(client) == target / "server" / "_client"
     assert (Path(client) / "index.html").is_file()
     assert basis == str(any((ROOT / "models").glob("motion_basis-*.npz")))
+    assert commands == str(sorted(["encode", "decode", "info", "demo", "serve", "send"]))
 
 
 def test_call_and_receiver_run_without_torch() -> None:
