@@ -342,7 +342,14 @@ function connectSignalling() {
 }
 
 async function main() {
-  try { iceServers = (await (await fetch("/api/ice")).json()).iceServers || []; } catch (e) { iceServers = []; }
+  // TURN credentials are handed to room-token holders only, and expire (server/turn.py).
+  try {
+    const resp = await fetch("/api/ice", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ room, token }),
+    });
+    iceServers = resp.ok ? ((await resp.json()).iceServers || []) : [];
+  } catch (e) { iceServers = []; }
   await startCamera();
   muteButton.disabled = !cameraStream || !cameraStream.getAudioTracks().length;
   connectSignalling();

@@ -7,14 +7,18 @@ foreign scripts, or connect anywhere but its own origin.
 
 from __future__ import annotations
 
-import os
+import json
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
-from server.signalling import RoomRegistry, SignallingConfig, add_signalling_routes
+from server.signalling import NAME_RE, RoomRegistry, SignallingConfig, add_signalling_routes
+from server.tokens import token_scope
+from server.turn import TurnConfig
+
+MAX_ICE_BODY = 1024
 
 # The call page: an installed wheel carries it inside the package (setup.py); the source
 # tree (and an editable install) has it at the repository root.
@@ -63,20 +67,38 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)  # type: ignore[operator]
 
 
-def ice_servers_from_env() -> list[dict]:
-    """STUN/TURN servers for real networks: TALKCODEC_TURN_URL (+ _USER, _PASSWORD)."""
-    servers: list[dict] = []
-    url = os.environ.get("TALKCODEC_TURN_URL")
-    if url:
-        entry: dict = {"urls": [url]}
-        if os.environ.get("TALKCODEC_TURN_USER"):
-            entry["username"] = os.environ["TALKCODEC_TURN_USER"]
-            entry["credential"] = os.environ.get("TALKCODEC_TURN_PASSWORD", "")
-        servers.append(entry)
-    return servers
+def ice_servers_from_env(name: str = "receiver") -> list[dict]:
+    """STUN/TURN servers for a Python peer, with TURN credentials minted now from
+    TALKCODEC_TURN_SECRET (``server/turn.py``)."""
+    return TurnConfig.from_env().ice_servers(name)
 
 
-def create_app(config: SignallingConfig, client_dir: Path = CLIENT_DIR) -> FastAPI:
+async def _ice_request(request: Request, secret: bytes) -> tuple[str | None, str]:
+    """The room of a valid ``POST /api/ice`` body ``{"room", "token"}``, or ``(None, why)``."""
+    try:
+        length = int(request.headers.get("content-length") or 0)
+    except ValueError:
+        length = -1
+    if not 0 < length <= MAX_ICE_BODY:
+        return None, "send {room, token} as JSON"
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        return None, "send {room, token} as JSON"
+    if not isinstance(body, dict):
+        return None, "send {room, token} as JSON"
+    room, token = body.get("room"), body.get("token")
+    if not isinstance(room, str) or not NAME_RE.match(room):
+        return None, "bad room name"
+    if token_scope(secret, room, token) is None:
+        return None, "bad or expired room token"
+    return room, ""
+
+
+def create_app(config: SignallingConfig, client_dir: Path = CLIENT_DIR,
+               turn: TurnConfig | None = None) -> FastAPI:
+    """The app; ``turn`` (default: from the environment) mints the page's TURN credentials."""
+    turn_config = turn if turn is not None else TurnConfig.from_env()
     app = FastAPI(title="talkcodec call", docs_url=None, redoc_url=None, openapi_url=None)
     registry: RoomRegistry = add_signalling_routes(app, config)
     app.state.rooms = registry
@@ -86,9 +108,16 @@ def create_app(config: SignallingConfig, client_dir: Path = CLIENT_DIR) -> FastA
     async def index() -> FileResponse:
         return FileResponse(client_dir / "index.html", headers={"Cache-Control": "no-store"})
 
-    @app.get("/api/ice")
-    async def ice() -> JSONResponse:
-        return JSONResponse({"iceServers": ice_servers_from_env()})
+    # TURN credentials only for holders of a valid room token, and time-limited
+    # (server/turn.py). POST: the token stays out of URLs and access logs.
+    @app.post("/api/ice")
+    async def ice(request: Request) -> JSONResponse:
+        room, why = await _ice_request(request, config.secret)
+        if room is None:
+            return JSONResponse({"error": why}, status_code=403,
+                                headers={"Cache-Control": "no-store"})
+        return JSONResponse({"iceServers": turn_config.ice_servers(room)},
+                            headers={"Cache-Control": "no-store"})
 
     @app.get("/healthz")
     async def health() -> PlainTextResponse:

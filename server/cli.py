@@ -46,6 +46,7 @@ def _ws_url(url: str) -> str:
 
 
 ORIGINS_ENV = "TALKCODEC_ORIGINS"
+DRAIN_ENV = "TALKCODEC_DRAIN_S"
 
 
 def _origins(args: argparse.Namespace, port: int) -> frozenset[str]:
@@ -114,22 +115,31 @@ async def _demo(args: argparse.Namespace) -> None:
 
 # ---- serve ---------------------------------------------------------------------------
 async def _serve(args: argparse.Namespace) -> None:
-    from server.app import create_app, ice_servers_from_env, start_http
+    from server.app import create_app, start_http
+    from server.ops import RECEIVER_METRICS, SIGNALLING_METRICS, OpsServer
     from server.receiver_worker import ReceiverWorker, WorkerConfig
     from server.sender_agent import SenderAgent
     from server.signal_client import SignalClient
-    from server.signalling import SignallingConfig
+    from server.signalling import SignallingConfig, SignallingLimits
     from server.tokens import SCOPE_MEDIA, make_room_token, new_secret
     from server.transport import enable_loopback_candidates
+    from server.turn import TurnConfig
 
     secret = new_secret()
+    turn = TurnConfig.from_env()
+    metrics, snapshots, readiness = [], [], []
     token = make_room_token(secret, args.room)
     media_token = make_room_token(secret, args.room, scope=SCOPE_MEDIA)
     tasks = []
     url = _ws_url(args.signal_url) if args.signal_url else f"ws://127.0.0.1:{args.port}/ws"
     if args.role in ("all", "signalling"):
-        config = SignallingConfig(secret=secret, allowed_origins=_origins(args, args.port))
-        app = create_app(config)
+        config = SignallingConfig(
+            secret=secret, allowed_origins=_origins(args, args.port),
+            limits=SignallingLimits(max_sockets_per_ip=args.max_connections_per_ip))
+        app = create_app(config, turn=turn)
+        rooms = app.state.rooms
+        metrics += SIGNALLING_METRICS
+        snapshots.append(rooms.snapshot)
         server, task, port = await start_http(app, args.host, args.port)
         config.allowed_origins = config.allowed_origins | _origins(args, port)
         url = f"ws://127.0.0.1:{port}/ws"
@@ -145,8 +155,11 @@ async def _serve(args: argparse.Namespace) -> None:
         worker = ReceiverWorker(
             SignalClient(url, args.room, media_token, "receiver", "receiver", "receiver worker"),
             WorkerConfig(receiver=args.receiver, low_latency=args.low_latency,
-                         ice_servers=ice_servers_from_env()),
+                         ice_provider=lambda: turn.ice_servers("receiver")),
         )
+        metrics += RECEIVER_METRICS
+        snapshots.append(worker.snapshot)
+        readiness.append(worker.readiness)
         tasks.append(asyncio.ensure_future(_retrying(worker.run)))
         print(f"receiver worker ('{worker.receiver_name}') in room {args.room}", flush=True)
         if args.agent:
@@ -155,7 +168,44 @@ async def _serve(args: argparse.Namespace) -> None:
                                 audio_frame_ms=args.audio_frame_ms
                                 or link_audio_frame_ms(args.low_latency))
             tasks.append(asyncio.ensure_future(agent.run()))
-    await asyncio.gather(*tasks)
+    ops = None
+    if args.ops_port is not None:
+        def snapshot() -> dict:
+            return {k: v for snap in snapshots for k, v in snap().items()}
+
+        def ready() -> tuple[bool, str]:
+            for check in readiness:
+                ok, why = check()
+                if not ok:
+                    return ok, why
+            return True, ""
+
+        ops = OpsServer(metrics, snapshot, ready, args.ops_host, args.ops_port).start()
+        print(f"ops (/livez /readyz /metrics) on {args.ops_host}:{ops.port}", flush=True)
+    running: asyncio.Future[Any] = asyncio.gather(*tasks)
+    if args.role == "receiver":
+        # SIGTERM (Kubernetes stopping the pod): drain instead of dropping the calls.
+        # Signalling's uvicorn handles its own SIGTERM, so only here.
+        import signal
+
+        term = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, term.set)
+        stopper: asyncio.Future[Any] = asyncio.ensure_future(term.wait())
+        await asyncio.wait([running, stopper], return_when=asyncio.FIRST_COMPLETED)
+        if term.is_set():
+            await worker.drain(args.drain_s)
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+            if ops is not None:
+                await ops.stop()
+            return
+        stopper.cancel()
+    try:
+        await running
+    finally:
+        if ops is not None:
+            await ops.stop()
 
 
 async def _retrying(run: Any) -> None:
@@ -239,6 +289,17 @@ def add_subcommands(sub: Any) -> None:
     serve.add_argument("--audio-frame-ms", type=int, choices=OPUS_FRAME_MS,
                        help="the agent's Opus packets (default 120, 60 with --low-latency)")
     serve.add_argument("--loopback", action="store_true", help="offer 127.0.0.1 ICE candidates")
+    serve.add_argument("--ops-port", type=int,
+                       help="serve /livez, /readyz and /metrics on this port (default: off; "
+                            "0: any free port)")
+    serve.add_argument("--ops-host", default="0.0.0.0",
+                       help="address of the ops port (default 0.0.0.0)")
+    serve.add_argument("--max-connections-per-ip", type=int, default=32,
+                       help="open signalling sockets one client address may hold (default 32; "
+                            "0: no cap)")
+    serve.add_argument("--drain-s", type=float, default=float(os.environ.get(DRAIN_ENV, 0) or 25),
+                       help="on SIGTERM a receiver keeps its running links this long at most, "
+                            "taking no new ones (default 25, or env TALKCODEC_DRAIN_S)")
     serve.set_defaults(func=lambda a: _run(_serve(a)), **{SERVICE: True, RUNS_RECEIVER: True})
 
     send = sub.add_parser("send", help="send a video file or camera over a call")

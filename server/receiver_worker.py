@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ from av import AudioResampler
 
 from codec.receiver.base import Receiver
 from codec.receiver.registry import FALLBACK_RECEIVER, default_receiver_name, get_receiver
-from codec.types import AudioChunk, LowResFrame, OutputFrame
+from codec.types import AudioChunk, IdentityFrame, LowResFrame, OutputFrame
 from server.link_decoder import LinkDecoder, RateWindow
 from server.sessions import SessionRouter
 from server.signal_client import SignalClient
@@ -57,6 +58,9 @@ class WorkerConfig:
     receiver: str = ""  # "" = default_receiver_name()
     low_latency: bool = False
     ice_servers: list | None = None
+    # Called for each new peer connection instead of ``ice_servers`` when given: fresh
+    # time-limited TURN credentials (server/turn.py).
+    ice_provider: Callable[[], list] | None = None
 
 
 class LinkSession:
@@ -65,7 +69,7 @@ class LinkSession:
     def __init__(self, worker: ReceiverWorker, peer: str, session: str, label: str) -> None:
         self.worker, self.peer, self.session, self.label = worker, peer, session, label
         self.key = f"{peer}/{session}"
-        self.pc = new_peer_connection(worker.config.ice_servers)
+        self.pc = new_peer_connection(worker.ice_servers())
         self.receiver: Receiver = get_receiver(worker.receiver_name,
                                                low_latency=worker.config.low_latency)
         # Live: when rendering falls this far behind the presentation clock (a slow CPU),
@@ -231,6 +235,7 @@ class LinkSession:
 
     def _emit(self, frame: OutputFrame) -> None:
         self.frames_out += 1
+        self.worker.frames_total += 1
         self.rendered.add(1)
         for track, _ in self.viewers.values():
             track.put(frame)
@@ -311,6 +316,23 @@ class LinkSession:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
+def render_test_frame(receiver: Receiver) -> float:
+    """Render one second of a synthetic stream (a gradient identity frame, flat 8x8 frames)
+    with ``receiver``; returns ms per frame. Raises when nothing comes out right."""
+    y, x = np.mgrid[0:receiver.canvas_size, 0:receiver.canvas_size]
+    receiver.set_identity(IdentityFrame(image=np.stack([x, y, (x + y) // 2], -1).astype(np.uint8)))
+    for i in range(6):
+        receiver.push_lowres(LowResFrame(pixels=np.full((8, 8, 3), 96.0 + 8 * i, np.float32),
+                                         timestamp_ms=200 * i))
+    t0 = time.perf_counter()
+    frames = receiver.flush(end_ms=1000)
+    ms = 1000 * (time.perf_counter() - t0) / max(1, len(frames))
+    shape = (receiver.canvas_size, receiver.canvas_size, 3)
+    if not frames or frames[0].image.shape != shape or frames[0].image.dtype != np.uint8:
+        raise RuntimeError(f"receiver {receiver.name}: the test frame did not render")
+    return ms
+
+
 def _count_rtp_payload(rtp_receiver: object, window: RateWindow) -> None:
     """Count the Opus RTP payload bytes this receiver gets, as they arrive."""
     handle = rtp_receiver._handle_rtp_packet  # type: ignore[attr-defined]
@@ -330,10 +352,15 @@ class ReceiverWorker:
         self.config = config or WorkerConfig()
         self.receiver_name = self.config.receiver or default_receiver_name()
         # Fail now, not at the first call, when the receiver cannot be built here (e.g.
-        # TALKCODEC_DEVICE=cuda without a CUDA build of ONNX Runtime).
+        # TALKCODEC_DEVICE=cuda without a CUDA build of ONNX Runtime); then render a test
+        # frame, so that readiness means "models loaded and rendering".
         probe = get_receiver(self.receiver_name, low_latency=self.config.low_latency)
-        log.info("receiver %s on %s", self.receiver_name,
-                 ", ".join(getattr(probe, "providers", ["CPU"])))
+        self.self_test_ms = render_test_frame(probe)
+        log.info("receiver %s on %s; test frame rendered in %.0f ms", self.receiver_name,
+                 ", ".join(getattr(probe, "providers", ["CPU"])), self.self_test_ms)
+        self.joined = False  # in the room on signalling now
+        self.draining = False  # after SIGTERM: no new links, running ones kept
+        self.frames_total = 0
         self.router = SessionRouter(client)
         self.router.on_offer = self._on_offer
         self.router.on_peer_joined = self._on_peer_joined
@@ -344,8 +371,54 @@ class ReceiverWorker:
 
     async def run(self) -> None:
         peers = await self.client.connect()
-        self.viewers = {p["peer"] for p in peers if p["role"] == "viewer"}
-        await self.router.run()
+        self.joined = True
+        try:
+            self.viewers = {p["peer"] for p in peers if p["role"] == "viewer"}
+            await self.router.run()
+        finally:
+            self.joined = False
+
+    def ice_servers(self) -> list | None:
+        if self.config.ice_provider is not None:
+            return self.config.ice_provider()
+        return self.config.ice_servers
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready for new links: models loaded and a frame rendered (at construction),
+        joined to signalling, not draining."""
+        if self.draining:
+            return False, "draining"
+        if not self.joined:
+            return False, "not joined to signalling"
+        return True, ""
+
+    def snapshot(self) -> dict[str, dict[tuple[str, ...], float]]:
+        """The figures ``server.ops.RECEIVER_METRICS`` exports (taken on the event loop)."""
+        links = list(self.links.values())
+        rendering = [link.render_ms for link in links if link.frames_out]
+        return {
+            "talkcodec_receiver_links": {(): len(links)},
+            "talkcodec_receiver_viewers": {(): sum(len(link.viewers) for link in links)},
+            "talkcodec_receiver_render_fps": {(): sum(link.rendered.bps() / 8 for link in links)},
+            "talkcodec_receiver_render_ms": {(): sum(rendering) / len(rendering)
+                                             if rendering else 0.0},
+            "talkcodec_receiver_frames": {(): self.frames_total},
+            "talkcodec_receiver_fallbacks": {(): sum(link.fallback for link in links)},
+            "talkcodec_receiver_draining": {(): float(self.draining)},
+        }
+
+    async def drain(self, grace_s: float) -> None:
+        """Take no new links; keep the running ones until they end or ``grace_s`` passes,
+        then close them."""
+        self.draining = True
+        log.info("draining: %d links, up to %.0f s", len(self.links), grace_s)
+        deadline = time.monotonic() + grace_s
+        while self.links and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        if self.links:
+            log.warning("drain: grace over, closing %d links", len(self.links))
+        for link in list(self.links.values()):
+            await self.drop_link(link)
 
     async def _on_offer(self, peer: str, session: str, data: dict) -> RTCPeerConnection | None:
         if not session.startswith("link:"):
@@ -355,6 +428,11 @@ class ReceiverWorker:
         if info.get("role") == "agent":  # a browser camera: name the viewer it belongs to
             info = self.client.peers.get(owner, {"label": owner})
         label = info.get("label") or owner or peer
+        if self.draining and f"{peer}/{session}" not in self.links:
+            log.info("draining: refused new link %s/%s", peer, session)
+            await self.client.signal(peer, {"session": session, "kind": "bye",
+                                            "reason": "receiver draining"})
+            return None
         old = self.links.pop(f"{peer}/{session}", None)
         if old is not None:
             await old.close()
@@ -374,7 +452,7 @@ class ReceiverWorker:
             await self.offer_view(viewer, link)
 
     async def offer_view(self, viewer: str, link: LinkSession) -> None:
-        pc = new_peer_connection(self.config.ice_servers)
+        pc = new_peer_connection(self.ice_servers())
         track = ReconstructedVideoTrack(clock=link.playout)
         pc.addTrack(track)
         if link.viewer_audio is not None:

@@ -21,13 +21,14 @@ class SignalClient:
     async def connect(self) -> list[dict]:
         """Join the room; returns the peers already there. Raises ConnectionError on refusal."""
         self._ws = await websockets.connect(self.url, max_size=1 << 20)
-        await self._ws.send(
-            json.dumps(
-                {"type": "join", "room": self.room, "token": self.token, "peer": self.peer,
-                 "role": self.role, "label": self.label}
-            )
-        )
         try:
+            # The server may refuse before the join is sent (too many sockets from here).
+            await self._ws.send(
+                json.dumps(
+                    {"type": "join", "room": self.room, "token": self.token, "peer": self.peer,
+                     "role": self.role, "label": self.label}
+                )
+            )
             reply = json.loads(await self._ws.recv())
         except websockets.ConnectionClosed as exc:
             raise ConnectionError(f"signalling refused the join: {exc.rcvd}") from exc

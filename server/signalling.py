@@ -15,7 +15,8 @@ token, which the page's URL never carries; a browser's Origin must be one of the
 public origins (never compared with the request's own Host, which a DNS-rebinding page
 controls); messages are bounded in size, nesting and rate, rooms in size and number.
 Violations close the socket with code 1008/1009; any other error closes it with 1011 and
-one log line.
+one log line. One client address may hold ``max_sockets_per_ip`` open sockets; past that a
+new one is closed at once with 1013 ("too many connections from this address").
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
+CLOSE_TRY_LATER = 1013
 
 
 @dataclass
@@ -51,6 +53,10 @@ class SignallingLimits:
     max_peers_per_room: int = 16
     max_rooms: int = 256
     join_timeout_s: float = 10.0
+    # Open sockets from one client address (joined or not); 0 = no cap. Behind a reverse
+    # proxy the address is the proxy's unless it sends X-Forwarded-For from an address
+    # uvicorn trusts (its forwarded_allow_ips, env FORWARDED_ALLOW_IPS; loopback by default).
+    max_sockets_per_ip: int = 32
 
 
 @dataclass
@@ -103,6 +109,7 @@ class RoomRegistry:
         self.limits = limits
         self.rooms: dict[str, dict[str, Member]] = {}
         self.lock = asyncio.Lock()
+        self.addresses = AddressCounter(limits.max_sockets_per_ip)
 
     async def join(self, room: str, member: Member) -> list[Member]:
         async with self.lock:
@@ -129,6 +136,42 @@ class RoomRegistry:
 
     def get(self, room: str, peer: str) -> Member | None:
         return self.rooms.get(room, {}).get(peer)
+
+    def snapshot(self) -> dict[str, dict[tuple[str, ...], float]]:
+        """The figures ``server.ops.SIGNALLING_METRICS`` exports (taken on the event loop)."""
+        peers = dict.fromkeys(ROLES, 0.0)
+        for members in self.rooms.values():
+            for m in members.values():
+                peers[m.role] += 1
+        return {
+            "talkcodec_signalling_rooms": {(): len(self.rooms)},
+            "talkcodec_signalling_peers": {(role,): n for role, n in peers.items()},
+            "talkcodec_signalling_sockets": {(): sum(self.addresses.open.values())},
+            "talkcodec_signalling_refused_sockets": {(): self.addresses.refused},
+        }
+
+
+class AddressCounter:
+    """Open sockets per client address, for ``max_sockets_per_ip``."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.open: dict[str, int] = {}
+        self.refused = 0
+
+    def acquire(self, address: str) -> bool:
+        if self.cap and self.open.get(address, 0) >= self.cap:
+            self.refused += 1
+            return False
+        self.open[address] = self.open.get(address, 0) + 1
+        return True
+
+    def release(self, address: str) -> None:
+        left = self.open.get(address, 0) - 1
+        if left > 0:
+            self.open[address] = left
+        else:
+            self.open.pop(address, None)
 
 
 def _describe(m: Member) -> dict:
@@ -219,12 +262,29 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
     """Mount ``/ws`` on ``app``; returns the room registry (for tests and health)."""
     registry = RoomRegistry(config.limits)
     limits = config.limits
+    addresses = registry.addresses
 
     @app.websocket("/ws")
     async def signalling_socket(ws: WebSocket) -> None:
         if not origin_allowed(ws.headers.get("origin"), config.allowed_origins):
             await ws.close(code=CLOSE_POLICY, reason="origin not allowed")
             return
+        address = ws.client.host if ws.client is not None else ""
+        if not addresses.acquire(address):
+            # Accepted, then closed at once with the reason: a refusal before the handshake
+            # reaches a browser as a bare failure. The socket costs nothing past this.
+            if addresses.refused % 100 == 1:
+                log.warning("signalling: refused sockets from %s (over %d open; %d refused "
+                            "in all)", address, limits.max_sockets_per_ip, addresses.refused)
+            await ws.accept()
+            await _close(ws, CLOSE_TRY_LATER, "too many connections from this address")
+            return
+        try:
+            await _serve_socket(ws)
+        finally:
+            addresses.release(address)
+
+    async def _serve_socket(ws: WebSocket) -> None:
         await ws.accept()
         bucket = RateLimiter(limits.messages_per_s, limits.burst)
         room = peer = None

@@ -63,7 +63,11 @@ def test_call_services_gpu_and_secrets() -> None:
     assert "coturn" in services["turn"]["image"]
     text = COMPOSE.read_text()
     # Secrets come from the environment at `up` time, required, never written here.
-    assert "${TALKCODEC_SECRET:?" in text and "${TALKCODEC_TURN_PASSWORD:?" in text
+    assert "${TALKCODEC_SECRET:?" in text and "${TALKCODEC_TURN_SECRET:?" in text
+    # coturn checks time-limited credentials (server/turn.py), no fixed user.
+    assert "--static-auth-secret" in services["turn"]["command"] and "--user" not in text
+    conf = (ROOT / "docker" / "turnserver.conf").read_text()
+    assert re.search(r"^use-auth-secret$", conf, re.M) and "lt-cred-mech" not in conf
     for service in services.values():
         for key, value in (service.get("environment") or {}).items():
             if "SECRET" in key or "PASSWORD" in key:

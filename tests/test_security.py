@@ -224,6 +224,11 @@ def _get(url: str) -> tuple[int, dict, bytes]:
         return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
 
 
+def _open(request: urllib.request.Request) -> tuple[int, dict, bytes]:
+    with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - loopback
+        return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+
+
 def test_security_headers_and_health() -> None:
     async def scenario() -> list:
         server, task, port, _ = await _serve()
@@ -233,7 +238,12 @@ def test_security_headers_and_health() -> None:
                               "alice", "viewer")
         await client.connect()
         got = [await asyncio.to_thread(_get, base + path)
-               for path in ("/", "/api/ice", "/healthz", "/static/call.js")]
+               for path in ("/", "/healthz", "/static/call.js")]
+        # /api/ice answers room-token holders only (POST; tests/test_turn.py), with headers.
+        body = json.dumps({"room": "r", "token": make_room_token(SECRET, "r")}).encode()
+        request = urllib.request.Request(base + "/api/ice", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        got.append(await asyncio.to_thread(_open, request))
         await client.close()
         await _stop(server, task)
         return got
@@ -248,7 +258,7 @@ def test_security_headers_and_health() -> None:
     assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
     assert "camera=(self)" in SECURITY_HEADERS["Permissions-Policy"]
     assert "microphone=(self)" in SECURITY_HEADERS["Permissions-Policy"]
-    assert responses[2][2] == b"ok"
+    assert responses[1][2] == b"ok"
 
 
 def test_client_has_no_inline_script_or_style() -> None:
