@@ -14,6 +14,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
+from server.room_store import MemoryStore, RoomStore
+from server.rooms_api import add_rooms_routes
 from server.signalling import NAME_RE, RoomRegistry, SignallingConfig, add_signalling_routes
 from server.tokens import token_scope
 from server.turn import TurnConfig
@@ -96,12 +98,17 @@ async def _ice_request(request: Request, secret: bytes) -> tuple[str | None, str
 
 
 def create_app(config: SignallingConfig, client_dir: Path = CLIENT_DIR,
-               turn: TurnConfig | None = None) -> FastAPI:
-    """The app; ``turn`` (default: from the environment) mints the page's TURN credentials."""
+               turn: TurnConfig | None = None, store: RoomStore | None = None,
+               operator_key: str | None = None) -> FastAPI:
+    """The app; ``turn`` (default: from the environment) mints the page's TURN credentials;
+    ``store`` keeps the rooms of ``POST /api/rooms`` (default: this process's memory),
+    which ``operator_key`` (default: env TALKCODEC_OPERATOR_KEY; none: off) guards."""
     turn_config = turn if turn is not None else TurnConfig.from_env()
     app = FastAPI(title="talkcodec call", docs_url=None, redoc_url=None, openapi_url=None)
     registry: RoomRegistry = add_signalling_routes(app, config)
     app.state.rooms = registry
+    app.state.store = store if store is not None else MemoryStore()
+    add_rooms_routes(app, config.secret, app.state.store, operator_key)
     app.add_middleware(SecurityHeaders)
 
     @app.get("/")

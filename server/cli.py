@@ -11,7 +11,9 @@ it) or is generated at start; room tokens are printed, never stored. The page's 
 admits viewers and senders; a sender agent (``send --agent``) needs the media token that
 ``serve`` prints (the receiver worker makes its own from the secret). Browsers may open
 the page from the served host:port (loopback names for a loopback or wildcard bind) and
-from each ``--origin`` / env TALKCODEC_ORIGINS (comma-separated).
+from each ``--origin`` / env TALKCODEC_ORIGINS (comma-separated). With env
+TALKCODEC_OPERATOR_KEY set, signalling serves the rooms API (``POST /api/rooms``,
+``server/rooms_api.py``).
 """
 
 from __future__ import annotations

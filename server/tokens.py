@@ -72,6 +72,15 @@ def token_scope(secret: bytes, room: str, token: object, now: float | None = Non
     return scope if hmac.compare_digest(mac, _mac(secret, room, expiry, scope)) else None
 
 
+def token_expiry(token: object) -> int | None:
+    """The expiry (unix seconds) written in a token's first part, unchecked; None when the
+    token has no such part. For showing it (the rooms API), never for trusting it."""
+    if not isinstance(token, str) or len(token) > 128:
+        return None
+    head = token.split(".", 1)[0]
+    return int(head) if _EXPIRY_RE.fullmatch(head) else None
+
+
 def verify_room_token(secret: bytes, room: str, token: object, now: float | None = None,
                       scope: str | None = None) -> bool:
     """True when ``token`` was made with ``secret`` for ``room`` and has not expired (and,
