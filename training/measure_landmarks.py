@@ -11,7 +11,6 @@ basis (``fit_motion_basis.py``) is fitted on the train files.
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 
 from codec.sender.canvas import load_face_clip
 from codec.sender.landmarks import FaceLandmarker
-from training.paths import cache_dir, data_dir
+from training.paths import cache_dir, data_dir, manifest_rows
 
 
 def measure_clip(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -42,7 +41,7 @@ def main() -> None:
     root = data_dir()
     out_dir = cache_dir() / "motion"
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = list(csv.DictReader(open(root / "manifest.csv")))
+    rows = manifest_rows()
     for row in rows:
         if args.split != "all" and row["split"] != args.split:
             continue

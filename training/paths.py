@@ -12,3 +12,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 def cache_dir() -> Path:
     return Path(os.environ.get("TALKCODEC_CACHE", REPO / "cache"))
+
+
+def manifest_rows() -> list[dict[str, str]]:
+    """The data set's manifest, one dict per clip."""
+    import csv
+
+    with open(data_dir() / "manifest.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
