@@ -325,7 +325,8 @@ function connectSignalling() {
     const msg = JSON.parse(ev.data);
     if (msg.type === "joined") {
       msg.peers.forEach((p) => peers.set(p.peer, p));
-      setStatus(`in room ${room} as ${label}`);
+      setStatus(`in room ${room} as ${label}` +
+        (msg.receivers === 0 ? ": no receiver available right now" : ""));
       window.talkcodec.signalling = "joined";
       await sendCamera();
     } else if (msg.type === "peer-joined") {
@@ -335,6 +336,9 @@ function connectSignalling() {
       peers.delete(msg.peer);
       for (const session of [...tiles.keys()]) if (session.startsWith("view:" + msg.peer + "/")) removeView(session);
       if (cameraPc && cameraPc.talkcodecAgent === msg.peer) cameraEnded("the sender agent left");
+    } else if (msg.type === "notice") { // e.g. "no receiver available" (placement)
+      window.talkcodec.notice = String(msg.error || "");
+      setStatus(`in room ${room} as ${label}: ${window.talkcodec.notice}`);
     } else if (msg.type === "signal") {
       await onSignal(msg.from, msg.data);
     }

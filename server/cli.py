@@ -119,7 +119,8 @@ async def _demo(args: argparse.Namespace) -> None:
 async def _serve(args: argparse.Namespace) -> None:
     from server.app import create_app, start_http
     from server.ops import RECEIVER_METRICS, SIGNALLING_METRICS, OpsServer
-    from server.receiver_worker import ReceiverWorker, WorkerConfig
+    from server.pool_worker import PooledReceiver
+    from server.receiver_worker import WorkerConfig
     from server.sender_agent import SenderAgent
     from server.signal_client import SignalClient
     from server.signalling import SignallingConfig, SignallingLimits
@@ -137,7 +138,8 @@ async def _serve(args: argparse.Namespace) -> None:
     if args.role in ("all", "signalling"):
         config = SignallingConfig(
             secret=secret, allowed_origins=_origins(args, args.port),
-            limits=SignallingLimits(max_sockets_per_ip=args.max_connections_per_ip))
+            limits=SignallingLimits(max_sockets_per_ip=args.max_connections_per_ip),
+            receiver_pool=True)
         app = create_app(config, turn=turn)
         rooms = app.state.rooms
         metrics += SIGNALLING_METRICS
@@ -154,16 +156,21 @@ async def _serve(args: argparse.Namespace) -> None:
     if args.role in ("all", "receiver"):
         if args.loopback:
             enable_loopback_candidates()
-        worker = ReceiverWorker(
-            SignalClient(url, args.room, media_token, "receiver", "receiver", "receiver worker"),
+        # A pooled worker: registers with signalling and serves links of any room, placed
+        # on it by load (server/placement.py, server/pool_worker.py).
+        urls = ([_ws_url(u) for u in args.signal_url.split(",") if u.strip()]
+                if args.signal_url and args.role == "receiver" else [url])
+        worker = PooledReceiver(
+            urls, secret,
             WorkerConfig(receiver=args.receiver, low_latency=args.low_latency,
                          ice_provider=lambda: turn.ice_servers("receiver")),
-        )
+            receiver_id=args.receiver_id or "", capacity=args.capacity)
         metrics += RECEIVER_METRICS
         snapshots.append(worker.snapshot)
         readiness.append(worker.readiness)
-        tasks.append(asyncio.ensure_future(_retrying(worker.run)))
-        print(f"receiver worker ('{worker.receiver_name}') in room {args.room}", flush=True)
+        tasks.append(asyncio.ensure_future(worker.run()))
+        print(f"receiver worker ('{worker.receiver_name}', id {worker.rid}, capacity "
+              f"{worker.capacity}) in the pool of {', '.join(urls)}", flush=True)
         if args.agent:
             agent = SenderAgent(SignalClient(url, args.room, media_token, "agent", "agent",
                                              "agent"),
@@ -208,14 +215,6 @@ async def _serve(args: argparse.Namespace) -> None:
     finally:
         if ops is not None:
             await ops.stop()
-
-
-async def _retrying(run: Any) -> None:
-    """Keep a worker in its room across signalling restarts (e.g. container start order)."""
-    while True:
-        with contextlib.suppress(ConnectionError, OSError):
-            await run()
-        await asyncio.sleep(2.0)
 
 
 # ---- send ----------------------------------------------------------------------------
@@ -277,8 +276,17 @@ def add_subcommands(sub: Any) -> None:
     serve.add_argument("--port", type=int, default=8000,
                        help="port signalling listens on (default 8000)")
     serve.add_argument("--room", default="demo",
-                       help="room whose tokens are printed and the worker joins (default demo)")
-    serve.add_argument("--signal-url", help="signalling server (for --role receiver)")
+                       help="room whose tokens signalling prints (default demo); receivers "
+                            "serve any room")
+    serve.add_argument("--signal-url",
+                       help="signalling server(s) for --role receiver, comma-separated: the "
+                            "worker registers in the pool of the first that answers")
+    serve.add_argument("--capacity", type=int,
+                       default=int(os.environ.get("TALKCODEC_RECEIVER_CAPACITY", 0) or 8),
+                       help="links this receiver takes at most (default 8, or env "
+                            "TALKCODEC_RECEIVER_CAPACITY)")
+    serve.add_argument("--receiver-id", help="this receiver's id in the pool (default: "
+                                             "host name + random)")
     serve.add_argument("--origin", action="append",
                        help="public origin browsers open the page from, e.g. "
                             "https://call.example (repeatable, or env TALKCODEC_ORIGINS; the "

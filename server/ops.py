@@ -156,6 +156,12 @@ SIGNALLING_METRICS = [
     Metric("talkcodec_signalling_sockets", "gauge", "Open signalling WebSockets."),
     Metric("talkcodec_signalling_refused_sockets", "counter",
            "WebSockets refused for too many open from one address."),
+    Metric("talkcodec_signalling_pool_receivers", "gauge",
+           "Receivers registered in the pool: healthy (beating, not draining) and draining.",
+           ("state",)),
+    Metric("talkcodec_signalling_placed_links", "gauge", "Links placed on pool receivers."),
+    Metric("talkcodec_signalling_placement_failures", "counter",
+           "Links refused with 'no receiver available' (no healthy receiver with room)."),
 ]
 
 RECEIVER_METRICS = [

@@ -333,6 +333,17 @@ def render_test_frame(receiver: Receiver) -> float:
     return ms
 
 
+def self_test(receiver_name: str, low_latency: bool) -> float:
+    """Fail now, not at the first call, when the receiver cannot be built here (e.g.
+    TALKCODEC_DEVICE=cuda without a CUDA build of ONNX Runtime); then render a test frame,
+    so that readiness means "models loaded and rendering". Returns ms per frame."""
+    probe = get_receiver(receiver_name, low_latency=low_latency)
+    ms = render_test_frame(probe)
+    log.info("receiver %s on %s; test frame rendered in %.0f ms", receiver_name,
+             ", ".join(getattr(probe, "providers", ["CPU"])), ms)
+    return ms
+
+
 def _count_rtp_payload(rtp_receiver: object, window: RateWindow) -> None:
     """Count the Opus RTP payload bytes this receiver gets, as they arrive."""
     handle = rtp_receiver._handle_rtp_packet  # type: ignore[attr-defined]
@@ -347,17 +358,14 @@ def _count_rtp_payload(rtp_receiver: object, window: RateWindow) -> None:
 class ReceiverWorker:
     """Joins a room as ``receiver`` and serves every link and viewer in it."""
 
-    def __init__(self, client: SignalClient, config: WorkerConfig | None = None) -> None:
+    def __init__(self, client: SignalClient, config: WorkerConfig | None = None,
+                 self_test_ms: float | None = None) -> None:
         self.client = client
         self.config = config or WorkerConfig()
         self.receiver_name = self.config.receiver or default_receiver_name()
-        # Fail now, not at the first call, when the receiver cannot be built here (e.g.
-        # TALKCODEC_DEVICE=cuda without a CUDA build of ONNX Runtime); then render a test
-        # frame, so that readiness means "models loaded and rendering".
-        probe = get_receiver(self.receiver_name, low_latency=self.config.low_latency)
-        self.self_test_ms = render_test_frame(probe)
-        log.info("receiver %s on %s; test frame rendered in %.0f ms", self.receiver_name,
-                 ", ".join(getattr(probe, "providers", ["CPU"])), self.self_test_ms)
+        if self_test_ms is None:  # given: the pool's worker tested once for all its rooms
+            self_test_ms = self_test(self.receiver_name, self.config.low_latency)
+        self.self_test_ms = self_test_ms
         self.joined = False  # in the room on signalling now
         self.draining = False  # after SIGTERM: no new links, running ones kept
         self.frames_total = 0
@@ -516,3 +524,6 @@ class ReceiverWorker:
         await link.close()
         for viewer in list(link.viewers):
             await self.router.close_session(viewer, f"view:{link.key}")
+        if self.router.pcs.get((link.peer, link.session)) is link.pc:
+            # The sender hears it now and offers again (to another receiver of a pool).
+            await self.router.close_session(link.peer, link.session)

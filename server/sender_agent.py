@@ -89,7 +89,19 @@ class FileSender:
                                        audio_frame_ms=self.audio_frame_ms,
                                        link_shape=self.link_shape,
                                        ice_servers=self.ice_servers)
-                await self.link.open()
+                try:
+                    await self.link.open()
+                except (TimeoutError, ConnectionError) as exc:
+                    # Refused ("no receiver available") or no answer: a looping sender
+                    # stays in the call and offers again.
+                    await self.link.close()
+                    self.link = None
+                    if not self.loop:
+                        raise ConnectionError(f"the talkcodec link did not open: {exc}") from exc
+                    log.warning("talkcodec link of %s did not open (%s); offering again",
+                                self.client.peer, exc or type(exc).__name__)
+                    await asyncio.sleep(2.0)
+                    continue
                 left = None if max_seconds is None else max_seconds - (time.monotonic() - started)
                 lost = await self._stream(self.link, audio, left)
                 if not (lost and self.loop):

@@ -103,4 +103,9 @@ class SessionRouter:
             self.pcs[key] = pc
             await self.client.signal(peer, {"session": session, **await make_answer(pc, data)})
         elif kind == "bye":
+            fut = self._pending.pop(key, None)
+            if fut is not None and not fut.done():
+                # Our offer was refused (e.g. "no receiver available"): fail it now, not
+                # after the answer's timeout.
+                fut.set_exception(ConnectionError(str(data.get("reason") or "refused")))
             await self.close_session(peer, session, notify=False)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
+from server.placement import POOL_ROOM, VIRTUAL_PEER, PoolReceiver, ReceiverPool
 from server.tokens import SCOPE_MEDIA, token_scope
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,9 @@ class SignallingConfig:
     # are allowed: Origin protects browsers against cross-site use.
     allowed_origins: frozenset[str] = frozenset()
     limits: SignallingLimits = field(default_factory=SignallingLimits)
+    # Receiver workers register in a pool and serve links of any room (server/placement.py);
+    # off: only a receiver that joins the room itself (the one-room demo, local_call).
+    receiver_pool: bool = False
 
 
 @dataclass
@@ -110,6 +114,19 @@ class RoomRegistry:
         self.rooms: dict[str, dict[str, Member]] = {}
         self.lock = asyncio.Lock()
         self.addresses = AddressCounter(limits.max_sockets_per_ip)
+        self.pool = ReceiverPool(self.deliver)
+
+    async def deliver(self, room: str, peer: str, message: dict) -> None:
+        member = self.get(room, peer)
+        if member is not None:
+            await _send(member, message)
+
+    def members(self, room: str) -> list[dict]:
+        return [_describe(m) for m in self.rooms.get(room, {}).values()]
+
+    def pooled(self, room: str) -> bool:
+        """The room is served by the pool: it has no receiver of its own."""
+        return not any(m.role == "receiver" for m in self.rooms.get(room, {}).values())
 
     async def join(self, room: str, member: Member) -> list[Member]:
         async with self.lock:
@@ -148,6 +165,7 @@ class RoomRegistry:
             "talkcodec_signalling_peers": {(role,): n for role, n in peers.items()},
             "talkcodec_signalling_sockets": {(): sum(self.addresses.open.values())},
             "talkcodec_signalling_refused_sockets": {(): self.addresses.refused},
+            **self.pool.snapshot(),
         }
 
 
@@ -263,6 +281,43 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
     registry = RoomRegistry(config.limits)
     limits = config.limits
     addresses = registry.addresses
+    pool = registry.pool
+    sweeper: list[asyncio.Task] = []
+
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            await pool.sweep()
+
+    async def serve_receiver(ws: WebSocket, first: dict, bucket: RateLimiter) -> None:
+        rid, capacity = first.get("receiver"), first.get("capacity", 4)
+        if not isinstance(rid, str) or not NAME_RE.match(rid):
+            raise PolicyError("bad receiver id")
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or not 0 < capacity <= 1024:
+            raise PolicyError("bad capacity")
+        if token_scope(config.secret, POOL_ROOM, first.get("token")) != SCOPE_MEDIA:
+            raise PolicyError("a receiver needs the pool's media token")
+        if not sweeper:
+            sweeper.append(asyncio.ensure_future(sweep()))
+        old = pool.receivers.get(rid)
+        if old is not None:
+            await _close(old.socket, CLOSE_POLICY, "replaced by a new registration")
+        rx = PoolReceiver(rid, ws, capacity)
+        pool.register(rx)
+        await ws.send_text(json.dumps({"type": "registered", "receiver": rid}))
+        try:
+            while True:
+                # A receiver sends a signal per viewer per link: a higher rate than a peer.
+                msg = await _receive(ws, limits, bucket)
+                if msg is None:
+                    break
+                if msg["type"] == "load":
+                    pool.on_load(rid, msg)
+                elif msg["type"] == "signal":
+                    await pool.from_receiver(rid, msg)
+        finally:
+            if pool.receivers.get(rid) is rx:
+                await pool.remove(rid, "disconnected")
 
     @app.websocket("/ws")
     async def signalling_socket(ws: WebSocket) -> None:
@@ -297,19 +352,35 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
                 raise PolicyError("join timeout") from exc
             if first is None:
                 return
+            if config.receiver_pool and first.get("type") == "register":
+                await serve_receiver(ws, first, RateLimiter(limits.messages_per_s * 10,
+                                                            limits.burst * 10))
+                return
             room_name, peer_name, role, label = _check_join(first, config.secret)
             me = Member(peer_name, role, label, ws)
             others = await registry.join(room_name, me)
             room, peer = room_name, peer_name
-            await _send(me, {"type": "joined", "peer": peer, "peers": [_describe(m) for m in others]})
+            described = [_describe(m) for m in others]
+            joined: dict = {"type": "joined", "peer": peer, "peers": described}
+            if config.receiver_pool and registry.pooled(room):
+                described.append({"peer": VIRTUAL_PEER, "role": "receiver",
+                                  "label": "receiver pool"})
+                joined["receivers"] = pool.available()
+            await _send(me, joined)
             for m in others:
                 await _send(m, {"type": "peer-joined", **_describe(me)})
+            if config.receiver_pool:
+                await pool.room_event(room, {"type": "peer-joined", **_describe(me)})
             while True:
                 msg = await _receive(ws, limits, bucket)
                 if msg is None or msg["type"] == "leave":
                     break
                 if msg["type"] == "signal":
                     target = registry.get(room, msg.get("to")) if isinstance(msg.get("to"), str) else None  # type: ignore[arg-type]
+                    if (target is None and config.receiver_pool and msg.get("to") == VIRTUAL_PEER
+                            and isinstance(msg.get("data"), dict) and registry.pooled(room)):
+                        await pool.route(room, peer, msg["data"], registry.members(room))
+                        continue
                     if target is None:
                         await _send(me, {"type": "error", "error": "no such peer"})
                         continue
@@ -332,5 +403,7 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
             if room is not None and peer is not None:
                 for m in await registry.leave(room, peer):
                     await _send(m, {"type": "peer-left", "peer": peer})
+                if config.receiver_pool:
+                    await pool.room_event(room, {"type": "peer-left", "peer": peer})
 
     return registry

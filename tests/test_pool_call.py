@@ -1,0 +1,85 @@
+"""A real call through the receiver pool (issue 15): two pooled workers on one signalling
+process, a looping file sender and a headless viewer; the worker serving the link is
+stopped mid-call, the link is placed on the other and the picture returns within 5 s."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from server.app import create_app, start_http
+from server.pool_worker import PooledReceiver
+from server.probe_viewer import ProbeViewer
+from server.receiver_worker import WorkerConfig
+from server.sender_agent import FileSender
+from server.signal_client import SignalClient
+from server.signalling import SignallingConfig
+from server.tokens import make_room_token
+from server.transport import enable_loopback_candidates
+from tests._call_media import CALL_CLIP
+
+SECRET = b"pool-call-test-secret"
+
+
+def _frames_since(viewer: ProbeViewer, since_ms: float) -> int:
+    return sum(1 for rec in viewer.views.values() for t, _ in rec.frames if t > since_ms)
+
+
+async def _wait(cond, timeout_s: float) -> bool:  # noqa: ANN001
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+@pytest.mark.skipif(not CALL_CLIP.exists(), reason="no call clip in ../shared/data")
+def test_pooled_call_moves_when_its_receiver_goes() -> None:
+    async def main() -> dict:
+        from codec.sender.canvas import load_face_clip
+
+        enable_loopback_candidates()
+        clip = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: load_face_clip(CALL_CLIP, max_seconds=4.0))
+        app = create_app(SignallingConfig(secret=SECRET, receiver_pool=True))
+        server, task, port = await start_http(app)
+        url = f"ws://127.0.0.1:{port}/ws"
+        pool = app.state.rooms.pool
+        workers = [PooledReceiver([url], SECRET, WorkerConfig(receiver="align"),
+                                  receiver_id=f"rx-{i}", capacity=4) for i in range(2)]
+        tasks = {w.rid: asyncio.ensure_future(w.run()) for w in workers}
+        token = make_room_token(SECRET, "room-a")
+        viewer = ProbeViewer(SignalClient(url, "room-a", token, "viewer-1", "viewer"))
+        viewer_task = asyncio.ensure_future(viewer.run())
+        sender = FileSender(SignalClient(url, "room-a", token, "sender-1", "sender", "clip"),
+                            clip, loop=True)
+        sender_task = asyncio.ensure_future(sender.run(max_seconds=60))
+        try:
+            assert await _wait(lambda: len(pool.receivers) == 2, 20)
+            assert await _wait(lambda: _frames_since(viewer, 0) > 10, 30), "no picture"
+            (where,) = set(pool.placements.values())
+            tasks.pop(where).cancel()  # the worker serving the link goes
+            gone = time.time() * 1000
+            await _wait(lambda: where not in pool.receivers, 5)
+            back = await _wait(lambda: _frames_since(viewer, gone + 200) > 5, 8)
+            return {"back": back, "after_s": (time.time() * 1000 - gone) / 1000,
+                    "moved_to": set(pool.placements.values()), "was": where,
+                    "links_lost": sender.links_lost}
+        finally:
+            sender_task.cancel()
+            await viewer.close()
+            viewer_task.cancel()
+            for t in tasks.values():
+                t.cancel()
+            server.should_exit = True
+            await task
+
+    out = asyncio.run(asyncio.wait_for(main(), 120))
+    print(out)
+    assert out["back"], out
+    assert out["after_s"] < 5.0 + 0.2 + 1.0, out  # picture back within 5 s (+ polling)
+    assert out["moved_to"] and out["was"] not in out["moved_to"], out
+    assert out["links_lost"] >= 1, out
