@@ -140,7 +140,13 @@ async def _serve(args: argparse.Namespace) -> None:
             secret=secret, allowed_origins=_origins(args, args.port),
             limits=SignallingLimits(max_sockets_per_ip=args.max_connections_per_ip),
             receiver_pool=True)
-        app = create_app(config, turn=turn)
+        store = None
+        redis_url = args.redis_url or os.environ.get("TALKCODEC_REDIS_URL", "")
+        if redis_url:  # the rooms API's rooms, shared by every signalling process
+            from server.redis_store import RedisStore
+
+            store = RedisStore(redis_url)
+        app = create_app(config, turn=turn, store=store)
         rooms = app.state.rooms
         metrics += SIGNALLING_METRICS
         snapshots.append(rooms.snapshot)
@@ -281,6 +287,9 @@ def add_subcommands(sub: Any) -> None:
     serve.add_argument("--signal-url",
                        help="signalling server(s) for --role receiver, comma-separated: the "
                             "worker registers in the pool of the first that answers")
+    serve.add_argument("--redis-url",
+                       help="Redis for the rooms API's rooms, e.g. redis://redis:6379/0 (or env "
+                            "TALKCODEC_REDIS_URL; default: this process's memory)")
     serve.add_argument("--capacity", type=int,
                        default=int(os.environ.get("TALKCODEC_RECEIVER_CAPACITY", 0) or 8),
                        help="links this receiver takes at most (default 8, or env "

@@ -1,0 +1,116 @@
+"""The rooms API on a real Redis (Debian's redis-server on a free port, in a temporary
+folder; installed by scripts/install_redis.sh from `make test`): two apps share the rooms;
+Redis down -> 503 with a clear reason; Redis back -> rooms again (issue 15)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from server.room_store import RoomRecord, StoreUnavailable
+
+REDIS = shutil.which("redis-server")
+pytestmark = pytest.mark.skipif(
+    REDIS is None, reason="redis-server not installed (scripts/install_redis.sh needs root "
+                          "and apt-get)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_redis(folder: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1",  # type: ignore[list-item]
+                             "--dir", str(folder), "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+def test_rooms_shared_through_redis_refused_while_down_and_back(tmp_path: Path) -> None:
+    from server.redis_store import RedisStore
+
+    port = _free_port()
+    proc = start_redis(tmp_path, port)
+
+    async def main() -> None:
+        a = RedisStore(f"redis://127.0.0.1:{port}/0", timeout_s=0.5)
+        b = RedisStore(f"redis://127.0.0.1:{port}/0", timeout_s=0.5)
+        now = int(time.time())
+        try:
+            assert await a.create_room(RoomRecord("r1", now + 60, now))
+            assert not await b.create_room(RoomRecord("r1", now + 60, now))  # seen by b
+            got = await b.get_room("r1")
+            assert got is not None and got.expires_unix == now + 60
+            assert await b.count_rooms() == 1
+            assert await a.create_room(RoomRecord("short", now + 1, now))
+            await asyncio.sleep(2.2)
+            assert await b.get_room("short") is None  # expired with its tokens
+            proc.terminate()
+            proc.wait(10)
+            with pytest.raises(StoreUnavailable, match="redis"):
+                await a.create_room(RoomRecord("r2", now + 60, now))
+            restarted = start_redis(tmp_path, port)
+            try:
+                assert await a.create_room(RoomRecord("r2", now + 60, now))  # recovered
+            finally:
+                restarted.terminate()
+                restarted.wait(10)
+        finally:
+            await a.close()
+            await b.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 60))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_rooms_api_on_redis_down_is_503() -> None:
+    """The app's answer when its Redis does not answer (nothing on that port)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from server.app import create_app, start_http
+    from server.redis_store import RedisStore
+    from server.signalling import SignallingConfig
+
+    async def main() -> tuple[int, dict]:
+        store = RedisStore(f"redis://127.0.0.1:{_free_port()}/0", timeout_s=0.5)
+        app = create_app(SignallingConfig(secret=b"s"), store=store, operator_key="k")
+        server, task, http_port = await start_http(app)
+
+        def post() -> tuple[int, dict]:
+            req = urllib.request.Request(f"http://127.0.0.1:{http_port}/api/rooms", data=b"",
+                                         method="POST", headers={"Authorization": "Bearer k"})
+            try:
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    return resp.status, json.loads(resp.read())
+            except urllib.error.HTTPError as exc:
+                return exc.code, json.loads(exc.read())
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, post)
+        finally:
+            server.should_exit = True
+            await task
+            await store.close()
+
+    status, reply = asyncio.run(asyncio.wait_for(main(), 30))
+    assert status == 503 and reply["error"].startswith("room store unavailable: redis"), reply
