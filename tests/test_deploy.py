@@ -189,6 +189,10 @@ def test_hpa_scales_the_receivers_on_their_links(rendered: dict[str, list[dict]]
         assert hpa["minReplicas"] <= hpa["maxReplicas"]
         target = float(metric["pods"]["target"]["averageValue"])
         assert target == (24 if overlay == "gpu" else 4), overlay
+        # Placement fills a pod up to its capacity; the HPA adds pods before that.
+        env = {e["name"]: e.get("value") for e in _container(objs, "receiver")["env"]}
+        capacity = int(env["TALKCODEC_RECEIVER_CAPACITY"])
+        assert capacity == (32 if overlay == "gpu" else 6) and target < capacity, overlay
         pdb = _one(objs, "PodDisruptionBudget", "receiver")["spec"]
         deployment = _one(objs, "Deployment", "receiver")["spec"]
         assert pdb["selector"]["matchLabels"].items() <= deployment["template"]["metadata"][
@@ -277,7 +281,7 @@ def test_container_commands_parse_with_the_real_cli(rendered: dict[str, list[dic
             command = _container(objs, name)["command"]
             assert command[0] == "talkcodec"
             args = parser.parse_args([_expand(a, env) for a in command[1:]])
-            assert args.role == name and args.ops_port == OPS_PORT and args.room == "demo"
+            assert args.role == name and args.ops_port == OPS_PORT
             assert args.log_format == "json"
         images = {_container(objs, n)["image"].rsplit(":", 1)[0].rsplit("/", 1)[-1]
                   for n in ("signalling", "receiver")}
@@ -308,7 +312,9 @@ def test_dashboard_queries_only_exported_metrics() -> None:
     wanted = ["talkcodec_signalling_rooms", "talkcodec_signalling_peers",
               "talkcodec_receiver_links", "talkcodec_receiver_render_fps",
               "talkcodec_receiver_render_ms", "talkcodec_receiver_fallbacks",
-              "talkcodec_receiver_draining", "talkcodec_signalling_refused_sockets_total"]
+              "talkcodec_receiver_draining", "talkcodec_signalling_refused_sockets_total",
+              "talkcodec_signalling_pool_receivers", "talkcodec_signalling_placed_links",
+              "talkcodec_signalling_placement_failures_total"]
     assert set(wanted) <= queried
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids)) and dashboard["uid"] == "talkcodec"
