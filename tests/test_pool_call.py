@@ -83,3 +83,54 @@ def test_pooled_call_moves_when_its_receiver_goes() -> None:
     assert out["after_s"] < 5.0 + 0.2 + 1.0, out  # picture back within 5 s (+ polling)
     assert out["moved_to"] and out["was"] not in out["moved_to"], out
     assert out["links_lost"] >= 1, out
+
+
+@pytest.mark.skipif(not CALL_CLIP.exists(), reason="no call clip in ../shared/data")
+def test_late_viewer_and_a_draining_receiver_moves_its_links() -> None:
+    async def main() -> dict:
+        from codec.sender.canvas import load_face_clip
+
+        enable_loopback_candidates()
+        clip = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: load_face_clip(CALL_CLIP, max_seconds=4.0))
+        app = create_app(SignallingConfig(secret=SECRET, receiver_pool=True))
+        server, task, port = await start_http(app)
+        url = f"ws://127.0.0.1:{port}/ws"
+        pool = app.state.rooms.pool
+        first = PooledReceiver([url], SECRET, WorkerConfig(receiver="align"), receiver_id="rx-a")
+        tasks = [asyncio.ensure_future(first.run())]
+        token = make_room_token(SECRET, "room-b")
+        sender = FileSender(SignalClient(url, "room-b", token, "sender-2", "sender", "clip"),
+                            clip, loop=True)
+        sender_task = asyncio.ensure_future(sender.run(max_seconds=60))
+        viewer = ProbeViewer(SignalClient(url, "room-b", token, "viewer-2", "viewer"))
+        viewer_task = None
+        try:
+            assert await _wait(lambda: sender.link is not None and sender.link.connected, 30)
+            viewer_task = asyncio.ensure_future(viewer.run())  # joins an ongoing call
+            assert await _wait(lambda: _frames_since(viewer, 0) > 10, 20), "late viewer"
+            second = PooledReceiver([url], SECRET, WorkerConfig(receiver="align"),
+                                    receiver_id="rx-b")
+            tasks.append(asyncio.ensure_future(second.run()))
+            assert await _wait(lambda: len(pool.receivers) == 2, 20)
+            ready_before = first.readiness()
+            await first.drain(0.5)  # SIGTERM with a short grace: its link moves
+            drained = time.time() * 1000
+            back = await _wait(lambda: _frames_since(viewer, drained + 200) > 5, 8)
+            return {"back": back, "ready_before": ready_before,
+                    "ready_after": first.readiness(), "on": set(pool.placements.values()),
+                    "draining": pool.receivers["rx-a"].draining}
+        finally:
+            sender_task.cancel()
+            await viewer.close()
+            if viewer_task is not None:
+                viewer_task.cancel()
+            for t in tasks:
+                t.cancel()
+            server.should_exit = True
+            await task
+
+    out = asyncio.run(asyncio.wait_for(main(), 120))
+    assert out["back"], out
+    assert out["ready_before"] == (True, "") and out["ready_after"] == (False, "draining")
+    assert out["on"] == {"rx-b"} and out["draining"], out
