@@ -36,17 +36,22 @@ async def _wait(cond, timeout_s: float) -> bool:  # noqa: ANN001
     return False
 
 
+async def _pool_signalling() -> tuple:
+    """The clip, and a signalling app with the pool on: (clip, app, server, task, ws url)."""
+    from codec.sender.canvas import load_face_clip
+
+    enable_loopback_candidates()
+    clip = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: load_face_clip(CALL_CLIP, max_seconds=4.0))
+    app = create_app(SignallingConfig(secret=SECRET, receiver_pool=True))
+    server, task, port = await start_http(app)
+    return clip, app, server, task, f"ws://127.0.0.1:{port}/ws"
+
+
 @pytest.mark.skipif(not CALL_CLIP.exists(), reason="no call clip in ../shared/data")
 def test_pooled_call_moves_when_its_receiver_goes() -> None:
     async def main() -> dict:
-        from codec.sender.canvas import load_face_clip
-
-        enable_loopback_candidates()
-        clip = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: load_face_clip(CALL_CLIP, max_seconds=4.0))
-        app = create_app(SignallingConfig(secret=SECRET, receiver_pool=True))
-        server, task, port = await start_http(app)
-        url = f"ws://127.0.0.1:{port}/ws"
+        clip, app, server, task, url = await _pool_signalling()
         pool = app.state.rooms.pool
         workers = [PooledReceiver([url], SECRET, WorkerConfig(receiver="align"),
                                   receiver_id=f"rx-{i}", capacity=4) for i in range(2)]
@@ -88,14 +93,7 @@ def test_pooled_call_moves_when_its_receiver_goes() -> None:
 @pytest.mark.skipif(not CALL_CLIP.exists(), reason="no call clip in ../shared/data")
 def test_late_viewer_and_a_draining_receiver_moves_its_links() -> None:
     async def main() -> dict:
-        from codec.sender.canvas import load_face_clip
-
-        enable_loopback_candidates()
-        clip = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: load_face_clip(CALL_CLIP, max_seconds=4.0))
-        app = create_app(SignallingConfig(secret=SECRET, receiver_pool=True))
-        server, task, port = await start_http(app)
-        url = f"ws://127.0.0.1:{port}/ws"
+        clip, app, server, task, url = await _pool_signalling()
         pool = app.state.rooms.pool
         first = PooledReceiver([url], SECRET, WorkerConfig(receiver="align"), receiver_id="rx-a")
         tasks = [asyncio.ensure_future(first.run())]
