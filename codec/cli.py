@@ -2,7 +2,7 @@
 
     talkcodec encode IN.mp4 -o OUT.tc [--lowres-size 8 --lowres-fps 5 --audio-bitrate 8000
                                        --max-seconds N]
-    talkcodec decode IN.tc -o OUT.mp4 [--receiver NAME]
+    talkcodec decode IN.tc -o OUT.mp4 [--receiver NAME] [--voice AUDIO]
     talkcodec info IN.tc [--json]
 
 Every command takes ``--log-level`` (default warning; info for the call's servers, which
@@ -106,9 +106,17 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     from codec.receiver.registry import default_receiver_name, get_receiver
 
     _check_output(args.output)
-    name = args.receiver or default_receiver_name()
+    voice = getattr(args, "voice", None)
+    name = args.receiver or ("voice" if voice is not None else default_receiver_name())
+    if voice is not None and name != "voice":
+        raise TalkcodecError(f"--voice is for --receiver voice, not {name!r}")
     try:
-        receiver = get_receiver(name)
+        if voice is not None:
+            from codec.receiver.voice import read_voice_file
+
+            receiver = get_receiver(name, voice=read_voice_file(voice))
+        else:
+            receiver = get_receiver(name)
     except ValueError as exc:
         raise TalkcodecError(str(exc)) from None
     with _output_job(args.output):
@@ -200,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the mp4 to write (H.264 + AAC)")
     dec.add_argument("--receiver", default=None,
                      help="receiver name (default: neural if available, else align)")
+    dec.add_argument("--voice", type=Path, default=None,
+                     help="with --receiver voice: take the voice from this audio or video file "
+                          "(wav, mp3, m4a, mp4, ...) instead of the stream's speech")
     dec.set_defaults(func=_cmd_decode, **{RUNS_RECEIVER: True})
 
     info = sub.add_parser("info", help="where the bits of a talkcodec file go")

@@ -20,6 +20,8 @@ RECEIVERS: dict[str, str] = {
     "align": "codec.receiver.align:AlignReceiver",
     # The trained receiver: its module provides NeuralReceiver and weights_available().
     "neural": "codec.receiver.neural:NeuralReceiver",
+    # No identity frame: the 8x8 stream and the speaker's voice (issue 14).
+    "voice": "codec.receiver.voice:VoiceReceiver",
 }
 
 FALLBACK_RECEIVER = "align"
