@@ -127,3 +127,19 @@ def test_cli_decode_with_another_voice(tmp_path: Path) -> None:
     assert (tmp_path / "mix.mp4").stat().st_size > 0
     assert main(["decode", str(src), "-o", str(tmp_path / "x.mp4"), "--voice", str(wav),
                  "--receiver", "bicubic"]) != 0
+
+
+def test_read_voice_file_takes_a_videos_soundtrack_and_refuses_silent_files(tmp_path: Path) -> None:
+    from codec.errors import InputError
+    from codec.receiver.voice import read_voice_file
+    from tests._canvas_clip import CLIP, DATA, canvas_frames
+
+    canvas_frames(1)  # skips without the data
+    audio = read_voice_file(DATA / CLIP, max_seconds=2.0)
+    assert audio.dtype == np.float32 and len(audio) == 32000
+    assert abs(float(np.abs(audio).max()) - 0.9) < 1e-3  # peak-normalised
+    with pytest.raises(InputError):
+        read_voice_file(tmp_path / "missing.wav")
+    (tmp_path / "junk.mp3").write_bytes(b"not audio")
+    with pytest.raises(InputError):
+        read_voice_file(tmp_path / "junk.mp3")

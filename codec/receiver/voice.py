@@ -5,7 +5,7 @@ Everything is closed-form linear algebra run in numpy (``training/train_voice.py
 
 - **Speaker encoder.** Log-mel (``codec.audio.features``) of the speech heard so far; the
   louder half of the frames (above an absolute floor) are "voiced"; their per-band mean and
-  standard deviation (80 numbers) are standardised and projected by a linear discriminant
+  standard deviation (60 numbers, the bands below 4 kHz) are standardised and projected by a linear discriminant
   (LDA) trained to separate the 90 train identities: that projection is the voice code.
   A logistic regression on the same statistics gives the probability that the voice is
   perceived as male (``training/perceived_gender.csv``).
@@ -48,14 +48,18 @@ VOICED_FLOOR = -9.0
 #: ... and in the louder half of the speech heard.
 VOICED_QUANTILE = 0.5
 _UP64 = Upsampler(FACE_SIZE)
+#: Log-mel bands used: those below ~4 kHz. The 8 kbit/s Opus speech the stream carries
+#: keeps nothing above (the upper bands drop by 3-6 nats), and a user's file keeps them,
+#: so the voice code reads only what both have.
+VOICE_BANDS = 30
 #: Most speech (seconds of log-mel frames) kept for the voice code.
 MAX_VOICE_S = 30.0
 
 
 def voiced_stats(mel: np.ndarray) -> np.ndarray | None:
-    """(80,) per-band mean (less its average over the bands) and std of the voiced log-mel
+    """(60,) per-band mean (less its average over the bands) and std of the voiced log-mel
     frames, or None (too little speech)."""
-    mel = np.asarray(mel, np.float32)
+    mel = np.asarray(mel, np.float32)[:, :VOICE_BANDS]
     if len(mel) < MIN_VOICED:
         return None
     energy = mel.mean(axis=1)
@@ -71,11 +75,11 @@ def voiced_stats(mel: np.ndarray) -> np.ndarray | None:
 
 @dataclass(frozen=True)
 class VoiceModel:
-    stat_mean: np.ndarray  # (80,)
-    stat_std: np.ndarray  # (80,)
-    lda: np.ndarray  # (80, E) standardised stats -> voice code
+    stat_mean: np.ndarray  # (60,)
+    stat_std: np.ndarray  # (60,)
+    lda: np.ndarray  # (60, E) standardised stats -> voice code
     code_mean: np.ndarray  # (E,) the code of the average train voice (silence)
-    gender_w: np.ndarray  # (81,) logistic weights on [standardised stats, 1]
+    gender_w: np.ndarray  # (61,) logistic weights on [standardised stats, 1]
     face_mean: np.ndarray  # (64*64*3,) mean residual over the 8x8's consistent cubic
     face_basis: np.ndarray  # (K, 64*64*3) PCA of those residuals
     x_mean: np.ndarray  # (192,) of the 8x8 pixels
