@@ -20,13 +20,14 @@ from tests._call_media import CALL_CLIP
 
 
 class BrokenReceiver(BicubicReceiver):
-    """Fails on its 10th frame, like a model whose weights do not match its code."""
+    """Fails on its 40th frame, like a model that breaks mid-call: past the worker's
+    start-up test frame (one second, 25 frames; server/receiver_worker.render_test_frame)."""
 
     name = "broken-test"
 
     def render(self, t_ms: float):  # noqa: ANN201
         self.calls = getattr(self, "calls", 0) + 1
-        if self.calls >= 10:
+        if self.calls >= 40:
             raise ValueError("model input missing")
         return super().render(t_ms)
 
