@@ -13,11 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # Imports known to run the wrong way, each with the reason it is still there.
-KNOWN = {
-    # The motion code's landmarker imports the old re-export of codec._dlib (owned by the
-    # motion work; switch it to codec._dlib and delete codec/metrics/_dlib_models.py).
-    ("codec/sender/landmarks.py", "codec.metrics._dlib_models"),
-}
+KNOWN: set[tuple[str, str]] = set()  # (file, module) exceptions: none now
 
 
 def _imports(path: Path) -> set[str]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codec.metrics._dlib_models import DLIB_LOCK, as_dlib_image, face_detector, shape_predictor_68
+from codec._dlib import DLIB_LOCK, as_dlib_image, face_detector, shape_predictor_68
 
 N_POINTS = 68
 _NOSE_TIP = 30
