@@ -15,7 +15,16 @@ each frame's timestamp stamp. Printed per receiver timing mode (interpolate / lo
   beep at the viewer (``server.probe_viewer.av_offset``).
 
     python benchmarks/bench_call.py [--seconds 15] [--receiver NAME] [--clip PATH]
-                                    [--audio-frame-ms MS]
+                                    [--audio-frame-ms MS] [--loss 0.05,0.1,0.2]
+                                    [--no-redundancy]
+
+``--loss``: instead of the figures above, a sweep through the link emulator (16 kbit/s with
+UDP/IPv4 headers, 100 ms one-way, the given random loss, ``server.transport.LinkShape``),
+interpolate mode only. Per loss: the 8x8 frames/s the worker decoded, PSNR of the 8x8
+picture a receiver has at each sent frame's time against the sender's exact 8x8 box means
+(the last decoded frame held, and linear interpolation between the decoded frames on either
+side), and the sender's wire rate (everything handed to ICE, with UDP/IPv4 headers, lost
+datagrams included).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +43,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from codec.bitstream.packet import StreamKind  # noqa: E402
 from codec.data import data_dir  # noqa: E402
 from codec.receiver.registry import default_receiver_name  # noqa: E402
+from codec.sender.sender import SenderConfig  # noqa: E402
 from server.probe_viewer import av_offset, beep_clip, probe_call  # noqa: E402
 from server.transport import (  # noqa: E402
     DEFAULT_AUDIO_FRAME_MS,
     OPUS_FRAME_MS,
+    LinkShape,
     link_audio_frame_ms,
 )
 
@@ -91,6 +104,103 @@ async def measure(clip, receiver: str, low_latency: bool, seconds: float,  # noq
         }
 
 
+async def measure_loss(clip, receiver: str, loss: float, seconds: float,  # noqa: ANN001
+                       audio_frame_ms: int, config: SenderConfig) -> dict:
+    """One call through the emulated 16 kbit/s / 100 ms link at ``loss``: decoded 8x8
+    frames/s, the 8x8 picture's PSNR at every sent frame time, the sender's wire rate."""
+    from codec.sender.downsample import box_downsample, lowres_factor
+
+    shape = LinkShape(rate_bps=16000.0, delay_ms=100.0, loss=loss, seed=1)
+    async with probe_call(clip, receiver=receiver, max_seconds=seconds + 60,
+                          viewer_name="bench", audio_frame_ms=audio_frame_ms,
+                          link_shape=shape, config=config) as (call, viewer, sender):
+        deadline = time.monotonic() + 90
+        while not call.worker.links or sender.link is None or not viewer.views:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the link did not open in 90 s")
+            await asyncio.sleep(0.1)
+        link = next(iter(call.worker.links.values()))
+        decoded: list[tuple[int, np.ndarray]] = []
+        sent_ts: list[int] = []
+        feed, send = link.decoder.feed, sender.link.send
+
+        def recording_feed(datagram: bytes) -> list:
+            frames = feed(datagram)
+            decoded.extend((f.timestamp_ms, f.pixels) for f in frames)
+            return frames
+
+        def recording_send(packets) -> None:  # noqa: ANN001
+            packets = list(packets)
+            sent_ts.extend(p.timestamp_ms for p in packets if getattr(p, "kind", None)
+                           is StreamKind.LOWRES and not sender.link.media_held)
+            send(packets)
+
+        link.decoder.feed = recording_feed  # type: ignore[method-assign]
+        sender.link.send = recording_send  # type: ignore[method-assign]
+        while sender.link.media_held:  # the identity frame first
+            if time.monotonic() > deadline:
+                raise RuntimeError("the identity frame was not acknowledged in 90 s")
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(3.0)  # warm-up
+        s0, t0, n0 = await sender.link.stats(), time.monotonic(), len(sent_ts)
+        await asyncio.sleep(seconds)
+        s1, t1, n1 = await sender.link.stats(), time.monotonic(), len(sent_ts)
+        await asyncio.sleep(1.0)  # the last frames arrive
+    dt = t1 - t0
+    window = sorted(set(sent_ts[n0:n1]))
+    got = dict(decoded)
+    times = np.array(sorted(got))
+    factor = lowres_factor(clip.frames.shape[1], 8)
+    held_se, interp_se = [], []
+    for ts in window:
+        truth = box_downsample(clip.frames[int(round(ts / 40)) % clip.n_frames], factor)
+        i = int(np.searchsorted(times, ts, side="right"))  # times[i-1] <= ts < times[i]
+        if i == 0:
+            continue
+        held = got[int(times[i - 1])]
+        if times[i - 1] == ts or i == len(times):
+            interp = held
+        else:
+            a, b = int(times[i - 1]), int(times[i])
+            w = (ts - a) / (b - a)
+            interp = (1 - w) * held + w * got[b]
+        held_se.append(np.mean((held.astype(np.float64) - truth) ** 2))
+        interp_se.append(np.mean((interp.astype(np.float64) - truth) ** 2))
+    n_decoded = sum(1 for ts in window if ts in got)
+    wire = sum(s1.get(f"wire_{k}", 0) - s0.get(f"wire_{k}", 0) for k, _ in WIRE_ROWS)
+    pkts = sum(s1.get(f"wire_pkts_{k}", 0) - s0.get(f"wire_pkts_{k}", 0) for k, _ in WIRE_ROWS)
+
+    def db(se: list) -> float:
+        return float(10 * np.log10(255.0 ** 2 / np.mean(se))) if se else float("nan")
+
+    return {"loss": loss, "sent_fps": len(window) / dt, "decoded_fps": n_decoded / dt,
+            "decoded_share": n_decoded / max(1, len(window)),
+            "psnr_held": db(held_se), "psnr_interp": db(interp_se),
+            "video_kbps": (s1["sent_lowres"] - s0.get("sent_lowres", 0)) * 8 / dt / 1000,
+            "wire_kbps": (wire + 28 * pkts) * 8 / dt / 1000,
+            "wire": {k: (s1.get(f"wire_{k}", 0) - s0.get(f"wire_{k}", 0)
+                         + 28 * (s1.get(f"wire_pkts_{k}", 0) - s0.get(f"wire_pkts_{k}", 0)))
+                     * 8 / dt / 1000 for k, _ in WIRE_ROWS}}
+
+
+def loss_sweep(clip, receiver: str, losses: list[float], seconds: float,  # noqa: ANN001
+               audio_frame_ms: int, config: SenderConfig) -> None:
+    print("| loss | 8x8 sent fps | decoded fps | decoded | PSNR held | PSNR interp | "
+          "8x8 datagrams kbit/s | wire kbit/s (+UDP/IPv4) |")
+    print("|---|---|---|---|---|---|---|---|")
+    details = []
+    for loss in losses:
+        r = asyncio.run(measure_loss(clip, receiver, loss, seconds, audio_frame_ms, config))
+        print(f"| {loss:.0%} | {r['sent_fps']:.2f} | {r['decoded_fps']:.2f} | "
+              f"{r['decoded_share']:.0%} | {r['psnr_held']:.2f} dB | {r['psnr_interp']:.2f} dB | "
+              f"{r['video_kbps']:.2f} | {r['wire_kbps']:.2f} |", flush=True)
+        details.append(f"{loss:.0%}: " + ", ".join(f"{k} {v:.2f}" for k, v in r["wire"].items()
+                                                   if v > 0))
+    print("wire kbit/s by stream, with UDP/IPv4 headers (lost datagrams included):")
+    for line in details:
+        print(f"- {line}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=15.0)
@@ -99,11 +209,24 @@ def main() -> None:
     parser.add_argument("--audio-frame-ms", type=int, choices=OPUS_FRAME_MS,
                         help="Opus packet length on the link (default: as talkcodec demo, "
                              "120 ms, 60 ms in low-latency mode)")
+    parser.add_argument("--loss", default="",
+                        help="comma-separated loss fractions: the emulated-link sweep instead")
+    parser.add_argument("--no-redundancy", action="store_true",
+                        help="8x8 packets without the previous packet's copy (before issue 16)")
     args = parser.parse_args()
     from codec.sender.canvas import load_face_clip
 
     clip = load_face_clip(args.clip, max_seconds=8.0)
     receiver = args.receiver or default_receiver_name()
+    if args.loss:
+        print(f"# bench_call --loss: {Path(args.clip).name}, {args.seconds:.0f} s per loss, "
+              f"receiver '{receiver}', 16 kbit/s / 100 ms emulated link, {platform.machine()} "
+              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+        config = replace(SenderConfig.live(), redundancy=not args.no_redundancy)
+        print(f"# 8x8 redundancy (previous packet's copy): {config.redundancy}")
+        loss_sweep(clip, receiver, [float(x) for x in args.loss.split(",")], args.seconds,
+                   args.audio_frame_ms or link_audio_frame_ms(False), config)
+        return
     print(f"# bench_call: {Path(args.clip).name}, {args.seconds:.0f} s per mode, receiver "
           f"'{receiver}', {platform.machine()} "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, loopback")

@@ -322,7 +322,8 @@ def lean_link_transport(pc: RTCPeerConnection) -> None:
     - DTLS records in ChaCha20-Poly1305 first (server preference; GCM stays the fallback):
       no 8-byte explicit nonce on every data-channel message;
     - SCTP's congestion window capped at two full chunks (``LINK_SCTP_MAX_CWND``), so the
-      identity frame does not burst past a narrow link's queue.
+      identity frame does not burst past a narrow link's queue; a repeated FORWARD-TSN
+      at most once per RTO (``_CappedWindowSctp``).
     """
     for dtls in _dtls_transports(pc):
         dtls._srtp_profiles = [SRTP_AES128_CM_SHA1_80]
@@ -335,7 +336,26 @@ def lean_link_transport(pc: RTCPeerConnection) -> None:
 class _CappedWindowSctp(RTCSctpTransport):
     """aiortc's SCTP transport with its congestion window clamped to ``LINK_SCTP_MAX_CWND``
     (aiortc assigns ``_cwnd`` in slow start, congestion avoidance and on timeouts; the clamp
-    sits under all of them)."""
+    sits under all of them), and the same FORWARD-TSN sent at most once per RTO.
+
+    aiortc sends a FORWARD-TSN (which tells the receiver to skip an abandoned 8x8 message)
+    on every SACK until the peer acknowledges it. On a 16 kbit/s link the queue makes that
+    take a second or more, so each lost 8x8 message cost ~10 FORWARD-TSN datagrams of ~85
+    bytes: 2.9-4.1 kbit/s at 5 % loss, a fifth of the link, whose queue then dropped more
+    (issue 16, BENCHMARKS.md). RFC 3758 asks for it again when it may have been lost: once
+    per RTO (aiortc's RTO, >= 1 s) does that; a new cumulative TSN still goes out at once."""
+
+    def _update_advanced_peer_ack_point(self) -> None:
+        super()._update_advanced_peer_ack_point()
+        chunk = self._forward_tsn_chunk
+        if chunk is None:
+            return
+        now = time.monotonic()
+        last = self.__dict__.get("_talkcodec_forward_tsn")
+        if last is not None and last[0] == chunk.cumulative_tsn and now - last[1] < self._rto:
+            self._forward_tsn_chunk = None  # the same one is on its way
+        else:
+            self.__dict__["_talkcodec_forward_tsn"] = (chunk.cumulative_tsn, now)
 
     @property
     def _cwnd(self) -> int:

@@ -20,6 +20,7 @@ from codec.bitstream.packet import (
     encode_packet,
     parse_packets,
 )
+from codec.bitstream.redundancy import split_previous, with_previous
 from codec.bitstream.stream import StreamDecoder
 from codec.errors import BitstreamError
 
@@ -31,7 +32,9 @@ packets = st.builds(
     seq=st.integers(0, 65535),
     timestamp_ms=st.integers(0, 2**32 - 1),
     flags=st.sampled_from([PacketFlag.NONE, PacketFlag.INTRA, PacketFlag.REFRESH,
-                           PacketFlag.END, PacketFlag.INTRA | PacketFlag.END]),
+                           PacketFlag.END, PacketFlag.INTRA | PacketFlag.END,
+                           PacketFlag.REDUNDANT, PacketFlag.REDUNDANT | PacketFlag.INTRA,
+                           PacketFlag.REDUNDANT | PacketFlag.MOTION]),
     payload=st.binary(max_size=300),
 )
 
@@ -114,5 +117,29 @@ def test_stream_decoder_survives_any_packets(plist: list[Packet]) -> None:
             continue  # Opus bytes are the audio module's to fuzz
         ev = dec.push(p)
         for f in ev.lowres:
+            assert f.pixels.shape == (8, 8, 3) and np.isfinite(f.pixels).all()
+    dec.flush()
+
+
+@FUZZ
+@given(st.binary(max_size=300), st.integers(0, 65535), st.integers(0, 2**32 - 1),
+       st.integers(0, 31))
+def test_arbitrary_redundant_lowres_payloads(data: bytes, seq: int, ts: int, flags: int) -> None:
+    """The REDUNDANT extension (issue 16): any payload splits or raises BitstreamError, and
+    a stream decoder fed it (after a valid stream start) survives."""
+    packet = Packet(StreamKind.LOWRES, seq, ts, PacketFlag(flags) | PacketFlag.REDUNDANT, data)
+    try:
+        own, prev = split_previous(packet)
+    except BitstreamError:
+        pass
+    else:
+        assert not own.flags & PacketFlag.REDUNDANT and own.seq == seq
+        if prev is not None:
+            assert prev.seq == (seq - 1) % 65536 and 0 <= prev.timestamp_ms <= ts
+    dec = StreamDecoder()
+    dec.push(Packet(StreamKind.CONFIG, 0, 0, PacketFlag.NONE, encode_config(StreamConfig())))
+    for p in (packet, with_previous(Packet(StreamKind.LOWRES, (seq + 1) % 65536, ts,
+                                           PacketFlag.NONE, data), packet)):
+        for f in dec.push(p).lowres:
             assert f.pixels.shape == (8, 8, 3) and np.isfinite(f.pixels).all()
     dec.flush()

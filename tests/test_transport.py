@@ -236,3 +236,32 @@ def test_link_sctp_window_is_capped_at_two_chunks():
         return seen
 
     assert run(scenario()) == [LINK_SCTP_MAX_CWND, LINK_SCTP_MAX_CWND, 1000]
+
+
+def test_repeated_forward_tsn_goes_out_at_most_once_per_rto() -> None:
+    """aiortc re-sends a FORWARD-TSN on every SACK until acknowledged; on a slow link that
+    was ~10 datagrams per lost 8x8 message (issue 16). The link's SCTP sends the same one
+    again only after an RTO, a new one at once."""
+    from collections import deque
+
+    from aiortc.rtcsctptransport import RTCSctpTransport
+
+    from server.transport import _CappedWindowSctp
+
+    sctp = object.__new__(RTCSctpTransport)
+    sctp.__dict__.update(_last_sacked_tsn=10, _advanced_peer_ack_tsn=12, _outbound_queue=deque(),
+                         _sent_queue=deque(), _forward_tsn_streams={}, _rto=1.0,
+                         _forward_tsn_chunk=None)
+    sctp.__class__ = _CappedWindowSctp
+    sctp._update_advanced_peer_ack_point()  # first time: goes out
+    assert sctp._forward_tsn_chunk is not None and sctp._forward_tsn_chunk.cumulative_tsn == 12
+    sctp._forward_tsn_chunk = None  # sent
+    sctp._update_advanced_peer_ack_point()  # the next SACK, still unacknowledged: held back
+    assert sctp._forward_tsn_chunk is None
+    sctp._advanced_peer_ack_tsn = 13  # another message abandoned: a new one, at once
+    sctp._update_advanced_peer_ack_point()
+    assert sctp._forward_tsn_chunk is not None and sctp._forward_tsn_chunk.cumulative_tsn == 13
+    sctp._forward_tsn_chunk = None
+    sctp._rto = 0.0  # an RTO later: the same one again
+    sctp._update_advanced_peer_ack_point()
+    assert sctp._forward_tsn_chunk is not None

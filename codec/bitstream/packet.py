@@ -46,6 +46,7 @@ class PacketFlag(IntFlag):
     REFRESH = 2  # an identity frame replacing an earlier one
     END = 4  # the last packet of the stream
     MOTION = 8  # a LOWRES payload that carries a motion group after the 8x8 frame
+    REDUNDANT = 16  # a LOWRES payload that also carries the previous one (redundancy.py)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ exact again from there. Inter frames that can never be decoded are dropped once 
 ``StreamDecoder`` demultiplexes every kind: CONFIG (parameters; a change restarts the
 low-res decoder), IDENTITY (one event per refresh id), LOWRES, AUDIO (Opus, decoded by
 ``codec.audio.opus.OpusDecoder``; duplicates dropped), MOTION (the motion code's anchor)
-and the motion groups bundled into LOWRES packets (``motion_codec.py``): decoded to
+and the motion groups bundled into LOWRES packets (``motion_codec.py``; a packet with the
+REDUNDANT flag also carries the one before it, ``redundancy.py``, which is used when that
+one is missing, so a single loss costs no frame and no group): decoded to
 landmark samples when the CONFIG announces a code whose basis this installation has,
 otherwise ignored (the receiver then works from the 8x8 frames and the speech alone). Corrupt payloads are counted and
 skipped: a live stream degrades, it does not stop.
@@ -37,6 +39,7 @@ from codec.bitstream.motion_codec import (
     unbundle,
 )
 from codec.bitstream.packet import SEQ_MODULO, Packet, PacketFlag, StreamKind, seq_after
+from codec.bitstream.redundancy import split_previous
 from codec.errors import BitstreamError
 from codec.types import AudioChunk, IdentityFrame, LowResFrame
 
@@ -62,11 +65,15 @@ class LowResStreamDecoder:
         self._last_seq: int | None = None  # seq of the last decoded frame
         self._pending: dict[int, Packet] = {}
 
+    def seen(self, seq: int) -> bool:
+        """True when a packet with this seq was decoded, given up on or is waiting."""
+        old = self._last_seq is not None and not seq_after(seq, self._last_seq)
+        return old or seq in self._pending
+
     def push(self, packet: Packet) -> list[LowResFrame]:
         """Feed one LOWRES packet; returns the frames that became decodable, in order."""
         seq = packet.seq
-        old = self._last_seq is not None and not seq_after(seq, self._last_seq)
-        if old or seq in self._pending:
+        if self.seen(seq):
             self.stats.duplicates += 1
             return []
         self._pending[seq] = packet
@@ -91,6 +98,12 @@ class LowResStreamDecoder:
                 if hopeless:  # nothing waiting can ever be decoded
                     self._decoder.reset()
                     self.stats.skipped += len(self._pending)
+                    # Given up: a later copy of one of them (redundancy.py) is old too.
+                    newest = next(iter(self._pending))
+                    for s in self._pending:
+                        if seq_after(s, newest):
+                            newest = s
+                    self._last_seq = newest
                     self._pending.clear()
                 break
             # An intra frame is waiting: start over from it at once (no added latency);
@@ -151,6 +164,7 @@ class StreamDecoder:
         self._opus: Any = None
         self.motion: MotionDecoder | None = None
         self.motion_bytes = 0  # motion-code bytes received (groups and anchors)
+        self.recovered = 0  # LOWRES packets rebuilt from the copy in the next one
         self._anchor: np.ndarray | None = None
         self._anchor_ids: set[int] = set()
 
@@ -191,11 +205,13 @@ class StreamDecoder:
             if self.lowres is None:
                 self.waiting_for_config += 1
                 return
-            if packet.flags & PacketFlag.MOTION:
-                frame, group = unbundle(packet.payload)
-                packet = replace(packet, payload=frame, flags=packet.flags & ~PacketFlag.MOTION)
-                self._push_group(packet.timestamp_ms, group, ev)
-            ev.lowres += self.lowres.push(packet)
+            if packet.flags & PacketFlag.REDUNDANT:
+                packet, previous = split_previous(packet)
+                if previous is not None and not self.lowres.seen(previous.seq):
+                    # The previous packet was lost (or is late): rebuilt from its copy.
+                    self.recovered += 1
+                    self._push_lowres(previous, ev)
+            self._push_lowres(packet, ev)
         elif packet.kind is StreamKind.MOTION:
             self.motion_bytes += len(packet.payload)
             if packet.payload[:1] == bytes([ANCHOR_TYPE]):
@@ -210,6 +226,19 @@ class StreamDecoder:
                 self._push_group(packet.timestamp_ms, packet.payload[1:], ev)
         elif packet.kind is StreamKind.AUDIO:
             self._push_audio(packet, ev)
+
+    def _push_lowres(self, packet: Packet, ev: StreamEvents) -> None:
+        assert self.lowres is not None
+        if self.lowres.seen(packet.seq):
+            # A duplicate: its motion group must not reach the code's decoder twice (a
+            # group out of turn stops the code until the next refresh group).
+            ev.lowres += self.lowres.push(packet)
+            return
+        if packet.flags & PacketFlag.MOTION:
+            frame, group = unbundle(packet.payload)
+            packet = replace(packet, payload=frame, flags=packet.flags & ~PacketFlag.MOTION)
+            self._push_group(packet.timestamp_ms, group, ev)
+        ev.lowres += self.lowres.push(packet)
 
     def _push_group(self, ts_ms: int, group: bytes, ev: StreamEvents) -> None:
         self.motion_bytes += len(group)

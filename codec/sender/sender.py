@@ -40,6 +40,7 @@ from codec.bitstream.motion_codec import (
     encode_anchor,
 )
 from codec.bitstream.packet import SEQ_MODULO, Packet, PacketFlag, StreamKind, encode_packet
+from codec.bitstream.redundancy import with_previous
 from codec.errors import InputError
 from codec.sender.downsample import box_downsample, lowres_factor
 from codec.types import FaceClip, IdentityFrame
@@ -74,14 +75,19 @@ class SenderConfig:
     # a clip over it is encoded again with coarser quantisers (``encode_clip``).
     rate_target_bps: float | None = 1900.0
     rate_passes: int = 4
+    # Each 8x8 packet also carries the previous one (packet flag REDUNDANT, issue 16): a
+    # single lost datagram costs no frame. Live links only (SenderConfig.live()): a file
+    # loses nothing, and decoders before the flag cannot read it.
+    redundancy: bool = False
 
     @classmethod
     def live(cls) -> SenderConfig:
         """Settings for a live call, which cannot re-encode to hold its rate like
         ``encode_clip`` does: the code's quantiser doubled (12 against 6), so the 8x8
         stream + code stay under the 2 kbit/s budget. At 8 the browser call measured 2.05
-        kbit/s once the landmarker stopped lagging the lips (more motion to code)."""
-        return cls(motion_quant=12.0)
+        kbit/s once the landmarker stopped lagging the lips (more motion to code). And
+        each 8x8 packet carries a copy of the previous one (``redundancy``), for loss."""
+        return cls(motion_quant=12.0, redundancy=True)
 
     def motion_params(self, basis_id: int) -> MotionParams:
         period = max(1, int(round(self.intra_period_s * self.lowres_fps)))
@@ -129,6 +135,7 @@ class Sender:
         self._background: Any = None
         self._next_sample_ms: float | None = None
         self.motion_bytes = 0  # motion-code bytes sent (groups and anchors)
+        self._previous_lowres: Packet | None = None  # as sent without its copy (redundancy)
 
     def _setup_motion(self) -> MotionParams | None:
         from codec.bitstream.motion_basis import load_basis
@@ -233,7 +240,10 @@ class Sender:
             self.motion_bytes += len(group)
             payload = bundle(payload, group)
             flags |= PacketFlag.MOTION
-        out.append(self._packet(StreamKind.LOWRES, ts_ms, payload, flags))
+        packet = self._packet(StreamKind.LOWRES, ts_ms, payload, flags)
+        if self.config.redundancy:
+            packet, self._previous_lowres = with_previous(packet, self._previous_lowres), packet
+        out.append(packet)
         return out
 
     def _sample_motion(self, canvas: np.ndarray, ts_ms: int) -> None:
