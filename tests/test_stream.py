@@ -168,3 +168,26 @@ def test_redundant_copy_of_a_received_packet_is_ignored_and_motion_groups_once()
     _, frames = _decode_with_loss([with_previous(q, plain[i - 1] if i else None)
                                    for i, q in enumerate(plain)], set())
     assert len(frames) == 5
+
+
+def test_live_sender_sends_the_copy_after_a_loss_report_only() -> None:
+    """The copy costs ~1.4 kbit/s: a live sender adds it for ``redundancy_hold_s`` after
+    the receiver reports a loss (``request_intra``), not on a link that loses nothing."""
+    from dataclasses import replace
+
+    from codec.sender.sender import Sender, SenderConfig
+
+    config = replace(SenderConfig.live(), motion=False, redundancy_hold_s=1.0)
+    sender = Sender(config, with_audio=False)
+    frame = np.full((256, 256, 3), 120, np.uint8)
+    sender.start(frame)
+
+    def flags(t0: int, n: int) -> list[bool]:
+        packets = [p for k in range(n) for p in sender.push_canvas_frame(frame, t0 + 40 * k)
+                   if p.kind is StreamKind.LOWRES]
+        return [bool(p.flags & PacketFlag.REDUNDANT) for p in packets]
+
+    assert not any(flags(0, 25))  # no loss reported: no copy
+    sender.request_intra()
+    assert all(flags(1000, 25))  # the next second: every packet carries its predecessor
+    assert not any(flags(2200, 25))  # hold over

@@ -77,8 +77,13 @@ class SenderConfig:
     rate_passes: int = 4
     # Each 8x8 packet also carries the previous one (packet flag REDUNDANT, issue 16): a
     # single lost datagram costs no frame. Live links only (SenderConfig.live()): a file
-    # loses nothing, and decoders before the flag cannot read it.
+    # loses nothing, and decoders before the flag cannot read it. ``redundancy_hold_s``:
+    # only for that long after the receiver last reported a loss (``request_intra``); None
+    # (default): always. Tried at 20 s: no better on a lossless 16 kbit/s link (the start's
+    # intra request turns it on, the copy's own queue drops keep it on) and no better at
+    # 5-20 % loss (86-90 % of the frames decoded against 88-100 %; BENCHMARKS.md, issue 16).
     redundancy: bool = False
+    redundancy_hold_s: float | None = None
 
     @classmethod
     def live(cls) -> SenderConfig:
@@ -136,6 +141,7 @@ class Sender:
         self._next_sample_ms: float | None = None
         self.motion_bytes = 0  # motion-code bytes sent (groups and anchors)
         self._previous_lowres: Packet | None = None  # as sent without its copy (redundancy)
+        self._copy_until_ms = -1.0  # redundancy: copies until this timestamp
 
     def _setup_motion(self) -> MotionParams | None:
         from codec.bitstream.motion_basis import load_basis
@@ -212,8 +218,12 @@ class Sender:
         return [self._packet(StreamKind.MOTION, identity.timestamp_ms, payload)]
 
     def request_intra(self) -> None:
-        """Make the next low-res frame an intra frame (e.g. on a receiver's loss report)."""
+        """Make the next low-res frame an intra frame (e.g. on a receiver's loss report);
+        with ``redundancy``, the 8x8 packets carry their predecessor's copy for the next
+        ``redundancy_hold_s``."""
         self._lowres.force_intra()
+        if self.config.redundancy_hold_s is not None:
+            self._copy_until_ms = self._last_ts + 1000.0 * self.config.redundancy_hold_s
         if self._motion is not None:
             self._motion.force_refresh()
 
@@ -242,7 +252,10 @@ class Sender:
             flags |= PacketFlag.MOTION
         packet = self._packet(StreamKind.LOWRES, ts_ms, payload, flags)
         if self.config.redundancy:
-            packet, self._previous_lowres = with_previous(packet, self._previous_lowres), packet
+            hold = self.config.redundancy_hold_s
+            previous, self._previous_lowres = self._previous_lowres, packet
+            if hold is None or ts_ms <= self._copy_until_ms:
+                packet = with_previous(packet, previous)
         out.append(packet)
         return out
 
