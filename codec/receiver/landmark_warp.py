@@ -21,7 +21,9 @@ the background's similarity, so the wall behind a turning head does not bend wit
 
 What a warp cannot make, the inside of a mouth that opens wider than in the identity
 frame, is painted: the part of the output's inner-lip polygon that the identity frame's
-mouth does not cover gets a dark mouth cavity, shaded from the identity frame's lip colour.
+mouth does not cover gets the teeth and cavity that ``mouth_interior`` predicts from the
+lips' shape and the face's colours (a linear model fitted on ``train``), or, without that
+model file, a dark cavity shaded from the identity frame's lip colour with a band of teeth.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from codec.bitstream.motion_basis import RIGID, fit_similarity
+from codec.receiver.mouth_interior import load_mouth_interior, texture_map
 
 INNER_LIP = np.arange(60, 68)
 OUTER_LIP = np.arange(48, 60)
@@ -42,6 +45,9 @@ TEETH = True  # paint the upper teeth below the upper lip of an opened mouth
 LAYERED = True  # only the head moves; the rest of the canvas stays as in the identity frame
 HEAD_GROW = 1.12  # the head layer's outline: the face (jaw + raised brows) grown by this
 TEETH_COLOUR = np.array([0.80, 0.76, 0.72], np.float32)  # of the skin's brightness
+LEARNED_INTERIOR = True  # paint the mouth_interior model's teeth and cavity when shipped
+INTERIOR_ALPHA = "opened"  # "opened": only what opened beyond the identity; "full": all
+INTERIOR_STRENGTH = 0.5  # how much of the learned interior is painted over the warp
 
 
 def _head_points(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -100,12 +106,15 @@ class LandmarkWarp:
         self._half_grid = 2.0 * half + 0.5
         lip = self.image[_mask_of(self.anchor[OUTER_LIP], self.size) > 0]
         lip_colour = lip.mean(0) if len(lip) else np.array([150.0, 80.0, 80.0])
+        self.lip_colour = lip_colour.astype(np.float64)
         self.cavity_colour = (CAVITY_SHADE * lip_colour).astype(np.float32)
         self._anchor_inner_area = _area(self.anchor[INNER_LIP])
         cheeks = np.concatenate([self.anchor[[1, 2, 3, 31]], self.anchor[[15, 14, 13, 35]]])
         skin = self.image[_mask_of(cheeks[:4], self.size) + _mask_of(cheeks[4:], self.size) > 0]
-        self.skin_brightness = float(skin.mean()) if len(skin) else 170.0
+        self.skin_colour = (skin.mean(0) if len(skin) else np.full(3, 170.0)).astype(np.float64)
+        self.skin_brightness = float(self.skin_colour.mean())
         self._head_mask = _head_mask(self.anchor, self.size)
+        self.interior = load_mouth_interior() if LEARNED_INTERIOR else None
 
     def _controls(self, points: np.ndarray, background: np.ndarray | None = None) -> np.ndarray:
         """68 points + head points (moved rigidly from the anchor's) + border points (moved
@@ -174,19 +183,52 @@ class LandmarkWarp:
                                        borderMode=cv2.BORDER_REPLICATE)
             out = m * out + (1.0 - m) * still
         if fill_mouth:
-            self._paint_cavity(out, np.asarray(points, np.float64))
+            if self.interior is not None:
+                self._paint_interior(out, np.asarray(points, np.float64))
+            else:
+                self._paint_cavity(out, np.asarray(points, np.float64))
         return out
+
+    def _mouth_box(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        lo = np.maximum(np.floor(points[OUTER_LIP].min(0)) - 4, 0).astype(int)
+        hi = np.minimum(np.ceil(points[OUTER_LIP].max(0)) + 5, self.size).astype(int)
+        return None if (hi - lo).min() < 2 else (lo, hi)
+
+    def _paint_interior(self, full: np.ndarray, points: np.ndarray) -> None:
+        """The learned interior (``mouth_interior``) inside the inner lips, as much as the
+        mouth opened beyond the identity frame's own opening (``INTERIOR_ALPHA``)."""
+        assert self.interior is not None
+        inner = points[INNER_LIP]
+        opened = _area(inner) - self._anchor_inner_area
+        if INTERIOR_ALPHA == "opened" and opened <= 4.0:
+            return
+        if _area(inner) <= 4.0:
+            return
+        found = self._mouth_box(points)
+        if found is None:
+            return
+        lo, hi = found
+        out = full[lo[1] : hi[1], lo[0] : hi[0]]
+        box = (int(hi[1] - lo[1]), int(hi[0] - lo[0]))
+        tex = self.interior.predict(points, self.lip_colour, self.skin_colour)
+        map_u, map_v, _ = texture_map(points, box, lo.astype(np.float64))
+        fill = cv2.remap(tex, map_u, map_v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        mask = _mask_of(inner - lo, box, soft=1.0)
+        w = 1.0 if INTERIOR_ALPHA == "full" else min(1.0, opened / max(_area(inner), 1.0) * 1.2)
+        w *= INTERIOR_STRENGTH
+        a = (w * mask)[..., None]
+        out *= 1.0 - a
+        out += a * fill
 
     def _paint_cavity(self, full: np.ndarray, points: np.ndarray) -> None:
         inner = points[INNER_LIP]
         opened = _area(inner) - self._anchor_inner_area
         if opened <= 4.0:
             return
-        # Work in the mouth's box only.
-        lo = np.maximum(np.floor(points[OUTER_LIP].min(0)) - 4, 0).astype(int)
-        hi = np.minimum(np.ceil(points[OUTER_LIP].max(0)) + 5, self.size).astype(int)
-        if (hi - lo).min() < 2:
+        found = self._mouth_box(points)  # work in the mouth's box only
+        if found is None:
             return
+        lo, hi = found
         out = full[lo[1] : hi[1], lo[0] : hi[0]]
         points = points - lo
         inner = points[INNER_LIP]
