@@ -110,7 +110,9 @@ def test_browser_call_reconstructs_within_budget(tmp_path: Path, monkeypatch) ->
             psnr = _page_matches_worker(page, session, rendered)
             assert psnr > 25.0, psnr
             assert fig["latencyMs"] is not None and 0 < fig["latencyMs"] < 3000, fig
-            assert fig["videoKbps"] is not None and 0.2 < fig["videoKbps"] <= 2.0, fig
+            # The 8x8 packets whole: their frame, the bundled motion code and, on a live
+            # link, a copy of the packet before (issue 16) - about twice one frame's bytes.
+            assert fig["videoKbps"] is not None and 0.2 < fig["videoKbps"] <= 4.0, fig
             assert fig["audioKbps"] > 1.0, fig  # speech is flowing ...
             assert fig["totalKbps"] <= 16.0, fig  # ... within the total budget
             # On the wire, measured by the agent's own transport (sender side, UDP/IP
