@@ -21,7 +21,10 @@ holding one interval, the output clock jumps to the next low-res frame. Buffers 
 (old inputs are trimmed as the output clock advances, and capped when nobody pulls), so
 memory stays flat over a call of any length. If the identity frame is missing when output
 is due, a placeholder (the smooth upsampling of the first low-res frame) stands in until the
-real one arrives; frames rendered from it carry ``meta["identity"] == "placeholder"``.
+real one arrives; frames rendered from it carry ``meta["identity"] == "placeholder"``. A
+receiver that sets ``renders_without_identity`` draws those frames itself instead (the
+``neural`` receiver delegates them to ``voice``, issue 14): output starts at the first
+low-res frame, no placeholder is made, and ``identity`` stays None until the real one.
 
 The motion code: ``set_motion_anchor`` (the identity frame's landmarks) and
 ``push_motion`` (decoded landmark samples) keep a bounded buffer like the low-res one;
@@ -68,6 +71,8 @@ class Receiver(abc.ABC):
     max_lateness_ms: float = 1_000.0
     #: Longest plausible low-res frame interval (1 fps); longer pauses are loss.
     max_lowres_interval_ms: float = 1_000.0
+    #: ``render`` copes with ``identity is None`` itself: no wait, no placeholder.
+    renders_without_identity: bool = False
 
     def __init__(self, *, low_latency: bool = False, canvas_size: int = CANVAS_SIZE) -> None:
         self.low_latency = low_latency
@@ -350,7 +355,7 @@ class Receiver(abc.ABC):
             self._next_out = math.ceil(nxt / FRAME_MS - 1e-9)
 
     def _ensure_identity(self, *, final: bool) -> bool:
-        if self.identity is not None:
+        if self.identity is not None or self.renders_without_identity:
             return True
         if not final and self._times[-1] - self._times[0] < self.identity_wait_ms:
             return False

@@ -154,5 +154,6 @@ def decode_packets(packets: Iterable[Packet], receiver: Receiver) -> DecodedVide
         "corrupt_packets": decoder.corrupt,
         "rejected_inputs": len(rejected),
         "placeholder_frames": sum(1 for f in frames if f.meta.get("identity") == "placeholder"),
+        "voice_frames": sum(1 for f in frames if f.meta.get("identity") == "voice"),
     }
     return DecodedVideo(frames, assemble_audio(chunks, start, end), start, AUDIO_RATE, stats)

@@ -18,11 +18,22 @@ mouth cavity painted where the lips open wider than in it), back-projected onto 
 interpolated 8x8 stream for colour and lighting. Frames the code does not cover (no
 anchor, the sender lost the face, a lost group before the next refresh) are rendered by
 the networks as above; ``meta["motion"]`` says which path made each frame.
+
+Cold start (issue 14): until the identity frame is decoded, and for a stream that never
+carries one, the frames are the ``voice`` receiver's (the 8x8 stream and the speech alone,
+``meta["identity"] == "voice"``) instead of a placeholder; output starts at the first 8x8
+frame. When the identity frame arrives the picture cross-fades from the voice face to the
+identity-based one over ``FADE_FRAMES`` frames (~0.5 s, ``meta["fade"]`` the new face's
+weight), and then the voice receiver and its buffers are dropped: it costs the identity
+path nothing. A replaced identity frame (a refresh) cross-fades the same way from the
+face of the old one, kept for those frames only.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +67,24 @@ from codec.receiver.neural.mouth import (
 )
 from codec.receiver.upsample import Upsampler
 from codec.sender.downsample import box_downsample
-from codec.types import IdentityFrame, LowResFrame, OutputFrame
+from codec.types import AudioChunk, IdentityFrame, LowResFrame, OutputFrame
 
 _CACHE_PAIRS = 16
+#: Output frames over which a new face fades in (12 at 25 fps: ~0.5 s).
+FADE_FRAMES = 12
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _IdentityState:
+    """What the identity path renders from: one identity frame's encoding, image, mouth
+    and landmark warp."""
+
+    id_inputs: dict[str, np.ndarray]
+    image: np.ndarray
+    mouth: MouthWarp | None
+    warp: LandmarkWarp | None
 
 
 def _as_8x8(frame: LowResFrame) -> np.ndarray:
@@ -93,12 +119,48 @@ class NeuralReceiver(Receiver):
         self._warp: LandmarkWarp | None = None
         self._upsampler = Upsampler(CANVAS)
         self._last_path = "network"
+        # Cold start: the voice receiver draws the frames until the identity frame comes.
+        self._voice: Receiver | None = self._voice_receiver(low_latency)
+        self.renders_without_identity = self._voice is not None
+        self._voice_shown = False  # a voice frame was emitted (so the identity fades in)
+        self._fade_from: Receiver | _IdentityState | None = None
+        self._fade_start_ms = 0.0
+        self._last_fade: float | None = None
+
+    @staticmethod
+    def _voice_receiver(low_latency: bool) -> Receiver | None:
+        """The ``voice`` receiver for the cold start, or None (its model is missing: the
+        base class's placeholder then stands in)."""
+        try:
+            from codec.receiver.voice import VoiceReceiver
+
+            return VoiceReceiver(low_latency=low_latency)
+        except Exception as exc:  # noqa: BLE001 - a missing or damaged model costs the cold start only
+            log.warning("no voice face before the identity frame (%s): placeholder instead", exc)
+            return None
+
+    # ---- input, shared with the voice receiver while it draws ---------------------------
+    def push_lowres(self, frame: LowResFrame) -> None:
+        super().push_lowres(frame)
+        if self._voice is not None:
+            self._voice.push_lowres(frame)
+
+    def push_audio(self, chunk: AudioChunk) -> None:
+        super().push_audio(chunk)
+        if self._voice is not None:
+            self._voice.push_audio(chunk)
 
     # ---- identity --------------------------------------------------------------------
     def on_identity(self, identity: IdentityFrame) -> None:
         img = np.asarray(identity.image, np.float32)
         if img.shape != (CANVAS, CANVAS, 3):
             raise ValueError(f"identity frame must be {CANVAS}x{CANVAS}x3, got {img.shape}")
+        if self._voice is not None and not self._voice_shown:
+            self._voice = None  # nothing was shown from it: no fade, nothing to keep
+        elif self._voice is not None or self._id_inputs:
+            # Fade from what the viewer sees now: the voice face, or the old identity's.
+            self._fade_from = self._voice if self._voice is not None else self._state()
+            self._fade_start_ms = self._out_time(self._next_out)
         x = np.ascontiguousarray(img.transpose(2, 0, 1)[None])
         outs = self.sessions[IDENTITY_ENCODER.role].run(None, IDENTITY_ENCODER.feeds(x))
         self._id_inputs = dict(zip(IDENTITY_ENCODER.output_names, outs, strict=True))
@@ -183,6 +245,9 @@ class NeuralReceiver(Receiver):
         win = [self.stream_at(t_ms + d * FRAME_MS, horizon) for d in range(-half, half + 1)]
         return np.stack(win).astype(np.float32).transpose(0, 3, 1, 2)
 
+    def _state(self) -> _IdentityState:
+        return _IdentityState(self._id_inputs, self._identity, self._mouth, self._warp)
+
     # ---- rendering -------------------------------------------------------------------
     def speech_at(self, t_ms: float) -> np.ndarray:
         """Log-mel block of the speech around t (``mouth.block_span_ms``), computed once per
@@ -203,23 +268,56 @@ class NeuralReceiver(Receiver):
         return float(opening.ravel()[0])
 
     def _render_at(self, t: float) -> OutputFrame:
+        self._last_fade = None
         frame = super()._render_at(t)
         frame.meta["motion"] = self._last_path
+        if self._last_path == "voice":
+            frame.meta["identity"] = "voice"
+        if self._last_fade is not None:
+            frame.meta["fade"] = self._last_fade
         return frame
 
+    def fade_weight(self, t_ms: float) -> float:
+        """The new face's weight at t during a cross-fade: 1/13 .. 12/13 over the
+        ``FADE_FRAMES`` frames from the identity frame's arrival, then 1."""
+        k = round((t_ms - self._fade_start_ms) / FRAME_MS)
+        return min(1.0, max(0.0, (k + 1) / (FADE_FRAMES + 1)))
+
     def render(self, t_ms: float) -> np.ndarray:
-        sample = self.motion_sample_at(t_ms) if self._warp is not None else None
-        if sample is not None and sample.points is not None and self._warp is not None:
+        if self.identity is None and self._voice is not None:  # cold start
+            self._voice_shown = True
+            self._last_path = "voice"
+            self._voice._next_out = self._next_out  # its buffers trim on this clock
+            return self._voice.render(t_ms)
+        img = self._render_identity(t_ms, self._state())
+        source = self._fade_from
+        if source is None:
+            return img
+        w = self.fade_weight(t_ms)
+        if w >= 1.0:  # faded in: the old face's state goes (the voice receiver's too)
+            self._fade_from = self._voice = None
+            return img
+        path = self._last_path
+        old = (source.render(t_ms) if isinstance(source, Receiver)
+               else self._render_identity(t_ms, source))
+        self._last_path, self._last_fade = path, w
+        mixed = w * img.astype(np.float32) + (1.0 - w) * old.astype(np.float32)
+        return np.rint(mixed).astype(np.uint8)
+
+    def _render_identity(self, t_ms: float, state: _IdentityState) -> np.ndarray:
+        """The identity-based face at t from ``state`` (the code's warp, else the networks)."""
+        sample = self.motion_sample_at(t_ms) if state.warp is not None else None
+        if sample is not None and sample.points is not None and state.warp is not None:
             self._last_path = "code"
             cur = self.window_at(t_ms)[WINDOW // 2].transpose(1, 2, 0)
-            img = self._warp.render(sample.points, sample.background)
+            img = state.warp.render(sample.points, sample.background)
             return np.clip(np.rint(back_project(img, cur, self._upsampler)), 0, 255).astype(np.uint8)
         self._last_path = "network"
         window = self.window_at(t_ms)
         block = self.speech_at(t_ms)
-        identity = (self._identity if self._mouth is None
-                    else self._mouth.render(self.opening(block), self.mouth_strength))
-        feeds = ANIMATOR.feeds(window[None], block[ANIMATOR_WINDOW][None], **self._id_inputs)
+        identity = (state.image if state.mouth is None
+                    else state.mouth.render(self.opening(block), self.mouth_strength))
+        feeds = ANIMATOR.feeds(window[None], block[ANIMATOR_WINDOW][None], **state.id_inputs)
         theta, flow, mask, colour = self.sessions[ANIMATOR.role].run(None, feeds)
         cur = window[WINDOW // 2].transpose(1, 2, 0)
         out = compose_frame(identity, theta[0], flow[0], mask[0], colour[0], cur)
