@@ -34,9 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from codec import CANVAS_FPS
 from codec.types import AudioChunk, IdentityFrame, LowResFrame
 
-FPS = 25.0
+FPS = float(CANVAS_FPS)  # output frames/s each stream must keep
 
 
 def save(out: Path, seconds: float) -> None:

@@ -30,7 +30,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from codec import __version__
+from codec import CANVAS_FPS, __version__
 from codec.errors import TalkcodecError
 from codec.log import progress_bar
 from codec.models import DEVICES
@@ -94,7 +94,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         with progress_bar("encode", _expected_frames(args.input, args.max_seconds)) as step:
             summary = encode_file(args.input, args.output, config,
                                   max_seconds=args.max_seconds, progress=step)
-    seconds = summary["frames"] / 25.0
+    seconds = summary["frames"] / CANVAS_FPS
     print(f"{args.output}: {summary['frames']} frames ({seconds:.2f} s), "
           f"{summary['packets']} packets, {summary['bytes']} bytes"
           + ("" if summary["audio"] else " (no audio track)"))

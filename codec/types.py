@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from codec import CANVAS_FPS
+
 
 @dataclass
 class FaceClip:
     """A face video as the sender sees it: the 256x256, 25 fps canvas and the 16 kHz speech."""
 
     frames: np.ndarray  # (T, 256, 256, 3) uint8
-    fps: float = 25.0
+    fps: float = float(CANVAS_FPS)
     audio: np.ndarray | None = None  # (N,) float32 at sample_rate, None when no audio track
     sample_rate: int = 16000
     # Crop box (x0, y0, side) in source pixels for each canvas frame; for diagnostics.

@@ -21,11 +21,12 @@ import numpy as np
 
 from codec._dlib import DLIB_LOCK, face_detector, shape_predictor_68
 from codec.audio.features import padded_clip_features
+from codec.receiver.neural.contract import CANVAS, NET_LOWRES
 from codec.sender.canvas import load_face_clip
 from codec.sender.downsample import box_downsample
 from training.paths import cache_dir, data_dir
 
-LOWRES = 8
+LOWRES = NET_LOWRES  # the networks' 8x8 frames
 
 
 def canvas_landmarks(frames: np.ndarray, detect_every: int = 5) -> np.ndarray:
@@ -66,7 +67,7 @@ def build_one(row: dict, root: Path, out: Path, max_seconds: float) -> None:
     mm[:] = frames
     mm.flush()
     del mm
-    lowres = np.concatenate([box_downsample(frames[i : i + 64], 256 // LOWRES)
+    lowres = np.concatenate([box_downsample(frames[i : i + 64], CANVAS // LOWRES)
                              for i in range(0, t, 64)])
     np.save(out / "lowres.npy", lowres.astype(np.float32))
     audio = clip.audio if clip.audio is not None else np.zeros(0, np.float32)

@@ -15,6 +15,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from codec import CANVAS_FPS
+
 SAMPLE_RATE = 16000
 N_FFT = 400
 HOP = 160
@@ -80,7 +82,7 @@ def log_mel(audio: np.ndarray) -> np.ndarray:
 
 
 def padded_clip_features(audio: np.ndarray | None, n_video_frames: int,
-                         fps: float = 25.0) -> np.ndarray:
+                         fps: float = float(CANVAS_FPS)) -> np.ndarray:
     """Log-mel of a whole clip, zero-padded so that ``clip_window(feats, t_ms)`` works for
     every video frame (silence outside the clip, as the receiver's audio buffer gives)."""
     before, after = window_span_ms()

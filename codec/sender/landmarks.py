@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from codec import CANVAS_FPS
 from codec._dlib import DLIB_LOCK, as_dlib_image, face_detector, shape_predictor_68
 
 N_POINTS = 68
@@ -92,7 +93,7 @@ class OneEuroFilter:
 class FaceLandmarker:
     """Landmarks of the face on successive canvas frames (one instance per stream)."""
 
-    def __init__(self, *, fps: float = 25.0, redetect_every: int = REDETECT_EVERY,
+    def __init__(self, *, fps: float = float(CANVAS_FPS), redetect_every: int = REDETECT_EVERY,
                  smooth: bool = True, smooth_cutoff_hz: float = SMOOTH_CUTOFF_HZ) -> None:
         self.redetect_every = max(1, redetect_every)
         self.filter = OneEuroFilter(fps, min_cutoff=smooth_cutoff_hz) if smooth else None
