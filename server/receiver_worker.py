@@ -29,6 +29,7 @@ from codec.receiver.base import Receiver
 from codec.receiver.registry import FALLBACK_RECEIVER, default_receiver_name, get_receiver
 from codec.types import AudioChunk, IdentityFrame, LowResFrame, OutputFrame
 from server.link_decoder import LinkDecoder, RateWindow
+from server.link_pieces import PieceJoiner
 from server.sessions import SessionRouter
 from server.signal_client import SignalClient
 from server.transport import (
@@ -83,6 +84,7 @@ class LinkSession:
             on_identity=lambda: loop.call_soon_threadsafe(self._ack_identity),  # type: ignore[arg-type]
         )
         self.reliable: RTCDataChannel | None = None
+        self.pieces = PieceJoiner()  # the identity frame comes in pieces (link_pieces.py)
         self.epoch_unix_ms: float | None = None
         self.audio_track: MediaStreamTrack | None = None
         self.audio_clock: SenderAudioClock | None = None
@@ -114,6 +116,11 @@ class LinkSession:
             return
         if label not in (LOWRES_CHANNEL, RELIABLE_CHANNEL) or len(message) > 300_000:
             return
+        if label == RELIABLE_CHANNEL:
+            whole = self.pieces.push(message)
+            if whole is None:
+                return
+            message = whole
         self.tasks.append(asyncio.ensure_future(self._feed(message)))
         self.tasks = [t for t in self.tasks if not t.done()]
 

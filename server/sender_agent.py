@@ -26,6 +26,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from codec import AUDIO_RATE, CANVAS_FPS, FRAME_MS
 from codec.errors import InputError
+from codec.sender.landmarks import load_models
 from codec.sender.sender import Sender, SenderConfig
 from codec.types import FaceClip
 from server.live_encoder import LiveEncoder, force_intra
@@ -73,6 +74,10 @@ class FileSender:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="file-sender")
 
     async def run(self, max_seconds: float | None = None) -> None:
+        if self.config.motion:
+            # dlib's models, before any link: their first load holds the GIL for ~0.8 s,
+            # which would stall the link's first frames (issue 14's time to first face).
+            await asyncio.get_running_loop().run_in_executor(self._executor, load_models)
         await self.client.connect()
         router_task = asyncio.ensure_future(self.router.run())
         try:
@@ -134,9 +139,18 @@ class FileSender:
         epoch = time.time() * 1000
         link.set_epoch(epoch)
         link.on_intra_request = lambda: force_intra(sender)
-        link.send(await asyncio.wrap_future(encode(sender.start, clip.frames[0], 0)))
+        # CONFIG at once and the 8x8 stream from the first frame (the receiver shows the
+        # voice face); the identity frame, coded on a thread of its own, follows.
+        link.send(await asyncio.wrap_future(encode(sender.start, None, 0)))
+        loop = asyncio.get_running_loop()
+        identity: asyncio.Future | None = loop.run_in_executor(
+            None, sender.prepare_identity, clip.frames[0], 0)
         k = 0
         while link.connected:
+            if identity is not None and identity.done():
+                link.send(await asyncio.wrap_future(encode(sender.identity_packets,
+                                                           identity.result())))
+                identity = None
             i = k % clip.n_frames
             if k and i == 0 and not self.loop:
                 return False

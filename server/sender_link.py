@@ -5,15 +5,16 @@ packets (and JSON control: the capture epoch, intra requests, the identity's
 acknowledgement) on a reliable one; speech on an Opus track at the codec's low bitrate.
 Only this stream leaves the sender.
 
-Call setup, identity first: the 8x8 stream and the speech are held until the worker
-acknowledges the identity frame (``identity-ack``), so that the ~4-5 kB identity has the
-link to itself. On a 16 kbit/s link, speech (~11 kbit/s with its headers) and the 8x8
-stream sent alongside it filled the bottleneck queue, the identity's SCTP packets and
-their retransmissions were dropped, and the 8x8 messages waited behind them in SCTP's one
-send queue: the first face came ~10 s after connecting (docs/CALL.md, Constrained link).
-Held 8x8 packets are kept while they are few (a quick acknowledgement, as on loopback,
-loses nothing); after that they are dropped and the first frame after the acknowledgement
-is an intra frame. Speech captured before the acknowledgement is not sent.
+Call setup (issue 14): the 8x8 stream flows from the first frame, so the receiver shows a
+face at once (the ``neural`` receiver's voice face, until the identity frame is in); the
+~4-5 kB identity frame goes on the reliable channel cut into ~1 kB pieces
+(``server/link_pieces.py``), the next one sent only when the one before it is acknowledged,
+so each 8x8 message waits behind at most one piece instead of the whole frame (aiortc has
+one send queue for every channel). The speech is held until the worker acknowledges the
+identity frame (``identity-ack``): on a 16 kbit/s link speech (~11 kbit/s with its headers)
+beside the identity filled the bottleneck queue, the identity's SCTP packets and their
+retransmissions were dropped, and the first face came ~10 s after connecting
+(docs/CALL.md, Constrained link). Speech captured before the acknowledgement is not sent.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from av import AudioFrame
 
 from codec.bitstream.packet import Packet, StreamKind, decode_datagram, encode_packet
+from server.link_pieces import split_message
 from server.sessions import SessionRouter
 from server.transport import (
     DEFAULT_AUDIO_BITRATE,
@@ -39,6 +41,7 @@ from server.transport import (
     LinkEmulator,
     LinkShape,
     WireMeter,
+    channel_outstanding,
     close_peer_connection,
     lean_link_audio,
     lean_link_transport,
@@ -57,7 +60,9 @@ IDENTITY_ACK_TIMEOUT_S = 20.0
 # (300 ms dropped 17-26 % of the speech frames in the loaded demo.)
 MAX_LATE_AUDIO_S = 1.0
 RESYNC_LATE_S = 10.0  # HeldAudioTrack: later than this is a jump of the source's clock
-MAX_HELD_LOWRES = 2  # 8x8 packets kept while held (400 ms at 5 fps); beyond, dropped
+# A reliable-channel piece not acknowledged after this is given up on waiting for (the
+# next is sent anyway: SCTP still delivers them in order).
+PIECE_ACK_TIMEOUT_S = 10.0
 
 
 class HeldAudioTrack(MediaStreamTrack):
@@ -183,10 +188,12 @@ class SenderLink:
         self.epoch_unix_ms: float | None = None
         self.sent_bytes: dict[str, int] = {k.name: 0 for k in StreamKind}
         self.on_intra_request: Callable[[], None] | None = None
-        # Identity first: 8x8 packets and speech wait for the worker's acknowledgement.
+        # Speech waits for the worker's acknowledgement of the identity frame.
         self.media_held = True
-        self.held_lowres: list[bytes] | None = []  # None: too many, dropping until an intra
-        self.dropped_lowres = 0
+        # Reliable-channel pieces not yet handed to the channel, sent one acknowledged
+        # piece at a time by ``_pace_reliable``.
+        self._reliable_pieces: list[bytes] = []
+        self._pacer: asyncio.Task | None = None
         self.identity_acked_s: float | None = None  # after open() connected
         self._opened_at: float | None = None
         self._hold_timer: asyncio.TimerHandle | None = None
@@ -212,7 +219,7 @@ class SenderLink:
                 IDENTITY_ACK_TIMEOUT_S, self.release_media)
 
     def release_media(self) -> None:
-        """Stop holding the 8x8 stream and the speech (the identity was acknowledged)."""
+        """Stop holding the speech (the identity was acknowledged)."""
         if not self.media_held:
             return
         self.media_held = False
@@ -222,13 +229,6 @@ class SenderLink:
             self.identity_acked_s = time.monotonic() - self._opened_at
         if self.held_audio is not None:
             self.held_audio.released = True
-        held, self.held_lowres = self.held_lowres, None
-        if held is not None and self.lowres.readyState == "open":
-            for data in held:  # a complete start of the stream: send it as it is
-                self.lowres.send(data)
-                self.sent_bytes[StreamKind.LOWRES.name] += len(data)
-        elif held is None and self.on_intra_request is not None:
-            self.on_intra_request()  # the held frames were dropped: start on an intra frame
 
     def set_epoch(self, epoch_unix_ms: float) -> None:
         """Timestamp 0 of the stream is this wall-clock time (for latency measurement)."""
@@ -242,17 +242,30 @@ class SenderLink:
             kind, data = as_datagram(packet)
             if kind == StreamKind.AUDIO:
                 continue  # speech goes on the Opus track
-            if kind == StreamKind.LOWRES and self.media_held:
-                if self.held_lowres is not None and len(self.held_lowres) < MAX_HELD_LOWRES:
-                    self.held_lowres.append(data)
-                else:
-                    self.dropped_lowres += len(self.held_lowres or ()) + 1
-                    self.held_lowres = None
-                continue
-            channel = self.lowres if kind == StreamKind.LOWRES else self.reliable
-            if channel.readyState == "open":
-                channel.send(data)
+            if kind != StreamKind.LOWRES:
+                self._send_reliable(kind, data)
+            elif self.lowres.readyState == "open":
+                self.lowres.send(data)
                 self.sent_bytes[kind.name] += len(data)
+
+    def _send_reliable(self, kind: StreamKind, data: bytes) -> None:
+        """In order, after what is still being paced: a small packet as it is, a large
+        one (the identity frame) in acknowledged pieces."""
+        if self.reliable.readyState != "open":
+            return
+        self.sent_bytes[kind.name] += len(data)
+        self._reliable_pieces.extend(split_message(data))
+        if self._pacer is None or self._pacer.done():
+            self._pacer = asyncio.ensure_future(self._pace_reliable())
+
+    async def _pace_reliable(self) -> None:
+        while self._reliable_pieces and self.reliable.readyState == "open":
+            self.reliable.send(self._reliable_pieces.pop(0))
+            if not self._reliable_pieces:
+                break
+            deadline = time.monotonic() + PIECE_ACK_TIMEOUT_S
+            while channel_outstanding(self.pc, self.reliable) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
 
     def _on_control(self, message: bytes | str) -> None:
         if not isinstance(message, str) or len(message) > 4096:
@@ -272,7 +285,6 @@ class SenderLink:
         out = await link_stats(self.pc)
         out.update(self.meter.snapshot())
         out.update({f"sent_{k.lower()}": v for k, v in self.sent_bytes.items()})
-        out["held_lowres_dropped"] = self.dropped_lowres
         out["held_audio_frames"] = self.held_audio.discarded if self.held_audio else 0
         out["late_audio_frames"] = self.held_audio.late if self.held_audio else 0
         if self.identity_acked_s is not None:
@@ -286,5 +298,7 @@ class SenderLink:
     async def close(self) -> None:
         if self._hold_timer is not None:
             self._hold_timer.cancel()
+        if self._pacer is not None:
+            self._pacer.cancel()
         await self.router.close_session(self.receiver_peer, self.session)
         await close_peer_connection(self.pc)

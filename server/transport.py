@@ -366,6 +366,22 @@ class _CappedWindowSctp(RTCSctpTransport):
         self.__dict__["_talkcodec_cwnd"] = min(int(value), LINK_SCTP_MAX_CWND)
 
 
+def channel_outstanding(pc: RTCPeerConnection, channel: Any) -> bool:
+    """Some of ``channel``'s messages are not yet acknowledged by the peer: buffered in
+    the data channel, queued in SCTP, or sent and not yet acknowledged (aiortc keeps a
+    chunk in its sent queue until the cumulative ack passes it)."""
+    if channel.bufferedAmount > 0:
+        return True
+    sctp = pc.sctp
+    if sctp is None or channel.id is None:
+        return False
+    sid = channel.id
+    if any(ch is channel for ch, _, _ in sctp._data_channel_queue):
+        return True
+    queued = (*sctp._outbound_queue, *sctp._sent_queue)
+    return any(c.stream_id == sid and not c._acked and not c._abandoned for c in queued)
+
+
 def cap_sctp_window(sctp: RTCSctpTransport) -> None:
     """At most ``LINK_SCTP_MAX_CWND`` bytes of DATA in flight on this SCTP transport."""
     cwnd = sctp.__dict__.pop("_cwnd", LINK_SCTP_MAX_CWND)

@@ -90,6 +90,14 @@ class OneEuroFilter:
         return self._x.copy()
 
 
+def load_models() -> None:
+    """Load dlib's detector and 68-point predictor now. The first load takes ~0.9 s on the
+    dev box and holds the GIL for ~0.8 s of it (measured, /tmp/t_id2.py-style timing): on
+    a live link that stalls the event loop, so the sender loads them before it connects."""
+    face_detector()
+    shape_predictor_68()
+
+
 class FaceLandmarker:
     """Landmarks of the face on successive canvas frames (one instance per stream)."""
 

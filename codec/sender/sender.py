@@ -115,6 +115,16 @@ class SenderConfig:
         )
 
 
+@dataclass(frozen=True)
+class PreparedIdentity:
+    """An identity frame coded and measured off the encoder's thread
+    (``Sender.prepare_identity``)."""
+
+    identity: IdentityFrame
+    payload: bytes
+    landmarks: Any  # the landmarker's sample of its face, or None (no motion code)
+
+
 class Sender:
     def __init__(self, config: SenderConfig | None = None, *, with_audio: bool = True) -> None:
         self.config = config or SenderConfig()
@@ -173,15 +183,38 @@ class Sender:
         return self._packet(StreamKind.CONFIG, ts_ms, self._config_payload, flags)
 
     # ---- streaming API -----------------------------------------------------------------
-    def start(self, identity_image: np.ndarray, ts_ms: int = 0) -> list[Packet]:
-        """CONFIG and the IDENTITY frame; call once before anything else."""
+    def start(self, identity_image: np.ndarray | None, ts_ms: int = 0) -> list[Packet]:
+        """CONFIG and the IDENTITY frame; call once before anything else. With no image,
+        CONFIG alone: the 8x8 stream may start at once, and the identity frame follows
+        (``prepare_identity`` then ``identity_packets``; a live link, issue 14)."""
         if self._started:
             raise RuntimeError("sender already started")
         self._started = True
-        identity = IdentityFrame(_check_canvas(identity_image), ts_ms, self._refresh_id)
+        if identity_image is None:
+            return [self._config_packet(ts_ms)]
+        return [self._config_packet(ts_ms), *self.identity_packets(
+            self.prepare_identity(identity_image, ts_ms))]
+
+    def prepare_identity(self, image: np.ndarray, ts_ms: int) -> PreparedIdentity:
+        """The costly half of the first identity frame (its image coding and the face's
+        landmarks, ~0.5-1 s on a loaded CPU). It changes no sender state, so it may run on
+        another thread while this sender encodes the 8x8 stream."""
+        identity = IdentityFrame(_check_canvas(image), ts_ms, self._refresh_id)
         payload = encode_identity(identity, self._identity_format, self.config.identity_quality)
-        return [self._config_packet(ts_ms), self._packet(StreamKind.IDENTITY, ts_ms, payload),
-                *self._anchor_packets(identity)]
+        sample = None
+        if self._motion is not None:
+            from codec.sender.landmarks import FaceLandmarker
+
+            sample = FaceLandmarker(smooth=False).measure(identity.image)
+        return PreparedIdentity(identity, payload, sample)
+
+    def identity_packets(self, prepared: PreparedIdentity) -> list[Packet]:
+        """IDENTITY and its MOTION anchor, from ``prepare_identity`` (the first identity
+        frame; the motion code starts with it)."""
+        self._require_started()
+        ts = prepared.identity.timestamp_ms
+        return [self._packet(StreamKind.IDENTITY, ts, prepared.payload),
+                *self._anchor_packets(prepared.identity, prepared.landmarks)]
 
     def refresh_identity(self, image: np.ndarray, ts_ms: int) -> list[Packet]:
         """A new identity frame (REFRESH flag, next refresh id, modulo 256)."""
@@ -193,14 +226,15 @@ class Sender:
                 self._packet(StreamKind.IDENTITY, ts_ms, payload, PacketFlag.REFRESH),
                 *self._anchor_packets(identity)]
 
-    def _anchor_packets(self, identity: IdentityFrame) -> list[Packet]:
-        """The MOTION anchor (the identity frame's landmarks), when the code is on and the
-        identity frame shows a face it can describe."""
+    def _anchor_packets(self, identity: IdentityFrame, sample: Any = None) -> list[Packet]:
+        """The MOTION anchor (the identity frame's landmarks, measured here unless given),
+        when the code is on and the identity frame shows a face it can describe."""
         if self._motion is None:
             return []
         from codec.sender.landmarks import FaceLandmarker
 
-        sample = FaceLandmarker(smooth=False).measure(identity.image)
+        if sample is None:
+            sample = FaceLandmarker(smooth=False).measure(identity.image)
         self._anchored = sample.confident and sample.points is not None
         self._pending = []
         if not self._anchored:
