@@ -36,6 +36,9 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO_CLIP = "clips/OpenTalker__SadTalker__test__examples__source_image__WDA_EdMarkey0_000.mp4"
 
 
+REJOIN_S = 60.0  # a sender's signalling socket that drops rejoins for up to this long
+
+
 def _ws_url(url: str) -> str:
     url = url.rstrip("/")
     if url.startswith(("ws://", "wss://")):
@@ -136,13 +139,13 @@ async def _serve(args: argparse.Namespace) -> None:
     tasks = []
     url = _ws_url(args.signal_url) if args.signal_url else f"ws://127.0.0.1:{args.port}/ws"
     if args.role in ("all", "signalling"):
+        redis_url = args.redis_url or os.environ.get("TALKCODEC_REDIS_URL", "")
         config = SignallingConfig(
             secret=secret, allowed_origins=_origins(args, args.port),
             limits=SignallingLimits(max_sockets_per_ip=args.max_connections_per_ip),
-            receiver_pool=True)
+            receiver_pool=True, redis_url=redis_url)
         store = None
-        redis_url = args.redis_url or os.environ.get("TALKCODEC_REDIS_URL", "")
-        if redis_url:  # the rooms API's rooms, shared by every signalling process
+        if redis_url:  # rooms, membership and the pool, shared by every signalling process
             from server.redis_store import RedisStore
 
             store = RedisStore(redis_url)
@@ -179,7 +182,7 @@ async def _serve(args: argparse.Namespace) -> None:
               f"{worker.capacity}) in the pool of {', '.join(urls)}", flush=True)
         if args.agent:
             agent = SenderAgent(SignalClient(url, args.room, media_token, "agent", "agent",
-                                             "agent"),
+                                             "agent", reconnect_s=REJOIN_S),
                                 audio_frame_ms=args.audio_frame_ms
                                 or link_audio_frame_ms(args.low_latency))
             tasks.append(asyncio.ensure_future(agent.run()))
@@ -231,16 +234,20 @@ async def _send(args: argparse.Namespace) -> None:
 
     if args.loopback:
         enable_loopback_candidates()
-    url = _ws_url(args.url)
+    # Several URLs (comma-separated) or one Service URL: a dropped socket rejoins the room
+    # through the next one (server/signal_client.py).
+    url = [_ws_url(u) for u in args.url.split(",") if u.strip()]
     name = args.name or f"sender-{secrets.token_hex(3)}"
     if args.agent:
-        client = SignalClient(url, args.room, args.token, name, "agent", name)
+        client = SignalClient(url, args.room, args.token, name, "agent", name,
+                              reconnect_s=REJOIN_S)
         print(f"sender agent '{name}' serving browser cameras in room {args.room}", flush=True)
         await SenderAgent(client, audio_frame_ms=args.audio_frame_ms).run()
         return
     if not args.source:
         raise TalkcodecError("give a video file or camera device, or --agent")
-    client = SignalClient(url, args.room, args.token, name, "sender", args.label or name)
+    client = SignalClient(url, args.room, args.token, name, "sender", args.label or name,
+                          reconnect_s=REJOIN_S)
     if args.source.startswith("/dev/video"):
         await DeviceSender(client, args.source).run()
         return
@@ -288,8 +295,9 @@ def add_subcommands(sub: Any) -> None:
                        help="signalling server(s) for --role receiver, comma-separated: the "
                             "worker registers in the pool of the first that answers")
     serve.add_argument("--redis-url",
-                       help="Redis for the rooms API's rooms, e.g. redis://redis:6379/0 (or env "
-                            "TALKCODEC_REDIS_URL; default: this process's memory)")
+                       help="Redis for the rooms, their members, the receiver pool and the "
+                            "relay between signalling processes, e.g. redis://redis:6379/0 (or "
+                            "env TALKCODEC_REDIS_URL; default: this process's memory)")
     serve.add_argument("--capacity", type=int,
                        default=int(os.environ.get("TALKCODEC_RECEIVER_CAPACITY", 0) or 8),
                        help="links this receiver takes at most (default 8, or env "
@@ -324,7 +332,9 @@ def add_subcommands(sub: Any) -> None:
     send = sub.add_parser("send", help="send a video file or camera over a call")
     send.add_argument("source", nargs="?", help="video file or /dev/videoN")
     send.add_argument("--agent", action="store_true", help="serve this machine's browser camera")
-    send.add_argument("--url", required=True, help="server, e.g. http://localhost:8000")
+    send.add_argument("--url", required=True,
+                      help="server, e.g. http://localhost:8000; several, comma-separated: "
+                           "a dropped connection rejoins through the next")
     send.add_argument("--room", required=True, help="room to join")
     send.add_argument("--token", default=os.environ.get("TALKCODEC_TOKEN", ""),
                       help="room token (or env TALKCODEC_TOKEN); --agent needs the media "

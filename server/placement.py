@@ -17,7 +17,9 @@ and the room's viewers a ``notice`` saying so (the page shows it), never a hang.
 that goes (socket closed) or stops beating for ``heartbeat_ttl_s`` leaves placement: each
 of its links' senders gets a ``bye`` (``reason: "receiver gone"``) and offers again, with a
 new CONFIG and identity frame (``server/sender_agent.py``), to be placed elsewhere.
-The pool lives in this process's memory.
+The pool lives in this process's memory, or in Redis when signalling is given a Redis URL
+(``RedisReceiverPool`` in ``server/redis_store.py``): then any signalling process places
+links on the receivers registered with any other.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class PoolReceiver:
     render_ms: float = 0.0
     draining: bool = False
     beat: float = field(default_factory=time.monotonic)
+    conn: str = ""  # this registration's nonce (Redis: a newer one of the id wins)
 
 
 def link_of(session: str) -> str | None:
@@ -124,6 +127,54 @@ class ReceiverPool:
             except Exception:  # noqa: BLE001 - already gone
                 pass
 
+    # ---- what a receiver's socket does (signalling's ``serve_receiver``) ---------------
+    async def connect(self, rx: PoolReceiver) -> PoolReceiver | None:
+        """Register ``rx``; returns the registration of that id it replaces here, if any."""
+        old = self.receivers.get(rx.rid)
+        self.register(rx)
+        return old if old is not rx else None
+
+    async def heartbeat(self, rid: str, msg: dict) -> None:
+        self.on_load(rid, msg)
+
+    async def disconnect(self, rx: PoolReceiver) -> None:
+        """``rx``'s socket closed: it leaves placement unless a newer registration holds
+        its id."""
+        if self.receivers.get(rx.rid) is rx:
+            await self.remove(rx.rid, "disconnected")
+
+    # ---- the state, behind awaitables: this process's dicts here; Redis in
+    # ``server/redis_store.py`` (``RedisReceiverPool``) for several signalling processes.
+    async def get_receiver(self, rid: str) -> PoolReceiver | None:
+        return self.receivers.get(rid)
+
+    async def pick(self) -> PoolReceiver | None:
+        return self.choose()
+
+    async def count_available(self) -> int:
+        return self.available()
+
+    async def placement(self, room: str, link: str) -> str | None:
+        return self.placements.get((room, link))
+
+    async def place(self, room: str, link: str, rid: str) -> int:
+        """Put ``link`` on ``rid``; returns that receiver's links now."""
+        self.placements[(room, link)] = rid
+        return self.load(rid)
+
+    async def unplace(self, room: str, link: str, rid: str | None = None) -> None:
+        """Forget ``link``'s placement (only if it is on ``rid``, when given)."""
+        if rid is None or self.placements.get((room, link)) == rid:
+            self.placements.pop((room, link), None)
+
+    async def serving(self, room: str) -> set[str]:
+        return {r for (rm, _), r in self.placements.items() if rm == room}
+
+    async def unplace_peer(self, room: str, peer: str) -> None:
+        prefix = f"{peer}/"
+        for key in [k for k in self.placements if k[0] == room and k[1].startswith(prefix)]:
+            del self.placements[key]
+
     # ---- the rooms' traffic ------------------------------------------------------------
     async def _to_receiver(self, rid: str, msg: dict) -> None:
         rx = self.receivers.get(rid)
@@ -140,14 +191,14 @@ class ReceiverPool:
             return
         view_of = link_of(session)
         link = view_of if view_of is not None else f"{sender}/{session}"
-        rid = self.placements.get((room, link))
+        rid = await self.placement(room, link)
         if data.get("kind") == "offer" and view_of is None:
-            rx = self.receivers.get(rid) if rid is not None else None
+            rx = await self.get_receiver(rid) if rid is not None else None
             if rx is None or not self.healthy(rx):
-                rx = self.choose()
+                rx = await self.pick()
             if rx is None:
                 self.failures += 1
-                self.placements.pop((room, link), None)
+                await self.unplace(room, link)
                 log.warning("pool: %s for %s in room %s", NO_RECEIVER, link, room)
                 await self.deliver(room, sender, {"type": "signal", "from": VIRTUAL_PEER,
                                                   "data": {"session": session, "kind": "bye",
@@ -157,13 +208,16 @@ class ReceiverPool:
                         await self.deliver(room, m["peer"], {"type": "notice",
                                                              "error": NO_RECEIVER})
                 return
-            rid = self.placements[(room, link)] = rx.rid
+            rid = rx.rid
+            if await self.placement(room, link) != rid:
+                await self.unplace(room, link)
+            load = await self.place(room, link, rid)
             log.info("pool: link %s of room %s on receiver %s (%d/%d)", link, room, rid,
-                     self.load(rid), rx.capacity)
+                     load, rx.capacity)
         if rid is None:
             return
         if data.get("kind") == "bye" and view_of is None:
-            self.placements.pop((room, link), None)
+            await self.unplace(room, link)
         await self._to_receiver(rid, {"type": "signal", "room": room, "from": sender,
                                       "data": data, "peers": members})
 
@@ -172,22 +226,19 @@ class ReceiverPool:
         room, to, data = msg.get("room"), msg.get("to"), msg.get("data")
         if not (isinstance(room, str) and isinstance(to, str) and isinstance(data, dict)):
             return
-        if rid not in {r for (rm, _), r in self.placements.items() if rm == room}:
+        if rid not in await self.serving(room):
             return  # only the rooms it serves
         session = data.get("session")
         if data.get("kind") == "bye" and isinstance(session, str) and link_of(session) is None:
-            if self.placements.get((room, f"{to}/{session}")) == rid:
-                del self.placements[(room, f"{to}/{session}")]
+            await self.unplace(room, f"{to}/{session}", rid)
         await self.deliver(room, to, {"type": "signal", "from": VIRTUAL_PEER, "data": data})
 
     async def room_event(self, room: str, msg: dict) -> None:
         """peer-joined / peer-left of ``room`` to the receivers serving it; a peer that left
         takes its links' placements with it."""
-        serving = {r for (rm, _), r in self.placements.items() if rm == room}
+        serving = await self.serving(room)
         if msg.get("type") == "peer-left":
-            prefix = f"{msg.get('peer')}/"
-            for key in [k for k in self.placements if k[0] == room and k[1].startswith(prefix)]:
-                del self.placements[key]
+            await self.unplace_peer(room, str(msg.get("peer")))
         for rid in serving:
             await self._to_receiver(rid, {**msg, "room": room})
 

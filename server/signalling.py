@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from server.placement import POOL_ROOM, VIRTUAL_PEER, PoolReceiver, ReceiverPool
+from server.room_store import StoreUnavailable
 from server.tokens import SCOPE_MEDIA, token_scope
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ class SignallingConfig:
     # Receiver workers register in a pool and serve links of any room (server/placement.py);
     # off: only a receiver that joins the room itself (the one-room demo, local_call).
     receiver_pool: bool = False
+    # Redis (``redis://host:6379/0``): membership, the receiver pool and the relay between
+    # signalling processes live there, so any number of them serve any room; "" = memory.
+    redis_url: str = ""
 
 
 @dataclass
@@ -79,6 +83,7 @@ class Member:
     role: str
     label: str
     socket: WebSocket
+    rejoined: bool = False  # took over its entry from a signalling process that died
 
 
 class RateLimiter:
@@ -107,28 +112,46 @@ class PolicyError(Exception):
 
 
 class RoomRegistry:
-    """The rooms and their members, in memory (one signalling process)."""
+    """The rooms and their members, in this process's memory (one signalling process).
+
+    ``rooms`` holds the members whose sockets are on this process. ``RedisRegistry``
+    (``server/redis_store.py``) keeps the membership and the receiver pool in Redis and
+    relays messages to peers on other signalling processes; the socket handler uses only
+    the awaitable methods below, so both serve it the same way.
+    """
 
     def __init__(self, limits: SignallingLimits) -> None:
         self.limits = limits
         self.rooms: dict[str, dict[str, Member]] = {}
         self.lock = asyncio.Lock()
         self.addresses = AddressCounter(limits.max_sockets_per_ip)
-        self.pool = ReceiverPool(self.deliver)
+        self.pool = self.make_pool()
+
+    def make_pool(self) -> ReceiverPool:
+        return ReceiverPool(self.deliver)
+
+    async def start(self) -> None:
+        """Background work a shared registry needs (nothing here)."""
+
+    async def sweep(self) -> None:
+        """Called every second: a shared registry forgets dead processes' members."""
 
     async def deliver(self, room: str, peer: str, message: dict) -> None:
+        """Send ``message`` to ``peer`` of ``room``, wherever its socket is."""
         member = self.get(room, peer)
         if member is not None:
             await _send(member, message)
 
-    def members(self, room: str) -> list[dict]:
+    async def broadcast(self, room: str, message: dict, exclude: str | None = None) -> None:
+        for m in list(self.rooms.get(room, {}).values()):
+            if m.peer != exclude:
+                await _send(m, message)
+
+    async def members(self, room: str) -> list[dict]:
         return [_describe(m) for m in self.rooms.get(room, {}).values()]
 
-    def pooled(self, room: str) -> bool:
-        """The room is served by the pool: it has no receiver of its own."""
-        return not any(m.role == "receiver" for m in self.rooms.get(room, {}).values())
-
-    async def join(self, room: str, member: Member) -> list[Member]:
+    async def join(self, room: str, member: Member) -> list[dict]:
+        """Add ``member``; returns the others, described. PolicyError when refused."""
         async with self.lock:
             members = self.rooms.get(room)
             if members is None:
@@ -139,23 +162,28 @@ class RoomRegistry:
                 raise PolicyError("peer id already in room")
             if len(members) >= self.limits.max_peers_per_room:
                 raise PolicyError("room full")
-            others = list(members.values())
+            others = [_describe(m) for m in members.values()]
             members[member.peer] = member
             return others
 
-    async def leave(self, room: str, peer: str) -> list[Member]:
+    async def leave(self, room: str, member: Member) -> bool:
+        """Remove ``member`` (if it is still the one of its id); True when it was."""
         async with self.lock:
             members = self.rooms.get(room, {})
-            members.pop(peer, None)
+            if members.get(member.peer) is not member:
+                return False
+            del members[member.peer]
             if not members:
                 self.rooms.pop(room, None)
-            return list(members.values())
+            return True
 
     def get(self, room: str, peer: str) -> Member | None:
+        """A member whose socket is on this process."""
         return self.rooms.get(room, {}).get(peer)
 
     def snapshot(self) -> dict[str, dict[tuple[str, ...], float]]:
-        """The figures ``server.ops.SIGNALLING_METRICS`` exports (taken on the event loop)."""
+        """The figures ``server.ops.SIGNALLING_METRICS`` exports (taken on the event loop):
+        the rooms and peers whose sockets are on this process."""
         peers = dict.fromkeys(ROLES, 0.0)
         for members in self.rooms.values():
             for m in members.values():
@@ -167,6 +195,11 @@ class RoomRegistry:
             "talkcodec_signalling_refused_sockets": {(): self.addresses.refused},
             **self.pool.snapshot(),
         }
+
+
+def pooled(members: list[dict]) -> bool:
+    """The room is served by the pool: it has no receiver of its own."""
+    return not any(m["role"] == "receiver" for m in members)
 
 
 class AddressCounter:
@@ -277,8 +310,15 @@ def origin_allowed(origin: str | None, allowed: frozenset[str]) -> bool:
 
 
 def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistry:
-    """Mount ``/ws`` on ``app``; returns the room registry (for tests and health)."""
-    registry = RoomRegistry(config.limits)
+    """Mount ``/ws`` on ``app``; returns the room registry (for tests and health): in
+    Redis when ``config.redis_url`` is set, else in this process's memory."""
+    registry: RoomRegistry
+    if config.redis_url:
+        from server.redis_store import RedisRegistry
+
+        registry = RedisRegistry(config.limits, config.redis_url)
+    else:
+        registry = RoomRegistry(config.limits)
     limits = config.limits
     addresses = registry.addresses
     pool = registry.pool
@@ -287,7 +327,16 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
     async def sweep() -> None:
         while True:
             await asyncio.sleep(1.0)
-            await pool.sweep()
+            try:
+                await pool.sweep()
+                await registry.sweep()
+            except StoreUnavailable as exc:
+                log.warning("signalling: sweep skipped: %s", exc)
+
+    async def started() -> None:
+        if not sweeper:
+            sweeper.append(asyncio.ensure_future(sweep()))
+            await registry.start()
 
     async def serve_receiver(ws: WebSocket, first: dict, bucket: RateLimiter) -> None:
         rid, capacity = first.get("receiver"), first.get("capacity", 4)
@@ -297,13 +346,10 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
             raise PolicyError("bad capacity")
         if token_scope(config.secret, POOL_ROOM, first.get("token")) != SCOPE_MEDIA:
             raise PolicyError("a receiver needs the pool's media token")
-        if not sweeper:
-            sweeper.append(asyncio.ensure_future(sweep()))
-        old = pool.receivers.get(rid)
+        rx = PoolReceiver(rid, ws, capacity)
+        old = await pool.connect(rx)  # StoreUnavailable: refused (Redis down)
         if old is not None:
             await _close(old.socket, CLOSE_POLICY, "replaced by a new registration")
-        rx = PoolReceiver(rid, ws, capacity)
-        pool.register(rx)
         await ws.send_text(json.dumps({"type": "registered", "receiver": rid}))
         try:
             while True:
@@ -312,12 +358,11 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
                 if msg is None:
                     break
                 if msg["type"] == "load":
-                    pool.on_load(rid, msg)
+                    await pool.heartbeat(rid, msg)
                 elif msg["type"] == "signal":
                     await pool.from_receiver(rid, msg)
         finally:
-            if pool.receivers.get(rid) is rx:
-                await pool.remove(rid, "disconnected")
+            await pool.disconnect(rx)
 
     @app.websocket("/ws")
     async def signalling_socket(ws: WebSocket) -> None:
@@ -341,8 +386,9 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
 
     async def _serve_socket(ws: WebSocket) -> None:
         await ws.accept()
+        await started()
         bucket = RateLimiter(limits.messages_per_s, limits.burst)
-        room = peer = None
+        room = me = None
         try:
             try:
                 first = await asyncio.wait_for(
@@ -357,18 +403,19 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
                                                             limits.burst * 10))
                 return
             room_name, peer_name, role, label = _check_join(first, config.secret)
-            me = Member(peer_name, role, label, ws)
-            others = await registry.join(room_name, me)
-            room, peer = room_name, peer_name
-            described = [_describe(m) for m in others]
+            member = Member(peer_name, role, label, ws)
+            described = await registry.join(room_name, member)
+            room, me = room_name, member
+            peer = me.peer
             joined: dict = {"type": "joined", "peer": peer, "peers": described}
-            if config.receiver_pool and registry.pooled(room):
+            if config.receiver_pool and pooled(described) and role != "receiver":
                 described.append({"peer": VIRTUAL_PEER, "role": "receiver",
                                   "label": "receiver pool"})
-                joined["receivers"] = pool.available()
+                joined["receivers"] = await pool.count_available()
             await _send(me, joined)
-            for m in others:
-                await _send(m, {"type": "peer-joined", **_describe(me)})
+            # Also after a rejoin (``me.rejoined``): the receivers offer a rejoining viewer
+            # its views again (a page drops them with its socket).
+            await registry.broadcast(room, {"type": "peer-joined", **_describe(me)}, peer)
             if config.receiver_pool:
                 await pool.room_event(room, {"type": "peer-joined", **_describe(me)})
             while True:
@@ -376,34 +423,44 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
                 if msg is None or msg["type"] == "leave":
                     break
                 if msg["type"] == "signal":
-                    target = registry.get(room, msg.get("to")) if isinstance(msg.get("to"), str) else None  # type: ignore[arg-type]
-                    if (target is None and config.receiver_pool and msg.get("to") == VIRTUAL_PEER
-                            and isinstance(msg.get("data"), dict) and registry.pooled(room)):
-                        await pool.route(room, peer, msg["data"], registry.members(room))
+                    to, data = msg.get("to"), msg.get("data")
+                    members = await registry.members(room)
+                    names = {m["peer"] for m in members}
+                    if (config.receiver_pool and to == VIRTUAL_PEER and to not in names
+                            and isinstance(data, dict) and pooled(members)):
+                        await pool.route(room, peer, data, members)
                         continue
-                    if target is None:
+                    if not isinstance(to, str) or to not in names:
                         await _send(me, {"type": "error", "error": "no such peer"})
                         continue
-                    if not isinstance(msg.get("data"), dict):
+                    if not isinstance(data, dict):
                         raise PolicyError("signal data must be an object")
-                    await _send(target, {"type": "signal", "from": peer, "data": msg["data"]})
+                    await registry.deliver(room, to, {"type": "signal", "from": peer,
+                                                      "data": data})
                 elif msg["type"] == "ping":
                     await _send(me, {"type": "pong"})
                 else:
                     raise PolicyError("unknown message type")
         except PolicyError as exc:
             await _close(ws, exc.code, str(exc))
+        except StoreUnavailable as exc:
+            # Redis down: a clear refusal, never a hang (the client tries again later).
+            log.warning("signalling: %s", exc)
+            await _close(ws, CLOSE_TRY_LATER, f"signalling store unavailable: {exc}"[:120])
         except WebSocketDisconnect:
             pass
         except Exception as exc:  # noqa: BLE001 - any bug: one line and a clean close
             log.warning("signalling: closed a socket (peer %s) after %s: %.200s",
-                        peer or "not joined", type(exc).__name__, exc)
+                        me.peer if me else "not joined", type(exc).__name__, exc)
             await _close(ws, CLOSE_INTERNAL, "internal error")
         finally:
-            if room is not None and peer is not None:
-                for m in await registry.leave(room, peer):
-                    await _send(m, {"type": "peer-left", "peer": peer})
-                if config.receiver_pool:
-                    await pool.room_event(room, {"type": "peer-left", "peer": peer})
+            if room is not None and me is not None:
+                try:
+                    if await registry.leave(room, me):
+                        await registry.broadcast(room, {"type": "peer-left", "peer": me.peer})
+                        if config.receiver_pool:
+                            await pool.room_event(room, {"type": "peer-left", "peer": me.peer})
+                except StoreUnavailable as exc:
+                    log.warning("signalling: %s left room %s unseen: %s", me.peer, room, exc)
 
     return registry

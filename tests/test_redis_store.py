@@ -5,40 +5,18 @@ Redis down -> 503 with a clear reason; Redis back -> rooms again (issue 15)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from server.room_store import RoomRecord, StoreUnavailable
+from tests._redis import REDIS, start_redis
+from tests._redis import free_port as _free_port
 
-REDIS = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(
     REDIS is None, reason="redis-server not installed (scripts/install_redis.sh needs root "
                           "and apt-get)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_redis(folder: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1",  # type: ignore[list-item]
-                             "--dir", str(folder), "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("redis-server did not start")
 
 
 def test_rooms_shared_through_redis_refused_while_down_and_back(tmp_path: Path) -> None:
