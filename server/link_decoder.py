@@ -39,6 +39,11 @@ class LinkCounters:
     corrupt: int = 0
 
 
+#: Why an 8x8 frame was not shown (the ``why`` label of the receivers'
+#: ``talkcodec_receiver_lowres_dropped`` metric) -> its ``LinkCounters`` field.
+LOWRES_DROPPED = {"lost": "lowres_lost", "undecodable": "lowres_skipped", "corrupt": "corrupt"}
+
+
 class RateWindow:
     """Bytes over the last ``seconds`` -> bit/s.
 

@@ -175,4 +175,13 @@ RECEIVER_METRICS = [
     Metric("talkcodec_receiver_fallbacks", "gauge",
            "Links whose receiver failed and now run the fallback baseline."),
     Metric("talkcodec_receiver_draining", "gauge", "1 while draining (after SIGTERM)."),
+    Metric("talkcodec_receiver_link_kbps", "gauge",
+           "Received talkcodec payload, kbit/s over the last 4 s, summed over the links: "
+           "the 8x8 packets, the motion code inside them, and the speech.", ("stream",)),
+    Metric("talkcodec_receiver_lowres_dropped", "counter",
+           "8x8 frames lost on the way (sequence gaps), undecodable (after a gap, before "
+           "the next intra frame) or corrupt, since start.", ("why",)),
+    Metric("talkcodec_receiver_frames_skipped", "counter",
+           "25 fps output frames never rendered (an outage, or the live clock jumping ahead "
+           "of a slow CPU), since start."),
 ]

@@ -23,6 +23,7 @@ from typing import Any
 
 import websockets
 
+from server.ops import RECEIVER_METRICS
 from server.placement import VIRTUAL_PEER
 from server.receiver_worker import ReceiverWorker, WorkerConfig, self_test
 from server.tokens import SCOPE_MEDIA, make_room_token
@@ -103,10 +104,11 @@ class PooledReceiver:
     def snapshot(self) -> dict[str, dict[tuple[str, ...], float]]:
         snaps = [w.snapshot() for w, _ in self.rooms.values()]
         out: dict[str, dict[tuple[str, ...], float]] = {}
-        for name in ("talkcodec_receiver_links", "talkcodec_receiver_viewers",
-                     "talkcodec_receiver_render_fps", "talkcodec_receiver_frames",
-                     "talkcodec_receiver_fallbacks"):
-            out[name] = {(): sum(s[name][()] for s in snaps)}
+        for m in RECEIVER_METRICS:  # sums over the rooms' workers, label by label
+            out[m.name] = {} if m.labels else {(): 0.0}
+            for snap in snaps:
+                for labels, value in snap[m.name].items():
+                    out[m.name][labels] = out[m.name].get(labels, 0.0) + value
         out["talkcodec_receiver_render_ms"] = {(): self.render_ms()}
         out["talkcodec_receiver_draining"] = {(): float(self.draining)}
         return out

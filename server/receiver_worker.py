@@ -25,10 +25,11 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 from av import AudioResampler
 
+from codec import FRAME_MS
 from codec.receiver.base import Receiver
 from codec.receiver.registry import FALLBACK_RECEIVER, default_receiver_name, get_receiver
 from codec.types import AudioChunk, IdentityFrame, LowResFrame, OutputFrame
-from server.link_decoder import LinkDecoder, RateWindow
+from server.link_decoder import LOWRES_DROPPED, LinkDecoder, RateWindow
 from server.link_pieces import PieceJoiner
 from server.sessions import SessionRouter
 from server.signal_client import SignalClient
@@ -97,6 +98,8 @@ class LinkSession:
         self.transport_history: deque[tuple[float, int]] = deque()
         self.render_ms = 0.0
         self.frames_out = 0
+        self.frames_skipped = 0
+        self.last_out_ms: float | None = None
         self.fallback = False
         self.wake = asyncio.Event()
         self.tasks: list[asyncio.Task] = []
@@ -241,6 +244,12 @@ class LinkSession:
         self.fallback = True
 
     def _emit(self, frame: OutputFrame) -> None:
+        if self.last_out_ms is not None:
+            # Output frames the clock skipped (an outage, or a jump ahead of a slow CPU).
+            gap = round((frame.timestamp_ms - self.last_out_ms) / FRAME_MS) - 1
+            if 0 < gap < 10**6:
+                self.frames_skipped += gap
+        self.last_out_ms = frame.timestamp_ms
         self.frames_out += 1
         self.worker.frames_total += 1
         self.rendered.add(1)
@@ -376,6 +385,8 @@ class ReceiverWorker:
         self.joined = False  # in the room on signalling now
         self.draining = False  # after SIGTERM: no new links, running ones kept
         self.frames_total = 0
+        # The counters of links that ended, so the exported totals never go down.
+        self.ended_counts = dict.fromkeys([*LOWRES_DROPPED, "skipped"], 0)
         self.router = SessionRouter(client)
         self.router.on_offer = self._on_offer
         self.router.on_peer_joined = self._on_peer_joined
@@ -420,6 +431,16 @@ class ReceiverWorker:
             "talkcodec_receiver_frames": {(): self.frames_total},
             "talkcodec_receiver_fallbacks": {(): sum(link.fallback for link in links)},
             "talkcodec_receiver_draining": {(): float(self.draining)},
+            "talkcodec_receiver_link_kbps": {
+                ("video",): sum(link.decoder.video_rate.bps() for link in links) / 1000,
+                ("code",): sum(link.decoder.code_rate.bps() for link in links) / 1000,
+                ("audio",): sum(link.audio_rate.bps() for link in links) / 1000},
+            "talkcodec_receiver_lowres_dropped": {
+                (why,): self.ended_counts[why] + sum(getattr(link.decoder.counters, field)
+                                                     for link in links)
+                for why, field in LOWRES_DROPPED.items()},
+            "talkcodec_receiver_frames_skipped": {
+                (): self.ended_counts["skipped"] + sum(link.frames_skipped for link in links)},
         }
 
     async def drain(self, grace_s: float) -> None:
@@ -526,6 +547,9 @@ class ReceiverWorker:
     async def drop_link(self, link: LinkSession) -> None:
         if self.links.get(link.key) is link:
             self.links.pop(link.key)
+            for why, field in LOWRES_DROPPED.items():
+                self.ended_counts[why] += getattr(link.decoder.counters, field)
+            self.ended_counts["skipped"] += link.frames_skipped
             log.warning("link %s (%s) ended: connection %s", link.key, link.label,
                         link.pc.connectionState)
         await link.close()

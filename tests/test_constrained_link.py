@@ -43,7 +43,7 @@ async def _constrained_call() -> dict:
     assert clip.audio is not None
     shape = LinkShape(rate_bps=RATE_BPS, delay_ms=DELAY_MS, loss=LOSS, seed=1)
     # Default sender settings: Opus 8 kbit/s, 120 ms packets.
-    async with probe_call(clip, receiver="neural", link_shape=shape) as (_, viewer, sender):
+    async with probe_call(clip, receiver="neural", link_shape=shape) as (call, viewer, sender):
         for _ in range(300):
             if sender.link is not None and sender.link.connected:
                 break
@@ -66,7 +66,7 @@ async def _constrained_call() -> dict:
         stats = await sender.link.stats()
         return {"record": record, "connected": connected, "outage": outage,
                 "restored": restored, "end": end, "emu": emu, "stats": stats,
-                "link_kbps": link_kbps}
+                "link_kbps": link_kbps, "metrics": call.worker.snapshot()}
 
 
 def test_call_with_speech_flows_and_recovers_on_a_16kbps_lossy_link() -> None:
@@ -101,6 +101,16 @@ def test_call_with_speech_flows_and_recovers_on_a_16kbps_lossy_link() -> None:
     assert record.audio_frames > 200, "speech did not flow"
     # The shaper really constrained and dropped (5 % random + the outage).
     assert emu.dropped > 20
+    # The receiver's /metrics saw the same link (issue 15, item 4): its payload rates, and
+    # the 8x8 frames the outage and the loss cost.
+    metrics = out["metrics"]
+    kbps = metrics["talkcodec_receiver_link_kbps"]
+    dropped = metrics["talkcodec_receiver_lowres_dropped"]
+    print(f"\nreceiver metrics: link_kbps={kbps} lowres_dropped={dropped} "
+          f"frames_skipped={metrics['talkcodec_receiver_frames_skipped']}")
+    assert 0.5 < kbps[("video",)] < 8 and 2 < kbps[("audio",)] < 12, kbps
+    assert 0 < kbps[("code",)] < kbps[("video",)], kbps
+    assert dropped[("lost",)] + dropped[("undecodable",)] >= 5, dropped  # the 2 s outage
     lat = np.array(record.latencies_ms[-50:])
     print(f"\nconstrained link 16 kbit/s + speech: first_face_s={first_s:.2f} "
           f"identity_acked_ms={stats['identity_acked_ms']} frames={len(times)} "

@@ -314,7 +314,8 @@ def test_dashboard_queries_only_exported_metrics() -> None:
               "talkcodec_receiver_render_ms", "talkcodec_receiver_fallbacks",
               "talkcodec_receiver_draining", "talkcodec_signalling_refused_sockets_total",
               "talkcodec_signalling_pool_receivers", "talkcodec_signalling_placed_links",
-              "talkcodec_signalling_placement_failures_total"]
+              "talkcodec_signalling_placement_failures_total", "talkcodec_receiver_link_kbps",
+              "talkcodec_receiver_lowres_dropped_total", "talkcodec_receiver_frames_skipped_total"]
     assert set(wanted) <= queried
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids)) and dashboard["uid"] == "talkcodec"

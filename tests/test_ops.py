@@ -93,3 +93,51 @@ def test_signalling_metrics_match_snapshot() -> None:
 
     snap = RoomRegistry(SignallingLimits()).snapshot()
     assert {m.name for m in SIGNALLING_METRICS} == set(snap)
+
+
+def test_receiver_link_metrics_count_and_survive_the_link() -> None:
+    """Output frames the clock skipped are counted at emission; an ended link's counts stay
+    in the worker's totals (counters never go down); the pooled worker sums its rooms'."""
+    import types
+
+    import numpy as np
+
+    from codec.types import OutputFrame
+    from server.link_decoder import LinkCounters, RateWindow
+    from server.receiver_worker import LinkSession
+
+    worker = ReceiverWorker(_Client(), WorkerConfig(receiver="align"))  # type: ignore[arg-type]
+    link = types.SimpleNamespace(
+        worker=worker, viewers={}, rendered=RateWindow(), frames_out=0, frames_skipped=0,
+        render_ms=5.0, fallback=False,
+        last_out_ms=None, audio_rate=RateWindow(), key="alice/link:1",
+        decoder=types.SimpleNamespace(counters=LinkCounters(lowres_lost=3, corrupt=1),
+                                      video_rate=RateWindow(), code_rate=RateWindow()))
+    image = np.zeros((256, 256, 3), np.uint8)
+    for ts in (0, 40, 80, 400, 440):  # 7 frames missing between 80 and 400 ms
+        LinkSession._emit(link, OutputFrame(image, ts))  # type: ignore[arg-type]
+    assert link.frames_out == 5 and link.frames_skipped == 7
+    link.decoder.video_rate.add(500)
+    worker.links[link.key] = link  # type: ignore[assignment]
+    snap = worker.snapshot()
+    assert snap["talkcodec_receiver_frames_skipped"] == {(): 7}
+    assert snap["talkcodec_receiver_lowres_dropped"] == {("lost",): 3, ("undecodable",): 0,
+                                                         ("corrupt",): 1}
+    assert snap["talkcodec_receiver_link_kbps"][("video",)] > 0
+
+    async def end() -> None:
+        link.close = _async_none
+        link.viewers = {}
+        link.peer, link.session, link.label = "alice", "link:1", "clip"
+        link.pc = types.SimpleNamespace(connectionState="closed")
+        await worker.drop_link(link)  # type: ignore[arg-type]
+
+    asyncio.run(end())
+    after = worker.snapshot()
+    assert after["talkcodec_receiver_links"] == {(): 0}
+    assert after["talkcodec_receiver_frames_skipped"] == {(): 7}
+    assert after["talkcodec_receiver_lowres_dropped"][("lost",)] == 3
+
+
+async def _async_none() -> None:
+    return None

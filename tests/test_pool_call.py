@@ -66,13 +66,15 @@ def test_pooled_call_moves_when_its_receiver_goes() -> None:
             assert await _wait(lambda: len(pool.receivers) == 2, 20)
             assert await _wait(lambda: _frames_since(viewer, 0) > 10, 30), "no picture"
             (where,) = set(pool.placements.values())
+            # Its /metrics figures, summed over its rooms (issue 15, item 4).
+            metrics = next(w for w in workers if w.rid == where).snapshot()
             tasks.pop(where).cancel()  # the worker serving the link goes
             gone = time.time() * 1000
             await _wait(lambda: where not in pool.receivers, 5)
             back = await _wait(lambda: _frames_since(viewer, gone + 200) > 5, 8)
             return {"back": back, "after_s": (time.time() * 1000 - gone) / 1000,
                     "moved_to": set(pool.placements.values()), "was": where,
-                    "links_lost": sender.links_lost}
+                    "links_lost": sender.links_lost, "metrics": metrics}
         finally:
             sender_task.cancel()
             await viewer.close()
@@ -88,6 +90,11 @@ def test_pooled_call_moves_when_its_receiver_goes() -> None:
     assert out["after_s"] < 5.0 + 0.2 + 1.0, out  # picture back within 5 s (+ polling)
     assert out["moved_to"] and out["was"] not in out["moved_to"], out
     assert out["links_lost"] >= 1, out
+    metrics = out["metrics"]
+    assert metrics["talkcodec_receiver_links"] == {(): 1}, metrics
+    assert metrics["talkcodec_receiver_link_kbps"][("video",)] > 0.5, metrics
+    assert set(metrics["talkcodec_receiver_lowres_dropped"]) == {
+        ("lost",), ("undecodable",), ("corrupt",)}, metrics
 
 
 @pytest.mark.skipif(not CALL_CLIP.exists(), reason="no call clip in ../shared/data")
