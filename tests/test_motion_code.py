@@ -3,6 +3,8 @@ the stream decoder, and the receiver driven by the code."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -87,11 +89,11 @@ def test_groups_round_trip_within_the_quantiser(basis, period: int) -> None:
         if k % step == 0:
             pending.append((k * 40, f))
         if k % 5 == 0:
-            group = enc.encode_group(k * 40, pending)
-            sizes.append(len(group))
+            group = enc.encode_group(k * 40, pending, seq=len(sizes))
             pending = []
-            for s in dec.decode_group(k * 40, group):
+            for s in dec.decode_group(k * 40, group, seq=len(sizes)):
                 decoded[s.timestamp_ms] = s.points
+            sizes.append(len(group))
     assert sorted(decoded) == [k * 40 for k in range(0, 60, step) if k <= 55]
     errors = [np.linalg.norm(decoded[t] - faces[t // 40], axis=1).mean() for t in decoded]
     # Basis truncation + quantisation: about a pixel on a 256 canvas, never far off.
@@ -105,27 +107,67 @@ def test_unconfident_samples_decode_as_none_and_the_chain_survives(basis) -> Non
     faces = _walk(basis, 11)
     enc.set_anchor(faces[0])
     dec.set_anchor(faces[0])
-    g1 = enc.encode_group(0, [(0, faces[0])])
+    g1 = enc.encode_group(0, [(0, faces[0])], seq=7)
     samples = [(t * 40, None if t in (2, 5) else faces[t]) for t in range(1, 6)]
-    g2 = enc.encode_group(200, samples)
-    dec.decode_group(0, g1)
-    out = dec.decode_group(200, g2)
+    g2 = enc.encode_group(200, samples, seq=8)
+    dec.decode_group(0, g1, seq=7)
+    out = dec.decode_group(200, g2, seq=8)
     assert [s.timestamp_ms for s in out] == [40, 80, 120, 160, 200]
     assert out[1].points is None and out[4].points is None
     assert out[0].points is not None and out[2].points is not None
 
 
-def test_a_lost_group_waits_for_the_refresh(basis) -> None:
-    params = MotionParams(period_ms=200, refresh_period=3, basis_id=basis.basis_id)
+@pytest.mark.parametrize("group_format", [1, 2])
+def test_a_lost_group_waits_for_the_refresh(basis, group_format: int) -> None:
+    """Format 1 sees the loss in its group counter, format 2 in the LOWRES packets'
+    sequence numbers (here from 65534, across the wrap)."""
+    params = MotionParams(period_ms=200, refresh_period=3, basis_id=basis.basis_id,
+                          group_format=group_format)
     enc, dec = MotionEncoder(params, basis), MotionDecoder(params, basis)
     faces = _walk(basis, 8)
     enc.set_anchor(faces[0])
     dec.set_anchor(faces[0])
-    groups = [enc.encode_group(200 * k, [(200 * k, faces[k])]) for k in range(7)]
-    got = {k: dec.decode_group(200 * k, g) for k, g in enumerate(groups) if k != 1}
+    seqs = [(65534 + k) % 65536 for k in range(7)]
+    groups = [enc.encode_group(200 * k, [(200 * k, faces[k])], seq=seqs[k]) for k in range(7)]
+    got = {k: dec.decode_group(200 * k, g, seq=seqs[k]) for k, g in enumerate(groups) if k != 1}
     assert got[0] and not got[2]  # group 1 lost: group 2 cannot be decoded
-    assert got[3] and groups[3][0] & 0x80  # the refresh group (every 3rd) recovers
-    assert got[4] and dec.lost == 1
+    assert got[3] and got[4] and dec.lost == 1  # the refresh group (every 3rd) recovers
+    if group_format == 1:
+        assert groups[3][0] & 0x80
+    # Every group decodes when none is lost; a group out of sequence waits, too.
+    dec2 = MotionDecoder(params, basis)
+    dec2.set_anchor(faces[0])
+    assert all(dec2.decode_group(200 * k, g, seq=seqs[k]) for k, g in enumerate(groups))
+    assert dec2.lost == 0
+
+
+def test_compact_groups_are_smaller_and_a_new_sequence_refreshes(basis) -> None:
+    """Format 2 saves format 1's header byte and, on the grid, the timing: the same
+    samples code in fewer bytes; a group whose LOWRES packet does not follow the last
+    group's is a refresh group (the receiver can decode it without the one before)."""
+    faces = _walk(basis, 60)
+    sizes = {}
+    for fmt in (1, 2):
+        params = MotionParams(period_ms=80, basis_id=basis.basis_id, group_format=fmt)
+        enc = MotionEncoder(params, basis)
+        enc.set_anchor(faces[0])
+        pending, total = [], 0
+        for k, f in enumerate(faces):
+            if k % 2 == 0:
+                pending.append((k * 40, f))
+            if k % 5 == 0:
+                total += len(enc.encode_group(k * 40, pending, seq=k // 5))
+                pending = []
+        sizes[fmt] = total
+    assert sizes[2] <= sizes[1] - 12, sizes  # at least the 12 header bytes
+    params = MotionParams(period_ms=80, basis_id=basis.basis_id)
+    enc, dec = MotionEncoder(params, basis), MotionDecoder(params, basis)
+    enc.set_anchor(faces[0])
+    dec.set_anchor(faces[0])
+    enc.encode_group(0, [(0, faces[0])], seq=1)
+    jumped = enc.encode_group(200, [(80, faces[2]), (160, faces[4])], seq=5)  # 2-4: none
+    out = dec.decode_group(200, jumped, seq=5)
+    assert [s.timestamp_ms for s in out] == [80, 160] and out[0].points is not None
 
 
 def test_anchor_and_bundle_round_trip(basis) -> None:
@@ -145,7 +187,10 @@ def test_config_layouts() -> None:
     with_code = StreamConfig(motion=MotionParams(period_ms=40, quant=2.5, n_coeffs=12,
                                                  basis_id=0xDEADBEEF))
     data = encode_config(with_code)
-    assert data[0] == 2 and decode_config(data) == with_code
+    assert data[0] == 3 and decode_config(data) == with_code  # format 2 groups
+    old_format = StreamConfig(motion=replace(with_code.motion, group_format=1))
+    old = encode_config(old_format)
+    assert old[0] == 2 and old[1:] == data[1:] and decode_config(old) == old_format
     with pytest.raises(BitstreamError):
         decode_config(data[:-1])
     bad = bytearray(data)
@@ -159,14 +204,15 @@ def test_config_layouts() -> None:
 def test_hostile_groups_never_raise_anything_but_bitstream_errors(data: bytes, ts: int) -> None:
     b = load_basis()
     assert b is not None
-    dec = MotionDecoder(MotionParams(basis_id=b.basis_id), b)
-    dec.set_anchor(b.template * 60 + 128)
-    for payload in (b"\x80" + data, data):
-        try:
-            for s in dec.decode_group(ts, payload):
-                assert s.points is None or np.isfinite(s.points).all()
-        except BitstreamError:
-            pass
+    for fmt in (1, 2):
+        dec = MotionDecoder(MotionParams(basis_id=b.basis_id, group_format=fmt), b)
+        dec.set_anchor(b.template * 60 + 128)
+        for seq, payload in ((None, b"\x80" + data), (0, data), (1, data), (None, data)):
+            try:
+                for s in dec.decode_group(ts, payload, seq):
+                    assert s.points is None or np.isfinite(s.points).all()
+            except BitstreamError:
+                pass
     for parse in (decode_anchor, unbundle):
         try:
             parse(data)

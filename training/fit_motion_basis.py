@@ -158,7 +158,7 @@ def encode_measured(enc: MotionEncoder, pts: np.ndarray, conf: np.ndarray,
         if k % step == 0:
             pending.append((k * 40, pts[k] if conf[k] else None))
         if k % lowres_every == 0:
-            groups.append(enc.encode_group(k * 40, pending))
+            groups.append(enc.encode_group(k * 40, pending, seq=len(groups)))
             pending = []
     return groups
 

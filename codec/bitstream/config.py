@@ -21,6 +21,10 @@ Layout 2 (a stream with the motion code) is layout 1 followed by::
     refresh period   1 byte   groups between refresh groups
     basis id         4 bytes  little endian, first 4 bytes of the basis file's sha256
 
+Layout 3 is layout 2 whose motion groups are in format 2 (no header byte, the timing
+predicted; ``motion_codec.py``): what the sender writes since 2026-12-06. Layout 2 streams
+(format 1 groups) still decode.
+
 A stream without the code keeps layout 1, byte for byte. Unknown layout versions,
 out-of-range values and trailing bytes are rejected.
 """
@@ -37,7 +41,8 @@ from codec.bitstream.packet import decode_varint, encode_varint
 from codec.errors import CorruptError, TruncatedError, UnsupportedVersionError
 
 CONFIG_LAYOUT = 1
-CONFIG_LAYOUT_MOTION = 2
+CONFIG_LAYOUT_MOTION = 2  # motion groups in format 1
+CONFIG_LAYOUT_MOTION_2 = 3  # motion groups in format 2 (the sender's since 2026-12-06)
 
 
 class AudioCodec(IntEnum):
@@ -62,7 +67,8 @@ def encode_config(config: StreamConfig) -> bytes:
     if quant_q / 4 != lr.quant or chroma_q / 16 != lr.chroma_scale:
         raise ValueError("quantiser must be a multiple of 1/4 and chroma scale of 1/16")
     mo = config.motion
-    head = bytes([CONFIG_LAYOUT if mo is None else CONFIG_LAYOUT_MOTION])
+    head = bytes([CONFIG_LAYOUT if mo is None else
+                  CONFIG_LAYOUT_MOTION if mo.group_format == 1 else CONFIG_LAYOUT_MOTION_2])
     tail = b"" if mo is None else (
         bytes([mo.period_ms, int(round(mo.quant * 16)), mo.n_coeffs, mo.refresh_period])
         + mo.basis_id.to_bytes(4, "little"))
@@ -81,7 +87,7 @@ def encode_config(config: StreamConfig) -> bytes:
 def decode_config(payload: bytes) -> StreamConfig:
     if not payload:
         raise TruncatedError("empty CONFIG payload")
-    if payload[0] not in (CONFIG_LAYOUT, CONFIG_LAYOUT_MOTION):
+    if payload[0] not in (CONFIG_LAYOUT, CONFIG_LAYOUT_MOTION, CONFIG_LAYOUT_MOTION_2):
         raise UnsupportedVersionError(f"CONFIG layout {payload[0]} (this decoder: {CONFIG_LAYOUT})")
     canvas, p = decode_varint(payload, 1, max_bytes=2)
     if p + 4 > len(payload):
@@ -94,14 +100,15 @@ def decode_config(payload: bytes) -> StreamConfig:
     rate, p = decode_varint(payload, p + 1, max_bytes=3)
     bitrate, p = decode_varint(payload, p, max_bytes=3)
     motion = None
-    if payload[0] == CONFIG_LAYOUT_MOTION:
+    if payload[0] in (CONFIG_LAYOUT_MOTION, CONFIG_LAYOUT_MOTION_2):
         if p + 8 > len(payload):
             raise TruncatedError("CONFIG payload ends inside the motion section")
         period, quant_m, n_coeffs, refresh = payload[p : p + 4]
         basis_id = int.from_bytes(payload[p + 4 : p + 8], "little")
         p += 8
         try:
-            motion = MotionParams(period, quant_m / 16, n_coeffs, refresh, basis_id)
+            motion = MotionParams(period, quant_m / 16, n_coeffs, refresh, basis_id,
+                                  group_format=1 if payload[0] == CONFIG_LAYOUT_MOTION else 2)
         except ValueError as exc:
             raise CorruptError(f"bad CONFIG motion value: {exc}") from None
     if p != len(payload):

@@ -9,7 +9,19 @@ Samples travel in **groups**, one per 8x8 frame: the samples whose time falls af
 previous group's and at or before the 8x8 frame's, bundled into that frame's LOWRES packet
 (``PacketFlag.MOTION``; ``docs/BITSTREAM.md``), so the code pays no packet header of its own.
 
-Group payload::
+Group payload, format 2 (CONFIG layout 3, the default since 2026-12-06)::
+
+    range coded (``entropy.py``), models reset per group:
+               refresh bit (predicted from the anchor only),
+               timing: in a group that continues the one before (it rides the LOWRES
+               packet whose sequence number follows that group's packet's), one bit "as
+               the grid predicts" (the samples continue every ``period_ms`` from the
+               previous group's last sample, up to the group's time); otherwise, and in
+               every refresh group, n samples and the offset of the last sample before
+               the group's time (ms) as below,
+               then as in format 1 from the confidence bits on.
+
+Format 1 (CONFIG layout 2; still decoded)::
 
     byte 0     bit 7: refresh (predicted from the anchor only); bits 0-6: group counter
     the rest   range coded (``entropy.py``), models reset per group:
@@ -24,8 +36,11 @@ Group payload::
 Values are quantised with uniform steps (pose scale terms, pose shifts in pixels,
 coefficients in template units; all times ``quant``), and each residual is a zero flag,
 a sign and an Exp-Golomb magnitude with adaptive prefix bits, in contexts per value kind.
-A decoder that misses a group (the counter skips) or meets a corrupt one outputs nothing
-until the next refresh group, which the sender sends every ``refresh_period`` groups and
+Format 2 drops format 1's header byte: the group counter repeated the LOWRES packet's
+sequence number, and the timing it coded explicitly is the grid's in all but refresh
+groups (together ~0.05 kbit/s of the code's ~0.6 at 12.5 samples/s; BENCHMARKS.md).
+A decoder that misses a group (the counter, or the LOWRES sequence number, skips) or meets
+a corrupt one outputs nothing until the next refresh group, which the sender sends every ``refresh_period`` groups and
 after a receiver's loss report.
 
 The **anchor** (``MOTION`` packet, sub-type 0) is the identity frame's 68 landmarks to 1/8
@@ -59,6 +74,8 @@ BG_SCALE_STEP = 0.0008  # background similarity: a - 1 and b (0.1 px at the canv
 BG_SHIFT_STEP = 0.125
 COEFF_STEP = 0.006
 PERIODS_MS = (40, 80, 200)
+GROUP_FORMATS = (1, 2)
+SEQ_MODULO = 1 << 16  # the packet header's sequence numbers (packet.py)
 
 
 @dataclass(frozen=True)
@@ -68,6 +85,7 @@ class MotionParams:
     n_coeffs: int = 16
     refresh_period: int = 10  # groups between refresh groups (2 s at 5 groups/s)
     basis_id: int = 0
+    group_format: int = 2  # 2: compact (CONFIG layout 3); 1: header byte (layout 2)
 
     def __post_init__(self) -> None:
         if self.period_ms not in PERIODS_MS:
@@ -80,6 +98,9 @@ class MotionParams:
             raise ValueError("refresh period must be 1-255 groups")
         if not 0 <= self.basis_id < 1 << 32:
             raise ValueError("basis id must fit 32 bits")
+        if self.group_format not in GROUP_FORMATS:
+            raise ValueError(f"motion group format {self.group_format} "
+                             f"(supported: {GROUP_FORMATS})")
 
     @property
     def fps(self) -> float:
@@ -170,6 +191,9 @@ class _Models:
         self.conf = BitModel(float(pr["conf"][0]) if "conf" in pr else 0.95, SHIFT)
         self.count = models("count", (N_PREFIX,), 0.5)
         self.offset = models("offset", (N_PREFIX,), 0.9)
+        # Format 2: refresh (1 group in ``refresh_period``), timing as the grid predicts.
+        self.refresh = BitModel(0.9, SHIFT)
+        self.timing = BitModel(0.95, SHIFT)
 
 
 SHIFT = 5
@@ -224,6 +248,10 @@ class _Coder:
         self.anchor_levels: np.ndarray | None = None
         self.ref: tuple[int, np.ndarray] | None = None  # (time ms, levels) of the last key
         self.counter = 0
+        # Format 2: the LOWRES sequence number of the last group coded, and the time of
+        # its last sample (the grid the next group's timing is predicted from).
+        self.last_seq: int | None = None
+        self.last_t: int | None = None
 
     def new_models(self) -> _Models:
         return _Models(len(self.steps), self.basis.priors)
@@ -235,6 +263,7 @@ class _Coder:
         vals = np.concatenate([pose.as_array(), np.zeros(4 + self.params.n_coeffs)])
         self.anchor_levels = np.rint(vals / self.steps).astype(np.int64)
         self.ref = None
+        self.last_seq = self.last_t = None  # format 2: the next group is a refresh group
 
     def values_of(self, points: np.ndarray, background: np.ndarray | None) -> np.ndarray:
         """The code's values in quantiser steps (not yet rounded)."""
@@ -249,6 +278,20 @@ class _Coder:
         v = levels * self.steps
         pts = self.basis.synthesise(Pose(*v[:4]), v[_N_POSE:], self.anchor_norm)
         return pts, _bg_matrix(v[4:8])
+
+    def continues(self, seq: int | None) -> bool:
+        """A group riding LOWRES packet ``seq`` follows the last one coded directly."""
+        return (seq is not None and self.last_seq is not None
+                and seq == (self.last_seq + 1) % SEQ_MODULO)
+
+    def predicted_timing(self, ts_ms: int) -> tuple[int, int] | None:
+        """(n, offset) if the samples go on every period from the last group's last one."""
+        if self.last_t is None or ts_ms < self.last_t:
+            return None
+        n = (ts_ms - self.last_t) // self.params.period_ms
+        if n > MAX_SAMPLES:
+            return None
+        return n, ts_ms - self.last_t - n * self.params.period_ms
 
     def times(self, ts_ms: int, n: int, offset: int) -> list[int]:
         last = ts_ms - offset
@@ -274,23 +317,34 @@ class MotionEncoder(_Coder):
     def force_refresh(self) -> None:
         self._force_refresh = True
 
-    def encode_group(self, ts_ms: int, samples: list[Sample]) -> bytes:
+    def encode_group(self, ts_ms: int, samples: list[Sample], seq: int | None = None) -> bytes:
         """``samples``: (time ms, (68, 2) points or None[, background 2x3 or None]), times
-        ascending on the code grid and at or before ``ts_ms``. Returns the payload (byte 0
-        + range-coded data)."""
+        ascending on the code grid and at or before ``ts_ms``; ``seq``: the sequence
+        number of the LOWRES packet the group rides (None: a MOTION packet of its own,
+        always a refresh group in format 2). Returns the payload."""
         if self.anchor is None:
             raise RuntimeError("set the anchor first")
+        compact = self.params.group_format == 2
         samples = samples[-MAX_SAMPLES:]
         refresh = self._force_refresh or self.counter % self.params.refresh_period == 0
+        if compact and not self.continues(seq):
+            refresh = True
         self._force_refresh = False
         if refresh:
             self.ref = (-(1 << 30), self.anchor_levels) if self.anchor_levels is not None else None
         enc = RangeEncoder()
         m = self.new_models()
         n = len(samples)
-        enc.encode_golomb(n, 0, m.count)
-        offset = ts_ms - samples[-1][0] if samples else 0
-        enc.encode_golomb(max(0, offset), 0, m.offset)
+        offset = max(0, ts_ms - samples[-1][0]) if samples else 0
+        explicit = True
+        if compact:
+            enc.encode_bit(m.refresh, int(refresh))
+            if not refresh:
+                explicit = self.predicted_timing(ts_ms) != (n, offset)
+                enc.encode_bit(m.timing, int(explicit))
+        if explicit:
+            enc.encode_golomb(n, 0, m.count)
+            enc.encode_golomb(offset, 0, m.offset)
         conf = [sm[1] is not None for sm in samples]
         for c in conf:
             enc.encode_bit(m.conf, int(not c))
@@ -309,8 +363,13 @@ class MotionEncoder(_Coder):
                     res = _deadzone(values[j] - pred, self.deadzone)[: self.n_between]
                     _encode_residual(enc, m, 1, res)
             self.ref = (times[k], key)
+        if n:
+            self.last_t = ts_ms - offset
+        self.last_seq = seq
         header = (0x80 if refresh else 0) | (self.counter & 0x7F)
         self.counter = (self.counter + 1) % 128
+        if compact:
+            return enc.finish()
         return bytes([header]) + enc.finish()
 
 
@@ -328,7 +387,12 @@ class MotionDecoder(_Coder):
         super().set_anchor(points)
         self._expect = None
 
-    def decode_group(self, ts_ms: int, payload: bytes) -> list[MotionSample]:
+    def decode_group(self, ts_ms: int, payload: bytes,
+                     seq: int | None = None) -> list[MotionSample]:
+        """The samples of one group; ``seq``: the sequence number of the LOWRES packet it
+        rode (None: a MOTION packet of its own)."""
+        if self.params.group_format == 2:
+            return self._decode_compact(ts_ms, payload, seq)
         if not payload:
             raise TruncatedError("empty motion group")
         if self.anchor is None:
@@ -350,13 +414,46 @@ class MotionDecoder(_Coder):
         self._expect = (counter + 1) % 128
         return out
 
-    def _decode(self, ts_ms: int, data: bytes) -> list[MotionSample]:
-        dec = RangeDecoder(data)
+    def _decode_compact(self, ts_ms: int, payload: bytes,
+                        seq: int | None) -> list[MotionSample]:
+        """Format 2: continuity from the LOWRES sequence numbers, the timing predicted."""
+        if not payload:
+            raise TruncatedError("empty motion group")
+        if self.anchor is None:
+            return []
+        continues = self.continues(seq)
+        dec = RangeDecoder(payload)
         m = self.new_models()
-        n = dec.decode_golomb(0, m.count)
-        if n > MAX_SAMPLES:
-            raise CorruptError(f"motion group of {n} samples")
-        offset = dec.decode_golomb(0, m.offset)
+        refresh = bool(dec.decode_bit(m.refresh))
+        if not refresh and not continues:
+            if self.last_seq is not None:
+                self.lost += 1
+            self.last_seq = None  # wait for a refresh group
+            return []
+        if refresh:
+            self.ref = (-(1 << 30), self.anchor_levels) if self.anchor_levels is not None else None
+        timing = None if refresh or dec.decode_bit(m.timing) else self.predicted_timing(ts_ms)
+        try:
+            out = self._decode(ts_ms, b"", dec=dec, m=m, timing=timing)
+        except CorruptError:
+            self.corrupt += 1
+            self.last_seq = None
+            raise
+        self.last_seq = seq
+        return out
+
+    def _decode(self, ts_ms: int, data: bytes, *, dec: RangeDecoder | None = None,
+                m: _Models | None = None,
+                timing: tuple[int, int] | None = None) -> list[MotionSample]:
+        if dec is None or m is None:
+            dec, m = RangeDecoder(data), self.new_models()
+        if timing is not None:
+            n, offset = timing
+        else:
+            n = dec.decode_golomb(0, m.count)
+            if n > MAX_SAMPLES:
+                raise CorruptError(f"motion group of {n} samples")
+            offset = dec.decode_golomb(0, m.offset)
         if offset > 10_000:
             raise CorruptError("motion group offset out of range")
         conf = [not dec.decode_bit(m.conf) for _ in range(n)]
@@ -379,6 +476,8 @@ class MotionDecoder(_Coder):
                         np.abs(pts).max() > 4096 or np.abs(bg).max() > 4096:
                     raise CorruptError("motion sample decodes off the canvas")
                 out[j] = MotionSample(times[j], pts.astype(np.float32), bg)
+        if n:
+            self.last_t = ts_ms - offset
         return out
 
 

@@ -237,14 +237,15 @@ class StreamDecoder:
         if packet.flags & PacketFlag.MOTION:
             frame, group = unbundle(packet.payload)
             packet = replace(packet, payload=frame, flags=packet.flags & ~PacketFlag.MOTION)
-            self._push_group(packet.timestamp_ms, group, ev)
+            self._push_group(packet.timestamp_ms, group, ev, packet.seq)
         ev.lowres += self.lowres.push(packet)
 
-    def _push_group(self, ts_ms: int, group: bytes, ev: StreamEvents) -> None:
+    def _push_group(self, ts_ms: int, group: bytes, ev: StreamEvents,
+                    seq: int | None = None) -> None:
         self.motion_bytes += len(group)
         if self.motion is not None and group:
             try:
-                ev.motion += self.motion.decode_group(ts_ms, group)
+                ev.motion += self.motion.decode_group(ts_ms, group, seq)
             except BitstreamError:
                 self.corrupt += 1
 

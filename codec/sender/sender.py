@@ -279,7 +279,8 @@ class Sender:
             out.append(self._config_packet(ts_ms))
         flags = PacketFlag.INTRA if intra else PacketFlag.NONE
         if self._motion is not None and self._anchored:
-            group = self._motion.encode_group(ts_ms, self._pending)
+            group = self._motion.encode_group(ts_ms, self._pending,
+                                              seq=self._seq[StreamKind.LOWRES])
             self._pending = []
             self.motion_bytes += len(group)
             payload = bundle(payload, group)
