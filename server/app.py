@@ -149,7 +149,15 @@ async def start_http(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> tu
         uvicorn.Config(app, host=host, port=port, log_level="warning", ws_max_size=1 << 20,
                        lifespan="off", log_config=None)
     )
-    task = asyncio.create_task(server.serve())
+    async def serve() -> None:
+        try:
+            await server.serve()
+        finally:  # the signalling registry's background tasks go with the server
+            registry = getattr(app.state, "rooms", None)
+            if registry is not None:
+                await registry.close()
+
+    task = asyncio.create_task(serve())
     while not server.started:
         if task.done():
             task.result()

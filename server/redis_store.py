@@ -176,6 +176,7 @@ class RedisRegistry(RoomRegistry):
                            asyncio.ensure_future(self._beat())]
 
     async def close(self) -> None:
+        await super().close()
         for task in self._tasks:
             task.cancel()
         await self.redis.aclose()

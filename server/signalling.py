@@ -126,12 +126,19 @@ class RoomRegistry:
         self.lock = asyncio.Lock()
         self.addresses = AddressCounter(limits.max_sockets_per_ip)
         self.pool = self.make_pool()
+        self.background: list[asyncio.Task] = []  # the sweep, started with the first socket
 
     def make_pool(self) -> ReceiverPool:
         return ReceiverPool(self.deliver)
 
     async def start(self) -> None:
         """Background work a shared registry needs (nothing here)."""
+
+    async def close(self) -> None:
+        """Stop the background tasks (the sweep; a shared registry's own)."""
+        for task in self.background:
+            task.cancel()
+        self.background.clear()
 
     async def sweep(self) -> None:
         """Called every second: a shared registry forgets dead processes' members."""
@@ -322,7 +329,7 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
     limits = config.limits
     addresses = registry.addresses
     pool = registry.pool
-    sweeper: list[asyncio.Task] = []
+    sweeper = registry.background
 
     async def sweep() -> None:
         while True:
