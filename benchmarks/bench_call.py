@@ -9,7 +9,7 @@ each frame's timestamp stamp. Printed per receiver timing mode (interpolate / lo
 - link bitrate, measured by the transports themselves: the 8x8 stream (talkcodec
   datagram bytes), Opus RTP payload (the sender's RTP sender stats), and everything the
   sender's DTLS transport handed to ICE (SRTP + SCTP/DTLS + RTCP, no UDP/IP headers),
-  broken down per stream (``server.transport.WireMeter``);
+  broken down per stream (``server.wire_meter.WireMeter``);
 - frames/s at the viewer;
 - lip sync: the same clip with a beep every second as its audio; the A/V offset of each
   beep at the viewer (``server.probe_viewer.av_offset``).
@@ -19,7 +19,7 @@ each frame's timestamp stamp. Printed per receiver timing mode (interpolate / lo
                                     [--no-redundancy]
 
 ``--loss``: instead of the figures above, a sweep through the link emulator (16 kbit/s with
-UDP/IPv4 headers, 100 ms one-way, the given random loss, ``server.transport.LinkShape``),
+UDP/IPv4 headers, 100 ms one-way, the given random loss, ``server.link_emulator.LinkShape``),
 interpolate mode only. Per loss: the 8x8 frames/s the worker decoded, PSNR of the 8x8
 picture a receiver has at each sent frame's time against the sender's exact 8x8 box means
 (the last decoded frame held, and linear interpolation between the decoded frames on either
@@ -47,13 +47,13 @@ from codec.bitstream.packet import StreamKind  # noqa: E402
 from codec.data import data_dir  # noqa: E402
 from codec.receiver.registry import default_receiver_name  # noqa: E402
 from codec.sender.sender import SenderConfig  # noqa: E402
-from server.probe_viewer import av_offset, beep_clip, probe_call  # noqa: E402
-from server.transport import (  # noqa: E402
+from server.link_audio import (  # noqa: E402
     DEFAULT_AUDIO_FRAME_MS,
     OPUS_FRAME_MS,
-    LinkShape,
     link_audio_frame_ms,
 )
+from server.link_emulator import LinkShape  # noqa: E402
+from server.probe_viewer import av_offset, beep_clip, probe_call  # noqa: E402
 
 DEFAULT_CLIP = "clips/OpenTalker__SadTalker__test__examples__source_image__WDA_EdMarkey0_000.mp4"
 

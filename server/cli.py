@@ -120,6 +120,7 @@ async def _demo(args: argparse.Namespace) -> None:
 
 # ---- serve ---------------------------------------------------------------------------
 async def _serve(args: argparse.Namespace) -> None:
+    from server.aiortc_patches import enable_loopback_candidates
     from server.app import create_app, start_http
     from server.ops import RECEIVER_METRICS, SIGNALLING_METRICS, OpsServer
     from server.pool_worker import PooledReceiver
@@ -128,7 +129,6 @@ async def _serve(args: argparse.Namespace) -> None:
     from server.signal_client import SignalClient
     from server.signalling import SignallingConfig, SignallingLimits
     from server.tokens import SCOPE_MEDIA, make_room_token, new_secret
-    from server.transport import enable_loopback_candidates
     from server.turn import TurnConfig
 
     secret = new_secret()
@@ -228,9 +228,9 @@ async def _serve(args: argparse.Namespace) -> None:
 
 # ---- send ----------------------------------------------------------------------------
 async def _send(args: argparse.Namespace) -> None:
+    from server.aiortc_patches import enable_loopback_candidates
     from server.sender_agent import DeviceSender, FileSender, SenderAgent
     from server.signal_client import SignalClient
-    from server.transport import enable_loopback_candidates
 
     if args.loopback:
         enable_loopback_candidates()

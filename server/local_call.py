@@ -12,17 +12,15 @@ import secrets
 from dataclasses import dataclass, field
 
 from codec.sender.sender import SenderConfig
+from server.aiortc_patches import enable_loopback_candidates
 from server.app import create_app, start_http
+from server.link_audio import link_audio_frame_ms
 from server.receiver_worker import ReceiverWorker, WorkerConfig
 from server.sender_agent import SenderAgent
 from server.signal_client import SignalClient
 from server.signalling import MEDIA_ROLES, SignallingConfig, default_origins
 from server.tokens import SCOPE_MEDIA, SCOPE_ROOM, make_room_token, new_secret
-from server.transport import (
-    close_peer_connection,
-    enable_loopback_candidates,
-    link_audio_frame_ms,
-)
+from server.transport import close_peer_connection
 
 
 @dataclass

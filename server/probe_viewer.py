@@ -20,9 +20,10 @@ from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
 from codec import AUDIO_RATE, CANVAS_FPS
+from server.audio_tracks import prompt_audio_receiver
 from server.sessions import SessionRouter
 from server.signal_client import SignalClient
-from server.transport import new_peer_connection, prompt_audio_receiver
+from server.transport import new_peer_connection
 from server.view_tracks import read_stamp
 
 BEEP_PERIOD_MS, BEEP_AT_MS, BEEP_MS = 1000, 500, 60

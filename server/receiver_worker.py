@@ -29,6 +29,7 @@ from codec import FRAME_MS
 from codec.receiver.base import Receiver
 from codec.receiver.registry import FALLBACK_RECEIVER, default_receiver_name, get_receiver
 from codec.types import AudioChunk, IdentityFrame, LowResFrame, OutputFrame
+from server.audio_tracks import SenderAudioClock, prompt_audio_receiver
 from server.link_decoder import LOWRES_DROPPED, LinkDecoder, RateWindow
 from server.link_pieces import PieceJoiner
 from server.sessions import SessionRouter
@@ -36,10 +37,8 @@ from server.signal_client import SignalClient
 from server.transport import (
     LOWRES_CHANNEL,
     RELIABLE_CHANNEL,
-    SenderAudioClock,
     close_peer_connection,
     new_peer_connection,
-    prompt_audio_receiver,
 )
 from server.view_tracks import (
     LiveRelayTrack,

@@ -29,17 +29,14 @@ from codec.errors import InputError
 from codec.sender.landmarks import load_models
 from codec.sender.sender import Sender, SenderConfig
 from codec.types import FaceClip
+from server.audio_tracks import FedAudioTrack
+from server.link_audio import DEFAULT_AUDIO_FRAME_MS
+from server.link_emulator import LinkShape
 from server.live_encoder import LiveEncoder, force_intra
 from server.sender_link import SenderLink
 from server.sessions import SessionRouter
 from server.signal_client import SignalClient
-from server.transport import (
-    DEFAULT_AUDIO_FRAME_MS,
-    FedAudioTrack,
-    LinkShape,
-    close_peer_connection,
-    new_peer_connection,
-)
+from server.transport import close_peer_connection, new_peer_connection
 
 log = logging.getLogger(__name__)
 MAX_BEHIND_S = 0.2  # FileSender: canvas frames later than this are skipped

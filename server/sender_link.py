@@ -31,25 +31,25 @@ from aiortc.mediastreams import MediaStreamTrack
 from av import AudioFrame
 
 from codec.bitstream.packet import Packet, StreamKind, decode_datagram, encode_packet
+from server.link_audio import DEFAULT_AUDIO_FRAME_MS
+from server.link_emulator import LinkEmulator, LinkShape
 from server.link_pieces import split_message
-from server.sessions import SessionRouter
-from server.transport import (
+from server.link_tuning import (
     DEFAULT_AUDIO_BITRATE,
-    DEFAULT_AUDIO_FRAME_MS,
-    LOWRES_CHANNEL,
-    RELIABLE_CHANNEL,
-    LinkEmulator,
-    LinkShape,
-    WireMeter,
     channel_outstanding,
-    close_peer_connection,
     lean_link_audio,
     lean_link_transport,
-    link_stats,
-    new_peer_connection,
     use_low_bitrate_opus,
+)
+from server.sessions import SessionRouter
+from server.transport import (
+    LOWRES_CHANNEL,
+    RELIABLE_CHANNEL,
+    close_peer_connection,
+    new_peer_connection,
     wait_connected,
 )
+from server.wire_meter import WireMeter, link_stats
 
 # The identity's acknowledgement normally comes within a round trip plus the identity's
 # transfer (~3-6 s at 16 kbit/s); after this the link sends everything anyway.

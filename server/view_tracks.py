@@ -21,7 +21,7 @@ from av import VideoFrame
 
 from codec import CANVAS_FPS, CANVAS_SIZE
 from codec.types import OutputFrame
-from server.transport import PacedAudioTrack
+from server.audio_tracks import PacedAudioTrack
 
 STRIP_H = 16
 STAMP_BITS = 32

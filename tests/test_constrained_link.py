@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from codec.receiver.registry import neural_available
+from server.link_emulator import LinkShape
 from server.probe_viewer import probe_call
-from server.transport import LinkShape
 from tests._call_media import CALL_CLIP
 
 RATE_BPS, DELAY_MS, LOSS = 16000.0, 100.0, 0.05

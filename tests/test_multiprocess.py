@@ -126,11 +126,11 @@ def test_six_calls_spread_survive_a_receiver_and_a_signalling_process(cluster) -
     async def main() -> dict:
         from codec.sender.canvas import load_face_clip
         from codec.sender.sender import SenderConfig
+        from server.aiortc_patches import enable_loopback_candidates
         from server.probe_viewer import ProbeViewer
         from server.sender_agent import FileSender
         from server.signal_client import SignalClient
         from server.tokens import make_room_token
-        from server.transport import enable_loopback_candidates
 
         enable_loopback_candidates()
         clip = await asyncio.get_running_loop().run_in_executor(

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from server.aiortc_patches import enable_loopback_candidates
 from server.app import create_app, start_http
 from server.pool_worker import PooledReceiver
 from server.probe_viewer import ProbeViewer
@@ -17,7 +18,6 @@ from server.sender_agent import FileSender
 from server.signal_client import SignalClient
 from server.signalling import SignallingConfig
 from server.tokens import make_room_token
-from server.transport import enable_loopback_candidates
 from tests._call_media import CALL_CLIP
 
 SECRET = b"pool-call-test-secret"

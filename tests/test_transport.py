@@ -4,30 +4,31 @@ per-packet overheads on the wire, link emulation."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from codec.data import data_dir
-from server.transport import (
+from server.aiortc_patches import enable_loopback_candidates
+from server.audio_tracks import PcmAudioTrack
+from server.link_emulator import LinkEmulator, LinkShape
+from server.link_tuning import (
     LINK_SCTP_MAX_CWND,
-    LOWRES_CHANNEL,
-    RELIABLE_CHANNEL,
-    LinkEmulator,
-    LinkShape,
-    PcmAudioTrack,
-    WireMeter,
-    accept_answer,
-    enable_loopback_candidates,
     lean_link_audio,
     lean_link_transport,
-    link_stats,
+    use_low_bitrate_opus,
+)
+from server.transport import (
+    LOWRES_CHANNEL,
+    RELIABLE_CHANNEL,
+    accept_answer,
     make_answer,
     make_offer,
     new_peer_connection,
-    use_low_bitrate_opus,
     wait_connected,
 )
+from server.wire_meter import WireMeter, link_stats
 
 DATA = data_dir()
 SPEECH_CLIP = DATA / "clips" / "OpenTalker__SadTalker__test__examples__source_image__WDA_EdMarkey0_000.mp4"
@@ -181,11 +182,45 @@ def test_data_channels_carry_packets_both_ways_of_reliability():
 
 
 def test_cli_offers_the_opus_frame_lengths_the_link_accepts():
-    from server import cli, transport
+    from server import cli, link_audio
 
-    assert cli.OPUS_FRAME_MS == transport.OPUS_FRAME_MS
-    assert transport.link_audio_frame_ms(False) == transport.DEFAULT_AUDIO_FRAME_MS == 120
-    assert transport.link_audio_frame_ms(True) == 60
+    assert cli.OPUS_FRAME_MS == link_audio.OPUS_FRAME_MS
+    assert link_audio.link_audio_frame_ms(False) == link_audio.DEFAULT_AUDIO_FRAME_MS == 120
+    assert link_audio.link_audio_frame_ms(True) == 60
+
+
+def test_every_private_library_part_the_server_touches_is_listed_and_still_there():
+    """``AIORTC_PRIVATE`` names each private attribute of aiortc, aioice and asyncio the
+    server patches or reads; each still appears in the installed library's source (a new
+    aiortc that renames one fails here, not in a call), and every private attribute the
+    server's aiortc modules write on a library object is in the list."""
+    import importlib
+    import inspect
+    import re
+
+    from server.aiortc_patches import AIORTC_PRIVATE
+
+    for owner, attr, _ in AIORTC_PRIVATE:
+        module_name, _, cls_name = owner.rpartition(".")
+        try:
+            obj = getattr(importlib.import_module(module_name), cls_name)
+        except (ImportError, AttributeError):
+            obj = importlib.import_module(owner)  # a module-level attribute
+        if hasattr(obj, attr):
+            continue
+        source = inspect.getsource(obj)
+        mangled = re.match(r"_([A-Za-z]+)(__\w+)$", attr)
+        wanted = mangled.group(2) if mangled else attr
+        pattern = rf"\.{re.escape(wanted)}\b|^\s*{re.escape(wanted)}\s*:"  # use, or annotation
+        assert re.search(pattern, source, re.M), f"{owner}.{attr} is gone"
+    listed = {attr for _, attr, _ in AIORTC_PRIVATE}
+    here = Path(__file__).resolve().parent.parent / "server"
+    for name in ("link_tuning", "audio_tracks", "link_emulator", "wire_meter"):
+        text = (here / f"{name}.py").read_text()
+        for attr in re.findall(r"\b(?:sender|dtls|rtp_receiver|transceiver|sctp|cert|ice|"
+                               r"transport)\.(_[A-Za-z]\w*)\b", text):
+            if not attr.startswith("_talkcodec"):
+                assert attr in listed, f"{name}.py touches {attr}, not in AIORTC_PRIVATE"
 
 
 def test_link_emulator_rate_delay_and_loss():
@@ -246,7 +281,7 @@ def test_repeated_forward_tsn_goes_out_at_most_once_per_rto() -> None:
 
     from aiortc.rtcsctptransport import RTCSctpTransport
 
-    from server.transport import _CappedWindowSctp
+    from server.link_tuning import _CappedWindowSctp
 
     sctp = object.__new__(RTCSctpTransport)
     sctp.__dict__.update(_last_sacked_tsn=10, _advanced_peer_ack_tsn=12, _outbound_queue=deque(),
