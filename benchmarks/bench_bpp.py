@@ -13,8 +13,8 @@ at talkcodec's audio bitrate (the same bits for every codec). bpp = bits / (256*
 
 Writes ``<out>/bpp_<tag>.{md,csv}``, ``<out>/bpp_<tag>_clips.csv`` and ``<out>/rd_<tag>.png``.
 
-    nice .venv/bin/python benchmarks/bench_bpp.py --split val            # full val (~15 min)
-    .venv/bin/python benchmarks/bench_bpp.py --split val --quick         # CI smoke run
+    nice .venv/bin/python -m benchmarks.bench_bpp --split val            # full val (~15 min)
+    .venv/bin/python -m benchmarks.bench_bpp --split val --quick         # CI smoke run
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ import sys
 import time
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    sys.exit("run it from the repository root as: python -m benchmarks.bench_bpp ...")
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from benchmarks import rd_report, talkcodec_runner  # noqa: E402
 from benchmarks.clip_metrics import GroundTruth, Sampling, score_clip  # noqa: E402
@@ -245,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"# Rate-quality, split `{args.split}`: {len({r['clip'] for r in rows})} clips x "
         f"<= {args.max_seconds:g} s at 256x256, 25 fps\n\n"
-        f"Command: `nice .venv/bin/python benchmarks/bench_bpp.py "
+        f"Command: `nice .venv/bin/python -m benchmarks.bench_bpp "
         f"{' '.join(argv if argv is not None else sys.argv[1:])}` "
         f"({elapsed / 60:.1f} min on a 2-core CPU dev box shared with other work, load "
         f"average {os.getloadavg()[1]:.1f} at the end). Means over clips, frame 0 left "

@@ -14,7 +14,7 @@ each frame's timestamp stamp. Printed per receiver timing mode (interpolate / lo
 - lip sync: the same clip with a beep every second as its audio; the A/V offset of each
   beep at the viewer (``server.probe_viewer.av_offset``).
 
-    python benchmarks/bench_call.py [--seconds 15] [--receiver NAME] [--clip PATH]
+    python -m benchmarks.bench_call [--seconds 15] [--receiver NAME] [--clip PATH]
                                     [--audio-frame-ms MS] [--loss 0.05,0.1,0.2]
                                     [--no-redundancy]
 
@@ -38,10 +38,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    sys.exit("run it from the repository root as: python -m benchmarks.bench_call ...")
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from codec.bitstream.packet import StreamKind  # noqa: E402
 from codec.data import data_dir  # noqa: E402

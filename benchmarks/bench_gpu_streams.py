@@ -11,10 +11,10 @@ A K is sustained when its slowest stream is at least 25 fps.
 Two steps, because a GPU machine need not have the val data or dlib:
 
     # here: the val clip through the sender, and the identity frame's mouth landmarks
-    .venv/bin/python benchmarks/bench_gpu_streams.py save --out stream.npz
+    .venv/bin/python -m benchmarks.bench_gpu_streams save --out stream.npz
     # on the GPU machine (onnxruntime-gpu installed):
-    python3 benchmarks/bench_gpu_streams.py run --stream stream.npz --device cuda
-    python3 benchmarks/bench_gpu_streams.py run --stream stream.npz --device cpu
+    python3 -m benchmarks.bench_gpu_streams run --stream stream.npz --device cuda
+    python3 -m benchmarks.bench_gpu_streams run --stream stream.npz --device cpu
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ import sys
 import time
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    sys.exit("run it from the repository root as: python -m benchmarks.bench_gpu_streams ...")
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
 from codec import CANVAS_FPS
 from codec.types import AudioChunk, IdentityFrame, LowResFrame
@@ -41,8 +42,7 @@ FPS = float(CANVAS_FPS)  # output frames/s each stream must keep
 
 
 def save(out: Path, seconds: float) -> None:
-    from bench_neural_speed import test_stream
-
+    from benchmarks.bench_neural_speed import test_stream
     from codec.metrics.landmarks import detect_face, landmarks
 
     ident, lows, chunks = test_stream(seconds)

@@ -1,6 +1,6 @@
 """Identity-frame image coding: bytes vs quality for WebP, JPEG and AVIF on val frames.
 
-Usage: .venv/bin/python benchmarks/bench_identity_codec.py [--clips N]
+Usage: .venv/bin/python -m benchmarks.bench_identity_codec [--clips N]
 Prints, per format and quality, the mean bytes, PSNR (RGB) and SSIM (luma) over the first
 canvas frame of each val clip, and the mean encode / decode time in milliseconds.
 """
@@ -13,10 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    sys.exit("run it from the repository root as: python -m benchmarks.bench_identity_codec ...")
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from codec.bitstream.identity_codec import ImageFormat, decode_image, encode_image  # noqa: E402
 from codec.data import data_dir as data_root  # noqa: E402

@@ -1,6 +1,6 @@
 """The 8x8 stream over the val split: kbit/s (payload, and with packet headers) and PSNR.
 
-Usage: nice .venv/bin/python benchmarks/bench_lowres_stream.py [--size 8 --fps 5 --quant 6
+Usage: nice .venv/bin/python -m benchmarks.bench_lowres_stream [--size 8 --fps 5 --quant 6
        --max-seconds N --clips N --loss 0.1]
 
 Each val clip goes through the real sender canvas (``load_face_clip``) and the real
@@ -19,10 +19,12 @@ import random
 import sys
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    sys.exit("run it from the repository root as: python -m benchmarks.bench_lowres_stream ...")
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from codec.bitstream.packet import StreamKind, encode_packet  # noqa: E402
 from codec.bitstream.stream import StreamDecoder  # noqa: E402

@@ -7,7 +7,7 @@ call, and the whole receiver's output frames/s at 256x256 (identity encoding +
 interpolation + animation + composition, 8x8 stream at 5 fps with audio features) with 1
 and 2 ONNX Runtime threads.
 
-    nice .venv/bin/python benchmarks/bench_neural_speed.py [--seconds 8]
+    nice .venv/bin/python -m benchmarks.bench_neural_speed [--seconds 8]
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ import sys
 import time
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    sys.exit("run it from the repository root as: python -m benchmarks.bench_neural_speed ...")
+
 import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from codec.receiver.neural import NeuralReceiver  # noqa: E402
 from codec.receiver.neural.contract import (  # noqa: E402
@@ -70,10 +72,8 @@ def test_stream(seconds: float) -> tuple[IdentityFrame, list[LowResFrame], list[
     rng = np.random.default_rng(0)
     n = int(seconds * 25)
     try:
+        from benchmarks.eval_neural import load_val, val_rows
         from codec.sender.canvas import load_face_clip
-
-        sys.path.insert(0, str(REPO / "benchmarks"))
-        from eval_neural import load_val, val_rows
 
         frames, audio = load_val(val_rows()[0], 10.0)
         frames, audio = frames[:n], audio[: n * 640]

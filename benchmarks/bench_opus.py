@@ -1,6 +1,6 @@
 """Speech through ``codec.audio.opus``: measured bitrate, alignment and speed per target rate.
 
-Usage: nice .venv/bin/python benchmarks/bench_opus.py [--seconds 10] [--bitrates 6000 8000 12000]
+Usage: nice .venv/bin/python -m benchmarks.bench_opus [--seconds 10] [--bitrates 6000 8000 12000]
 
 The speech is the audio of the val clips with speech (manifest), concatenated to
 ``--seconds``. For each target it prints the measured payload bitrate (Opus packet bytes
@@ -18,10 +18,12 @@ import sys
 import time
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    sys.exit("run it from the repository root as: python -m benchmarks.bench_opus ...")
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from codec.audio.opus import OpusDecoder, OpusEncoder  # noqa: E402
 from codec.data import data_dir as data_root  # noqa: E402

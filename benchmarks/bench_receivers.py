@@ -9,7 +9,7 @@ process, on one thread (BLAS and OpenCV limited to one), so that other load on a
 machine does not count; for ``--bitstream`` it includes the packet decoding.
 The full benchmark through the bitstream, with every metric, is ``bench_bpp.py``.
 
-    nice .venv/bin/python benchmarks/bench_receivers.py [--seconds 10] [--receivers a,b]
+    nice .venv/bin/python -m benchmarks.bench_receivers [--seconds 10] [--receivers a,b]
         [--low-latency] [--bitstream] [--cache DIR]
 """
 
@@ -26,11 +26,13 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+if __name__ == "__main__" and not __package__:
+    sys.exit("run it from the repository root as: python -m benchmarks.bench_receivers ...")
+
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from codec import FRAME_MS  # noqa: E402
 from codec.bitstream.packet import Packet  # noqa: E402

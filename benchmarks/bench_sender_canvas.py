@@ -1,6 +1,6 @@
 """Sender front end: canvas frames per second of ``load_face_clip``, crop jitter, A/V length.
 
-Usage: nice .venv/bin/python benchmarks/bench_sender_canvas.py [--clips PATTERN ...]
+Usage: nice .venv/bin/python -m benchmarks.bench_sender_canvas [--clips PATTERN ...]
        [--max-seconds N]
 
 For each clip (default: the 71 s 512x512 news clip and a few clips whose crop is smaller
@@ -22,10 +22,12 @@ import sys
 import time
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    sys.exit("run it from the repository root as: python -m benchmarks.bench_sender_canvas ...")
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from codec.data import data_dir as data_root  # noqa: E402
 from codec.sender.canvas import load_face_clip  # noqa: E402

@@ -13,7 +13,7 @@
 - file pipeline: wall-clock seconds of ``encode_file`` + ``decode_file`` for a clip, and the
   ratio to the clip's duration (end-to-end latency of the offline file path).
 
-    nice .venv/bin/python benchmarks/bench_speed.py [--seconds 4] [--threads 1,2]
+    nice .venv/bin/python -m benchmarks.bench_speed [--seconds 4] [--threads 1,2]
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+if __name__ == "__main__" and not __package__:
+    sys.exit("run it from the repository root as: python -m benchmarks.bench_speed ...")
 
 from codec.data import data_dir as data_root
 
@@ -52,7 +55,6 @@ def worker(clip_path: Path, seconds: float, threads: int) -> dict:
 
     cv2.setNumThreads(threads)
     torch.set_num_threads(threads)
-    sys.path.insert(0, str(REPO))
     from benchmarks import talkcodec_runner
     from codec.receiver.registry import get_receiver, neural_available
     from codec.sender.canvas import load_face_clip
@@ -142,9 +144,9 @@ def file_pipeline(clip_path: Path, seconds: float) -> dict:
 def run_worker_process(clip: Path, seconds: float, threads: int) -> dict:
     env = dict(os.environ)
     env.update({v: str(threads) for v in _THREAD_VARS})
-    cmd = [sys.executable, "-W", "ignore", __file__, "--worker", "--clip", str(clip),
-           "--seconds", str(seconds), "--threads", str(threads)]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    cmd = [sys.executable, "-W", "ignore", "-m", "benchmarks.bench_speed", "--worker",
+           "--clip", str(clip), "--seconds", str(seconds), "--threads", str(threads)]
+    res = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise RuntimeError(f"worker ({threads} threads) failed:\n{res.stderr[-2000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -185,7 +187,7 @@ def report(results: list[dict], gpu: dict | None, pipeline: dict, clip: Path) ->
         f"{pipeline['clip_s']:.1f} s clip -> encode {pipeline['encode_s']:.2f} s + decode "
         f"{pipeline['decode_s']:.2f} s = {pipeline['realtime_factor']:.2f} x real time.",
         "",
-        f"Command: `nice .venv/bin/python benchmarks/bench_speed.py {' '.join(sys.argv[1:])}` "
+        f"Command: `nice .venv/bin/python -m benchmarks.bench_speed {' '.join(sys.argv[1:])}` "
         f"on a 2-core CPU dev box shared with other work (load average "
         f"{os.getloadavg()[1]:.1f} at the end); receivers: fastest of {REPEATS} runs, the "
         f"rest one run each.",
@@ -208,7 +210,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         sys.stdout.write(json.dumps(worker(clip, args.seconds, int(args.threads))) + "\n")
         return 0
-    sys.path.insert(0, str(REPO))
     results = [run_worker_process(clip, args.seconds, int(t)) for t in args.threads.split(",")]
     gpu = None
     import onnxruntime as ort

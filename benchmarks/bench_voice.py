@@ -10,7 +10,7 @@ share of those frames whose descriptor a gender classifier fitted on train faces
 descriptors labels as the person's annotated gender, training/perceived_gender.csv); FID
 pooled over the clips (every 10th frame). Prints mean, sd and range over the clips.
 
-    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/bench_voice.py
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python -m benchmarks.bench_voice
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ import sys
 import time
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    sys.exit("run it from the repository root as: python -m benchmarks.bench_voice ...")
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from benchmarks import talkcodec_runner  # noqa: E402
 from benchmarks.bench_bpp import load_canvas  # noqa: E402

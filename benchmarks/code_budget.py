@@ -27,11 +27,12 @@ import argparse
 import sys
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    sys.exit("run it from the repository root as: python -m benchmarks.code_budget ...")
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # also runnable as a script
-    sys.path.insert(0, str(REPO))
 
 from benchmarks import talkcodec_runner  # noqa: E402
 from benchmarks.bench_bpp import list_clips, load_canvas  # noqa: E402

@@ -12,7 +12,7 @@ mouth landmark distance (px, box found on the ground truth), mouth-motion correl
 ``neural:silence`` (no audio) over the same clips. The interpolator is scored at 8x8 on the 4
 in-between frames of every key pair (PSNR against the exact box means).
 
-    nice .venv/bin/python benchmarks/eval_neural.py [--seconds 10] [--receivers align,neural]
+    nice .venv/bin/python -m benchmarks.eval_neural [--seconds 10] [--receivers align,neural]
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ import sys
 import time
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    sys.exit("run it from the repository root as: python -m benchmarks.eval_neural ...")
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from codec import FRAME_MS  # noqa: E402
 from codec.audio.opus import OpusDecoder, OpusEncoder  # noqa: E402

@@ -13,7 +13,7 @@ Reference rows, which say whether the expert can tell sync at all:
 ``gt:shift10`` (own audio 10 frames = 400 ms late, beyond the offset search), ``gt:frozen``
 (frame 0 held for the whole clip, own audio).
 
-    nice -n 5 .venv/bin/python benchmarks/eval_sync.py [--receivers bicubic,...] [--gt-only]
+    nice -n 5 .venv/bin/python -m benchmarks.eval_sync [--receivers bicubic,...] [--gt-only]
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ import sys
 import time
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    sys.exit("run it from the repository root as: python -m benchmarks.eval_sync ...")
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from benchmarks.eval_neural import (
     MouthTruth,

@@ -20,7 +20,7 @@ The means are over the clips that have a score: the driver's r is left out on th
 manifest marks as without speech (``eamm_disgusted``'s track is not speech,
 ``lia_vox_driving1`` has no audio), where the output's r is what the 8x8 gives.
 
-    nice .venv/bin/python benchmarks/mouth_ceiling.py [--seconds 10] [--clips N]
+    nice .venv/bin/python -m benchmarks.mouth_ceiling [--seconds 10] [--clips N]
 """
 
 from __future__ import annotations
@@ -29,14 +29,21 @@ import argparse
 import sys
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    sys.exit("run it from the repository root as: python -m benchmarks.mouth_ceiling ...")
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
-from eval_neural import MouthTruth, audio_chunks, load_val, lowres_stream, run_built, val_rows
-
+from benchmarks.eval_neural import (
+    MouthTruth,
+    audio_chunks,
+    load_val,
+    lowres_stream,
+    run_built,
+    val_rows,
+)
 from codec import CANVAS_FPS
 from codec.bitstream.lowres_codec import LowResParams
 from codec.metrics.landmarks import (

@@ -14,7 +14,7 @@ Outputs: receivers (``--receivers``, default ``neural``), H.264 at ``--crf`` (de
 its floor at 256x256), and ``truth/8 cubic``: the ground truth box-averaged 8x down and
 cubic-upsampled back, which shows how far blur alone moves dlib's landmarks.
 
-    nice .venv/bin/python benchmarks/mouth_error.py [--seconds 10] [--receivers neural,align]
+    nice .venv/bin/python -m benchmarks.mouth_error [--seconds 10] [--receivers neural,align]
 """
 
 from __future__ import annotations
@@ -23,14 +23,15 @@ import argparse
 import sys
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    sys.exit("run it from the repository root as: python -m benchmarks.mouth_error ...")
+
 import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
-from eval_neural import (
+from benchmarks.eval_neural import (
     MouthTruth,
     audio_chunks,
     load_val,
@@ -38,8 +39,7 @@ from eval_neural import (
     run_receiver,
     val_rows,
 )
-from standard_codecs import CODECS, encode_decode
-
+from benchmarks.standard_codecs import CODECS, encode_decode
 from codec.metrics.landmarks import MOUTH, distance_parts, landmark_distance, landmarks
 
 NOSE = slice(27, 36)

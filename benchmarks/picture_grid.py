@@ -2,7 +2,7 @@
 talkcodec receiver on the 8x8-only stream, ``neural`` driven by the motion code (default
 settings), and H.264 at its lowest rate (CRF 51) and at CRF 44, at a few times of the clip.
 
-    .venv/bin/python benchmarks/picture_grid.py [--clip NAME] [--seconds 5] [--out PNG]
+    .venv/bin/python -m benchmarks.picture_grid [--clip NAME] [--seconds 5] [--out PNG]
 
 Columns are times; rows are: ground truth, 8x8 (enlarged, nearest), each receiver, H.264.
 Each row label gives the video kbit/s the row cost (talkcodec: 8x8 stream with headers,
@@ -16,15 +16,16 @@ import csv
 import sys
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    sys.exit("run it from the repository root as: python -m benchmarks.picture_grid ...")
+
 import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from standard_codecs import CODECS, encode_decode  # noqa: E402
-from talkcodec_runner import (  # noqa: E402
+from benchmarks.standard_codecs import CODECS, encode_decode  # noqa: E402
+from benchmarks.talkcodec_runner import (  # noqa: E402
     CODE_RECEIVERS,
     NO_CODE,
     available_receivers,
@@ -32,7 +33,6 @@ from talkcodec_runner import (  # noqa: E402
     encode,
     sender_config,
 )
-
 from codec.data import data_dir  # noqa: E402
 from codec.metrics.fidelity import mean_psnr, psnr  # noqa: E402
 from codec.sender.canvas import load_face_clip  # noqa: E402

@@ -9,8 +9,8 @@ seconds one line: memory (RSS) of the call process and of the browser, and per l
 frames the page showed in the interval, the 8x8 frames, the link's audio and wire kbit/s,
 and how often the page's camera link ended and reconnected.
 
-    python benchmarks/soak_call.py --minutes 60                 # the 1-hour soak
-    python benchmarks/soak_call.py --minutes 10 --receiver bicubic --interval 30
+    python -m benchmarks.soak_call --minutes 60                 # the 1-hour soak
+    python -m benchmarks.soak_call --minutes 10 --receiver bicubic --interval 30
 
 Exit status 1 when a link showed no new frame for a whole interval.
 """
@@ -26,8 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    sys.exit("run it from the repository root as: python -m benchmarks.soak_call ...")
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from tests._browser_call import (  # noqa: E402
     CHROMIUM,

@@ -4,7 +4,7 @@ another speaker's voice. One row per val clip A; columns: A's 8x8 (enlarged, nea
 perceived gender), the ground truth; frame ``--frame`` of the first 5 s, through the
 bitstream.
 
-    .venv/bin/python benchmarks/voice_grid.py [--out docs/voice_grid.png]
+    .venv/bin/python -m benchmarks.voice_grid [--out docs/voice_grid.png]
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import csv
 import sys
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    sys.exit("run it from the repository root as: python -m benchmarks.voice_grid ...")
+
 import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from benchmarks import talkcodec_runner  # noqa: E402
 from benchmarks.bench_bpp import load_canvas  # noqa: E402

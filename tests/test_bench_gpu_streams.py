@@ -9,16 +9,16 @@ import pytest
 from codec.receiver.neural.weights import weights_available
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "bench_gpu_streams.py"
+SCRIPT = ["-m", "benchmarks.bench_gpu_streams"]  # run from the repository root
 
 
 @pytest.mark.skipif(not weights_available(), reason="no trained weights in models/")
 def test_saved_stream_runs_as_concurrent_processes(tmp_path: Path) -> None:
     stream = tmp_path / "stream.npz"
-    subprocess.run([sys.executable, str(SCRIPT), "save", "--out", str(stream), "--seconds", "2"],
+    subprocess.run([sys.executable, *SCRIPT, "save", "--out", str(stream), "--seconds", "2"],
                    cwd=ROOT, check=True, timeout=300)
     assert stream.stat().st_size > 1000
-    run = subprocess.run([sys.executable, str(SCRIPT), "run", "--stream", str(stream),
+    run = subprocess.run([sys.executable, *SCRIPT, "run", "--stream", str(stream),
                           "--device", "cpu", "--streams", "1,2"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
     lines = run.stdout.splitlines()

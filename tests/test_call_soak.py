@@ -10,7 +10,7 @@ Long calls). Then the camera's link is cut on purpose: the page must say so, rec
 itself, and frames flow again.
 
 ``TALKCODEC_SOAK_S`` sets the length (default 180 s). The 1-hour soak with memory figures is
-``benchmarks/soak_call.py --minutes 60``.
+``python -m benchmarks.soak_call --minutes 60``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Fit the low-res codec's initial model probabilities on the train split.
 
-Usage: nice .venv/bin/python training/fit_lowres_priors.py [--clips 30 --max-seconds 20]
+Usage: nice .venv/bin/python -m training.fit_lowres_priors [--clips 30 --max-seconds 20]
        [--out codec/bitstream/lowres_priors.py]
 
 Encodes the 8x8, 5 fps stream of train clips (real sender canvas, exact box means) with
@@ -17,10 +17,12 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    sys.exit("run it from the repository root as: python -m training.fit_lowres_priors ...")
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 import codec.bitstream.lowres_codec as lowres_codec  # noqa: E402
 from codec.bitstream.entropy import BitModel  # noqa: E402

@@ -6,7 +6,7 @@
 downloaded, so this one learns from our own data: the ``split=train`` clips with speech
 (``speech=yes`` and an audio track) in ``cache/clips``. A few train identities (every 6th
 speech identity, sorted) are held out as a dev set that picks the checkpoint; val is never
-seen here (``benchmarks/eval_sync.py --gt-only`` reports it).
+seen here (``python -m benchmarks.eval_sync --gt-only`` reports it).
 
 Model (``SyncNet``, 0.17M parameters): two streams to 64-d L2-normalised embeddings, both
 factorised in time. Video: 5 consecutive grayscale mouth crops (24x48; ``codec.metrics.sync``

@@ -6,7 +6,7 @@ with ``l`` the low-res frame interpolated to the output time, ``D`` the exact bo
 downsampler of the sender (``codec/sender/downsample.py``) and ``up`` a smooth upsampler
 that is consistent with it (``D(up(r)) == r``), so ``D(out) == l`` exactly before the final
 rounding / clipping to uint8. The default ``up`` is the consistent cubic: on val it tied with
-the consistent linear (24.49 vs 24.51 dB, ``benchmarks/bench_receivers.py --kind linear``)
+the consistent linear (24.49 vs 24.51 dB, ``python -m benchmarks.bench_receivers --kind linear``)
 and it is the same upsampler the ``bicubic`` baseline uses.
 """
 
