@@ -1,4 +1,4 @@
-"""benchmarks/mouth_ceiling.py: the 5 fps landmark oracle and the opening-substituting receiver."""
+"""benchmarks/diagnostics/mouth_ceiling.py: the 5 fps landmark oracle and the opening-substituting receiver."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from benchmarks import mouth_ceiling
+from benchmarks.diagnostics import mouth_ceiling
 from codec.metrics.landmarks import detect_face, landmarks, mouth_opening
 from codec.types import IdentityFrame, LowResFrame
 from tests._face_frames import CLIP_A, face_frames

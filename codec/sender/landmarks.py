@@ -39,7 +39,7 @@ MIN_FACE_PX = 40.0  # landmark box width below which the predictor is unreliable
 EDGE_MARGIN_FRACTION = 0.15  # points may sit this far outside the canvas, in face widths
 MAX_YAW_RATIO = 0.92  # nose tip offset from the jaw centre, in half jaw widths (near profile)
 # The One-Euro filter's cutoff for slow points. At the code's 12.5 samples/s a 1.5 Hz cutoff
-# lagged the lips by about a sample: on val (benchmarks/code_budget.py) the landmarks the
+# lagged the lips by about a sample: on val (benchmarks/diagnostics/code_budget.py) the landmarks the
 # sender sent were 1.74 px off the true mouth, against 1.24 px at 20 Hz.
 SMOOTH_CUTOFF_HZ = 20.0
 # Detection every 2nd sample (160 ms at 12.5 samples/s): following the shape predictor's own

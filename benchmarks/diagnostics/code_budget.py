@@ -18,7 +18,7 @@ out; the ground truth is dlib's 68 points in the box detected on the true frame,
 
 The gaps between the rows say which stage costs the most.
 
-    nice .venv/bin/python -m benchmarks.code_budget [--seconds 5] [--clips N] [--code 12.5:6]
+    nice .venv/bin/python -m benchmarks.diagnostics.code_budget [--seconds 5] [--clips N] [--code 12.5:6]
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ import sys
 from pathlib import Path
 
 if __name__ == "__main__" and not __package__:
-    sys.exit("run it from the repository root as: python -m benchmarks.code_budget ...")
+    sys.exit("run it from the repository root as: python -m benchmarks.diagnostics.code_budget ...")
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 from benchmarks import talkcodec_runner  # noqa: E402
 from benchmarks.bench_bpp import list_clips, load_canvas  # noqa: E402

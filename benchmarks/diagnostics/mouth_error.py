@@ -14,7 +14,7 @@ Outputs: receivers (``--receivers``, default ``neural``), H.264 at ``--crf`` (de
 its floor at 256x256), and ``truth/8 cubic``: the ground truth box-averaged 8x down and
 cubic-upsampled back, which shows how far blur alone moves dlib's landmarks.
 
-    nice .venv/bin/python -m benchmarks.mouth_error [--seconds 10] [--receivers neural,align]
+    nice .venv/bin/python -m benchmarks.diagnostics.mouth_error [--seconds 10] [--receivers neural,align]
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ import sys
 from pathlib import Path
 
 if __name__ == "__main__" and not __package__:
-    sys.exit("run it from the repository root as: python -m benchmarks.mouth_error ...")
+    sys.exit("run it from the repository root as: python -m benchmarks.diagnostics.mouth_error ...")
 
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 from benchmarks.eval_neural import (
     MouthTruth,

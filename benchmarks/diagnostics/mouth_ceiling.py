@@ -20,7 +20,7 @@ The means are over the clips that have a score: the driver's r is left out on th
 manifest marks as without speech (``eamm_disgusted``'s track is not speech,
 ``lia_vox_driving1`` has no audio), where the output's r is what the 8x8 gives.
 
-    nice .venv/bin/python -m benchmarks.mouth_ceiling [--seconds 10] [--clips N]
+    nice .venv/bin/python -m benchmarks.diagnostics.mouth_ceiling [--seconds 10] [--clips N]
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ import sys
 from pathlib import Path
 
 if __name__ == "__main__" and not __package__:
-    sys.exit("run it from the repository root as: python -m benchmarks.mouth_ceiling ...")
+    sys.exit("run it from the repository root as: python -m benchmarks.diagnostics.mouth_ceiling ...")
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 from benchmarks.eval_neural import (
     MouthTruth,
