@@ -4,10 +4,12 @@ audio ablation (true speech vs another clip's speech vs silence).
 Per val clip (first ``--seconds`` s of the sender's 256x256 25 fps canvas): identity =
 canvas frame 0; low-res stream = 8x8 box means of every 5th frame through the bitstream's
 low-res codec (default parameters; ``--exact`` skips it); audio through Opus at 8 kbit/s
-(``--raw-audio`` skips it). Metrics over all frames but frame 0: PSNR (RGB), SSIM (luma),
-mouth landmark distance (px, box found on the ground truth), mouth-motion correlation
-(inner-lip opening over time), mouth-box PSNR, dlib identity-descriptor distance on every
-5th frame (mean, and the pooled share of frames under 0.6). Ablation on the speech clips:
+(``--raw-audio`` skips it). Metrics over all frames but frame 0, by the one scoring harness
+``benchmarks/clip_metrics.py`` (``bench_bpp.py``'s, here sampled densely): PSNR (RGB), SSIM
+(luma), ERQA (every 10th frame), landmark distance (all 68 points and the mouth's; px, box
+found on the ground truth), mouth-motion correlation (inner-lip opening over time),
+mouth-region PSNR (the true mouth's box grown by a quarter of its width), dlib
+identity-descriptor distance on every 5th frame (mean, and the pooled share under 0.6). Ablation on the speech clips:
 ``neural:true`` (the clip's own speech), ``neural:swapped`` (the next speech clip's audio) and
 ``neural:silence`` (no audio) over the same clips. The interpolator is scored at 8x8 on the 4
 in-between frames of every key pair (PSNR against the exact box means).
@@ -30,24 +32,19 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
+from benchmarks.clip_metrics import GroundTruth, Sampling, score_clip  # noqa: E402
 from codec import FRAME_MS  # noqa: E402
 from codec.audio.opus import OpusDecoder, OpusEncoder  # noqa: E402
 from codec.bitstream.lowres_codec import LowResEncoder, LowResParams  # noqa: E402
 from codec.data import data_dir as data_root  # noqa: E402
-from codec.metrics.fidelity import mean_psnr, psnr, ssim  # noqa: E402
+from codec.metrics.fidelity import mean_psnr, psnr  # noqa: E402
 from codec.metrics.identity import (  # noqa: E402
-    SAME_PERSON_THRESHOLD,
-    descriptor_distance,
     face_descriptor,
 )
 from codec.metrics.landmarks import (  # noqa: E402
-    MOUTH,
     FaceBox,
     detect_face,
-    landmark_distance,
     landmarks,
-    motion_correlation,
-    mouth_opening,
 )
 from codec.receiver.base import Receiver  # noqa: E402
 from codec.receiver.registry import get_receiver  # noqa: E402
@@ -55,6 +52,8 @@ from codec.sender.downsample import box_downsample  # noqa: E402
 from codec.types import AudioChunk, IdentityFrame, LowResFrame  # noqa: E402
 
 ID_EVERY = 5  # identity descriptor on every 5th frame
+# clip_metrics' measures, denser than bench_bpp.py's (landmarks, SSIM on every frame).
+EVAL_SAMPLING = Sampling(psnr=1, ssim=1, landmarks=1, erqa=10, identity=ID_EVERY, fid=31)
 
 
 def val_rows() -> list[dict]:
@@ -101,7 +100,7 @@ class MouthTruth:
     """Face boxes and landmarks of the ground-truth frames (the reference for mouth scores)."""
 
     def __init__(self, canvas: np.ndarray, store: Path | None = None) -> None:
-        self._desc: dict[int, np.ndarray] | None = None  # ground-truth descriptors, lazily
+        self._gt: GroundTruth | None = None  # for scoring, built once (``ground_truth``)
         if store is not None and store.exists():
             z = np.load(store)
             self.boxes = [FaceBox(*map(int, b)) if b[0] >= 0 else None for b in z["boxes"]]
@@ -116,42 +115,30 @@ class MouthTruth:
                      points=np.array([p if p is not None else np.full((68, 2), np.nan)
                                       for p in self.points]))
 
-    def _references(self, canvas: np.ndarray) -> dict[int, np.ndarray]:
-        """Ground-truth descriptors of the scored frames, computed once per clip."""
-        if self._desc is None:
-            self._desc = {i: face_descriptor(canvas[i], self.boxes[i])
-                          for i in range(ID_EVERY, len(canvas), ID_EVERY)
-                          if self.boxes[i] is not None}
-        return self._desc
-
-    def identity_scores(self, frames: list[np.ndarray], canvas: np.ndarray) -> dict[str, float]:
-        """dlib 128-d descriptor distance to the ground truth on every ``ID_EVERY``-th frame
-        (box from the ground truth): mean, and matches (< 0.6) / frames scored."""
-        refs = self._references(canvas)
-        d = [descriptor_distance(face_descriptor(frames[i], self.boxes[i]), ref)
-             for i, ref in refs.items()]
-        return {"id_dist": float(np.mean(d)) if d else float("nan"),
-                "id_match": float(np.sum(np.array(d) < SAME_PERSON_THRESHOLD)),
-                "id_n": float(len(d))}
+    def ground_truth(self, canvas: np.ndarray) -> GroundTruth:
+        """This clip's ground truth for ``clip_metrics.score_clip`` (the one scoring
+        harness, also ``bench_bpp.py``'s), from the cached boxes and landmarks: landmarks
+        on every frame, descriptors on every ``ID_EVERY``-th (computed once per clip)."""
+        if self._gt is None:
+            gt = GroundTruth(frames=canvas, sampling=EVAL_SAMPLING)
+            gt.boxes = {i: b for i, b in enumerate(self.boxes) if b is not None}
+            gt.points = {i: p for i, p in enumerate(self.points)
+                         if i >= 1 and p is not None and i in gt.boxes}
+            gt.descriptors = {int(i): face_descriptor(canvas[i], gt.boxes[int(i)])
+                              for i in EVAL_SAMPLING.frames(ID_EVERY, len(canvas))
+                              if int(i) in gt.boxes}
+            self._gt = gt
+        return self._gt
 
     def scores(self, frames: list[np.ndarray], canvas: np.ndarray) -> dict[str, float]:
-        dist, op_out, op_gt, mouth_p = [], [], [], []
-        for i in range(1, len(canvas)):
-            box, gt = self.boxes[i], self.points[i]
-            if box is None or gt is None:
-                continue
-            pts = landmarks(frames[i], box)
-            dist.append(landmark_distance(pts, gt, MOUTH))
-            op_out.append(mouth_opening(pts))
-            op_gt.append(mouth_opening(gt))
-            (x0, y0), (x1, y1) = gt[MOUTH].min(0).astype(int) - 6, gt[MOUTH].max(0).astype(int) + 6
-            x0, y0 = max(0, x0), max(0, y0)
-            mouth_p.append(psnr(frames[i][y0:y1, x0:x1], canvas[i][y0:y1, x0:x1]))
-        return {"mouth_dist": float(np.mean(dist)) if dist else float("nan"),
-                "mouth_corr": motion_correlation(np.array(op_out), np.array(op_gt))
-                if len(op_gt) >= 3 else float("nan"),
-                "mouth_psnr": mean_psnr(mouth_p) if mouth_p else float("nan"),
-                **self.identity_scores(frames, canvas)}
+        """``clip_metrics.score_clip``'s measures of ``frames`` (no FID: that pools over
+        clips), under the names this script prints."""
+        sc = score_clip(np.stack(frames), self.ground_truth(canvas), with_fid=False)
+        return {"psnr": sc.psnr, "ssim": sc.ssim, "erqa": sc.erqa, "lmd": sc.lmd,
+                "mouth_dist": sc.lmd_mouth, "mouth_psnr": sc.psnr_mouth,
+                "mouth_corr": sc.mouth_corr, "id_dist": sc.id_distance,
+                "id_match": sc.id_match * len(self.ground_truth(canvas).descriptors),
+                "id_n": float(len(self.ground_truth(canvas).descriptors))}
 
 
 def run_receiver(name: str, canvas: np.ndarray, lows: list[LowResFrame],
@@ -169,12 +156,6 @@ def run_built(rx: Receiver, canvas: np.ndarray, lows: list[LowResFrame],
     if len(frames) != len(canvas):
         raise RuntimeError(f"{rx.name}: {len(frames)} frames for a {len(canvas)}-frame clip")
     return frames, fps
-
-
-def fidelity(frames: list[np.ndarray], canvas: np.ndarray) -> dict[str, float]:
-    p = [psnr(o, c) for o, c in zip(frames[1:], canvas[1:], strict=True)]
-    s = [ssim(o, c) for o, c in zip(frames[1:], canvas[1:], strict=True)]
-    return {"psnr": mean_psnr(p), "ssim": float(np.mean(s))}
 
 
 def interpolator_scores(canvas: np.ndarray, lows: list[LowResFrame]) -> tuple[float, float]:
@@ -224,7 +205,7 @@ def main() -> None:
             runs["neural:silence"] = ("neural", {"use_audio": False}, chunks)
         for label, (name, kw, ch) in runs.items():
             frames, fps = run_receiver(name, canvas, lows, ch, **kw)
-            res = {**fidelity(frames, canvas), **truth.scores(frames, canvas), "fps": fps}
+            res = {**truth.scores(frames, canvas), "fps": fps}
             table.setdefault(label, []).append(res)
             if label == "neural" and "neural:silence" in runs:
                 table.setdefault("neural:true", []).append(res)  # same clips as the ablation
