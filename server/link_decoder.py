@@ -13,6 +13,7 @@ counted and ignored; nothing here raises on network input.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -54,22 +55,29 @@ class RateWindow:
         self.seconds = seconds
         self.events: deque[tuple[float, int]] = deque()
         self.first: float | None = None
+        # The decoder's thread adds, the event loop reads (stats, /metrics): without the
+        # lock a read during an add raised "deque mutated during iteration", which ended a
+        # link's render loop 25 minutes into the 1-hour soak (BENCHMARKS.md, Call soak).
+        self._lock = threading.Lock()
 
     def add(self, n: int, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        if self.first is None:
-            self.first = now
-        self.events.append((now, n))
+        with self._lock:
+            if self.first is None:
+                self.first = now
+            self.events.append((now, n))
 
     def bps(self, now: float | None = None) -> float:
         now = time.monotonic() if now is None else now
-        while self.events and self.events[0][0] < now - self.seconds:
-            self.events.popleft()
-        if self.first is None:
-            return 0.0
+        with self._lock:
+            while self.events and self.events[0][0] < now - self.seconds:
+                self.events.popleft()
+            if self.first is None:
+                return 0.0
+            total = sum(n for _, n in self.events)
         # At least one second: the first bytes alone are not a rate.
         span = min(self.seconds, max(1.0, now - self.first))
-        return sum(n for _, n in self.events) * 8.0 / span
+        return total * 8.0 / span
 
 
 class LinkDecoder:

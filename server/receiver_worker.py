@@ -315,7 +315,12 @@ class LinkSession:
         }
 
     async def _send_stats(self) -> None:
-        self._broadcast(await self.figures())
+        try:
+            figures = await self.figures()
+        except Exception:  # noqa: BLE001 - a figure must never stop the link's rendering
+            log.exception("link %s: live figures failed; rendering goes on", self.key)
+            return
+        self._broadcast(figures)
 
     def _on_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):

@@ -60,6 +60,7 @@ IDENTITY_ACK_TIMEOUT_S = 20.0
 # (300 ms dropped 17-26 % of the speech frames in the loaded demo.)
 MAX_LATE_AUDIO_S = 1.0
 RESYNC_LATE_S = 10.0  # HeldAudioTrack: later than this is a jump of the source's clock
+DRIFT_RESYNC_S = 3.0  # HeldAudioTrack: late this long without a break is the clock's drift
 # A reliable-channel piece not acknowledged after this is given up on waiting for (the
 # next is sent anyway: SCTP still delivers them in order).
 PIECE_ACK_TIMEOUT_S = 10.0
@@ -90,6 +91,7 @@ class HeldAudioTrack(MediaStreamTrack):
         self.frame_s = frame_s
         self.late = 0  # frames dropped for lateness
         self._anchor: float | None = None  # wall time (monotonic) of media time 0
+        self._late_since: float | None = None  # start of the current run of late frames
         self._next = None  # a frame that did not join the last chunk (after a gap)
 
     def _too_late(self, frame: Any) -> bool:  # frame: an av.AudioFrame
@@ -102,7 +104,18 @@ class HeldAudioTrack(MediaStreamTrack):
             # The earliest a frame has come is on time; far later than any queue can hold
             # is a jump of the track's clock (a restarted source), not lateness.
             self._anchor = now - end
-        return now - end - self._anchor > self.max_late_s
+        late = now - end - self._anchor > self.max_late_s
+        if not late:
+            self._late_since = None
+        elif self._late_since is None:
+            self._late_since = now
+        elif now - self._late_since > DRIFT_RESYNC_S:
+            # Late without a break for this long: the source's clock runs slow against
+            # this one (a browser's audio clock drifted ~1 s in 35 minutes of the soak and
+            # every frame after was dropped), not a queue. Its lateness is the new on time.
+            self._anchor, self._late_since = now - end, None
+            return False
+        return late
 
     async def _next_frame(self) -> Any:  # an av.AudioFrame, released and on time
         if self._next is not None:
