@@ -172,9 +172,12 @@ def test_six_calls_spread_survive_a_receiver_and_a_signalling_process(cluster) -
             # A signalling process dies: the one the viewer and sender-0 joined through.
             signalling[0].send_signal(signal.SIGKILL)
             gone = time.time() * 1000
+            # (20 s was not always enough under a loaded CI run: the rejoin retries back off.)
             rejoined = await _wait(lambda: viewer.client.reconnects >= 1 and all(
-                senders[f"sender-{i}"].client.reconnects >= 1 for i in (0, 2, 4)), 20)
+                senders[f"sender-{i}"].client.reconnects >= 1 for i in (0, 2, 4)), 45)
             out["rejoined"] = rejoined
+            out["reconnects"] = {"viewer-0": viewer.client.reconnects, **{
+                f"sender-{i}": senders[f"sender-{i}"].client.reconnects for i in range(6)}}
             out["flowing"] = await _wait(
                 lambda: all(_frames_of(viewer, s, gone + 1000) > 10
                             for s in ("sender-0", "sender-1")), 15)
@@ -196,7 +199,7 @@ def test_six_calls_spread_survive_a_receiver_and_a_signalling_process(cluster) -
             await asyncio.gather(*tasks, return_exceptions=True)
 
     try:
-        out = asyncio.run(asyncio.wait_for(main(), 240))
+        out = asyncio.run(asyncio.wait_for(main(), 300))
     except BaseException:
         for log in sorted(tmp.glob("*.log")):
             print(f"---- {log.name}\n{log.read_text()[-3000:]}")
