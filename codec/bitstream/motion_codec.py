@@ -434,7 +434,7 @@ class MotionDecoder(_Coder):
             self.ref = (-(1 << 30), self.anchor_levels) if self.anchor_levels is not None else None
         timing = None if refresh or dec.decode_bit(m.timing) else self.predicted_timing(ts_ms)
         try:
-            out = self._decode(ts_ms, b"", dec=dec, m=m, timing=timing)
+            out = self._decode_samples(dec, m, ts_ms, timing)
         except CorruptError:
             self.corrupt += 1
             self.last_seq = None
@@ -442,11 +442,14 @@ class MotionDecoder(_Coder):
         self.last_seq = seq
         return out
 
-    def _decode(self, ts_ms: int, data: bytes, *, dec: RangeDecoder | None = None,
-                m: _Models | None = None,
-                timing: tuple[int, int] | None = None) -> list[MotionSample]:
-        if dec is None or m is None:
-            dec, m = RangeDecoder(data), self.new_models()
+    def _decode(self, ts_ms: int, data: bytes) -> list[MotionSample]:
+        """Format 1's range-coded message (after its header byte)."""
+        dec, m = RangeDecoder(data), self.new_models()
+        return self._decode_samples(dec, m, ts_ms, None)
+
+    def _decode_samples(self, dec: RangeDecoder, m: _Models, ts_ms: int,
+                        timing: tuple[int, int] | None) -> list[MotionSample]:
+        """The group from its timing on: (n, offset) as predicted, or None: coded here."""
         if timing is not None:
             n, offset = timing
         else:
