@@ -203,7 +203,9 @@ async function acceptView(from, data) {
   await pc.setRemoteDescription({ type: "offer", sdp: data.sdp });
   await pc.setLocalDescription(await pc.createAnswer());
   await gathered(pc);
-  signal(from, { session: data.session, kind: "answer", sdp: pc.localDescription.sdp });
+  // The offer's number goes back: the worker matches the answer to the offer it made.
+  signal(from, { session: data.session, offer: data.offer, kind: "answer",
+                 sdp: pc.localDescription.sdp });
 }
 
 function removeView(session) {

@@ -93,6 +93,11 @@ class LinkSession:
         self.viewer_audio: SyncedAudioTrack | None = None
         self.audio_rate = RateWindow()
         self.viewers: dict[str, tuple[ReconstructedVideoTrack, RTCDataChannel]] = {}
+        # Views are offered once the link is connected (``views_open``); a viewer whose
+        # offer is in flight is in ``offering``, True when it is to be offered again after
+        # (the audio track came meanwhile): never two offers of one view at once.
+        self.views_open = False
+        self.offering: dict[str, bool] = {}
         self.rendered = RateWindow()
         self.transport_history: deque[tuple[float, int]] = deque()
         self.render_ms = 0.0
@@ -488,10 +493,29 @@ class ReceiverWorker:
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)  # let the audio track appear first
+        # A viewer who joined during the wait is offered here, not also by its peer-joined.
+        link.views_open = True
         for viewer in list(self.viewers):
-            await self.offer_view(viewer, link)
+            if viewer not in link.viewers:
+                await self.offer_view(viewer, link)
 
     async def offer_view(self, viewer: str, link: LinkSession) -> None:
+        """Offer ``viewer`` the view of ``link``, or, while an offer of it is in flight,
+        once more after that one."""
+        if viewer in link.offering:
+            link.offering[viewer] = True
+            return
+        link.offering[viewer] = False
+        try:
+            while True:
+                await self._offer_view_once(viewer, link)
+                if not link.offering.get(viewer) or self.links.get(link.key) is not link:
+                    return
+                link.offering[viewer] = False
+        finally:
+            link.offering.pop(viewer, None)
+
+    async def _offer_view_once(self, viewer: str, link: LinkSession) -> None:
         pc = new_peer_connection(self.ice_servers())
         track = ReconstructedVideoTrack(clock=link.playout)
         pc.addTrack(track)
@@ -525,7 +549,8 @@ class ReceiverWorker:
         try:
             await self.router.offer(viewer, f"view:{link.key}", pc)
         except (TimeoutError, ConnectionError):
-            link.viewers.pop(viewer, None)
+            if link.viewers.get(viewer, (None,))[0] is track:
+                link.viewers.pop(viewer, None)
             await close_peer_connection(pc)
 
     async def _offer_again(self, viewer: str, link: LinkSession, delay_s: float = 1.0) -> None:
@@ -537,6 +562,8 @@ class ReceiverWorker:
         if msg.get("role") == "viewer":
             self.viewers.add(msg["peer"])
             for link in list(self.links.values()):
+                if not link.views_open:
+                    continue  # offered with the others once the link is connected
                 # Not awaited here: the answer comes through this same message loop.
                 link.tasks.append(asyncio.ensure_future(self.offer_view(msg["peer"], link)))
 

@@ -3,7 +3,10 @@
 A Python peer (sender, agent, receiver worker) may hold several WebRTC peer connections at
 once; each is a *session* named by the offerer (``"link:<sender>"``, ``"view:<link>"``,
 ``"camera:<viewer>"``). Signal data is ``{"session", "kind": "offer"|"answer"|"bye", "sdp"}``;
-this router hands each message to the session's owner.
+this router hands each message to the session's owner. An offer carries ``"offer": n``, a
+number new for each offer of that router, and its answer echoes it: when a session is
+offered again before the first answer came, the late first answer is not applied to the
+second connection (answers without the number, from older pages, are taken as they come).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ class SessionRouter:
         self.on_offer: OfferHandler | None = None  # (from_peer, session, data) -> pc to answer
         self.on_peer_joined: PeerHandler | None = None
         self.on_peer_left: PeerHandler | None = None
-        self._pending: dict[tuple[str, str], asyncio.Future] = {}
+        self._pending: dict[tuple[str, str], tuple[int, asyncio.Future]] = {}
+        self._offers = 0
 
     async def offer(self, to: str, session: str, pc: RTCPeerConnection) -> None:
         """Send our offer for ``session`` to ``to``; returns once the answer is applied."""
@@ -41,10 +45,22 @@ class SessionRouter:
         if old is not None:
             await close_peer_connection(old)
         self.pcs[key] = pc
+        self._offers += 1
+        number = self._offers
+        superseded = self._pending.pop(key, None)
+        if superseded is not None and not superseded[1].done():
+            # Its caller hears now, not after the answer's timeout, and its answer (if it
+            # still comes) matches no offer.
+            superseded[1].set_exception(ConnectionError("offered again"))
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._pending[key] = fut
-        await self.client.signal(to, {"session": session, **await make_offer(pc)})
-        answer = await asyncio.wait_for(fut, timeout=20)
+        self._pending[key] = (number, fut)
+        try:
+            await self.client.signal(to, {"session": session, "offer": number,
+                                          **await make_offer(pc)})
+            answer = await asyncio.wait_for(fut, timeout=20)
+        finally:
+            if self._pending.get(key, (0, None))[1] is fut:
+                self._pending.pop(key)
         await accept_answer(pc, answer)
 
     async def close_session(self, peer: str, session: str, notify: bool = True) -> None:
@@ -90,9 +106,12 @@ class SessionRouter:
             return
         key = (peer, session)
         if kind == "answer" and isinstance(data.get("sdp"), str):
-            fut = self._pending.pop(key, None)
-            if fut is not None and not fut.done():
-                fut.set_result(data)
+            pending = self._pending.get(key)
+            if pending is None or data.get("offer", pending[0]) != pending[0]:
+                return  # the answer to an offer that was superseded (or never made)
+            self._pending.pop(key)
+            if not pending[1].done():
+                pending[1].set_result(data)
         elif kind == "offer" and isinstance(data.get("sdp"), str) and self.on_offer is not None:
             old = self.pcs.pop(key, None)
             if old is not None:
@@ -101,9 +120,12 @@ class SessionRouter:
             if pc is None:
                 return
             self.pcs[key] = pc
-            await self.client.signal(peer, {"session": session, **await make_answer(pc, data)})
+            echo = {"offer": data["offer"]} if isinstance(data.get("offer"), int) else {}
+            await self.client.signal(peer, {"session": session, **echo,
+                                            **await make_answer(pc, data)})
         elif kind == "bye":
-            fut = self._pending.pop(key, None)
+            pending = self._pending.pop(key, None)
+            fut = pending[1] if pending is not None else None
             if fut is not None and not fut.done():
                 # Our offer was refused (e.g. "no receiver available"): fail it now, not
                 # after the answer's timeout.
