@@ -2,7 +2,8 @@
 
 It registers (``server/placement.py``), sends its load every second, and keeps one
 ``ReceiverWorker`` per room it serves, each on a ``RoomChannel``: the look of a
-``SignalClient`` joined to that room as ``receiver``, over the one socket. The receiver is
+``SignalClient`` joined to that room as ``receiver``, over the one socket, until the room
+has had no link for ``ROOM_IDLE_S``. The receiver is
 built and a test frame rendered once, at start, for all rooms. It reconnects (to the next
 of its signalling URLs) when the socket drops, under the same id, so the links it runs keep
 their placement.
@@ -30,6 +31,9 @@ from server.tokens import SCOPE_MEDIA, make_room_token
 
 log = logging.getLogger(__name__)
 LOAD_PERIOD_S = 1.0
+# A room's worker that has had no link, no session and no message this long is let go (its
+# router, relay and queue with it): a long-lived pooled worker serves many rooms in turn.
+ROOM_IDLE_S = 30.0
 DEFAULT_CAPACITY = int(os.environ.get("TALKCODEC_RECEIVER_CAPACITY", 0) or 8)
 
 
@@ -84,6 +88,7 @@ class PooledReceiver:
                                       self.config.low_latency)
         self.receiver_name = self.receiver_name or _default_name()
         self.rooms: dict[str, tuple[ReceiverWorker, asyncio.Task]] = {}
+        self.room_seen: dict[str, float] = {}  # room -> monotonic time of its last message
         self.registered = False
         self.draining = False
         self._ws: Any = None
@@ -173,7 +178,24 @@ class PooledReceiver:
     async def _beat(self) -> None:
         while True:
             await self._send_load()
+            self.forget_idle_rooms()
             await asyncio.sleep(LOAD_PERIOD_S)
+
+    def forget_idle_rooms(self, idle_s: float = ROOM_IDLE_S) -> list[str]:
+        """Let go of the room workers that ended or sat idle ``idle_s``; their rooms."""
+        now = time.monotonic()
+        gone = []
+        for room, (worker, task) in list(self.rooms.items()):
+            idle = (not worker.links and not worker.router.pcs
+                    and now - self.room_seen.get(room, now) > idle_s)
+            if task.done() or idle:
+                worker.client.queue.put_nowait(None)  # type: ignore[attr-defined]
+                del self.rooms[room]
+                self.room_seen.pop(room, None)
+                gone.append(room)
+        if gone:
+            log.info("pool: %d idle rooms let go, %d served", len(gone), len(self.rooms))
+        return gone
 
     def _dispatch(self, msg: dict) -> None:
         room = msg.pop("room", None)
@@ -188,6 +210,7 @@ class PooledReceiver:
             worker = ReceiverWorker(channel, self.config, self_test_ms=self.self_test_ms)  # type: ignore[arg-type]
             worker.draining = self.draining
             entry = self.rooms[room] = (worker, asyncio.ensure_future(worker.run()))
+        self.room_seen[room] = time.monotonic()
         worker = entry[0]
         channel = worker.client  # type: ignore[assignment]
         if isinstance(peers, list):

@@ -139,3 +139,28 @@ def test_late_viewer_and_a_draining_receiver_moves_its_links() -> None:
     assert out["back"], out
     assert out["ready_before"] == (True, "") and out["ready_after"] == (False, "draining")
     assert out["on"] == {"rx-b"} and out["draining"], out
+
+
+def test_a_pooled_worker_lets_idle_rooms_go() -> None:
+    """One room worker per room served, not per room ever served (a long-lived pool)."""
+    async def main() -> tuple:
+        pooled = PooledReceiver(["ws://127.0.0.1:9/ws"], SECRET, WorkerConfig(receiver="align"))
+        for room in ("r1", "r2"):  # a signal of a new room starts its worker
+            pooled._dispatch({"type": "signal", "room": room, "from": "s", "data": {}})
+        await asyncio.sleep(0.05)
+        busy, busy_task = pooled.rooms["r2"]
+        busy.links["s/link:s"] = object()  # type: ignore[assignment]  # r2 has a link
+        kept_fresh = pooled.forget_idle_rooms()  # nothing idle long enough yet
+        for room in pooled.room_seen:
+            pooled.room_seen[room] -= 60
+        gone = pooled.forget_idle_rooms()
+        r1_task = None if "r1" in pooled.rooms else True
+        await asyncio.sleep(0.05)
+        busy.links.clear()
+        gone_later = pooled.forget_idle_rooms()
+        await asyncio.sleep(0.05)
+        return kept_fresh, gone, r1_task, gone_later, busy_task.done(), pooled.rooms
+
+    kept_fresh, gone, r1_gone, gone_later, busy_ended, rooms = asyncio.run(main())
+    assert kept_fresh == [] and gone == ["r1"] and r1_gone
+    assert gone_later == ["r2"] and busy_ended and rooms == {}
