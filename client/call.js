@@ -28,6 +28,8 @@ let cameraPc = null;
 let cameraRetry = null; // timer of the next camera reconnection
 let left = false; // the person pressed "Leave"
 const CAMERA_RETRY_MS = 2000;
+const CAMERA_OVERLAP_MS = 3000; // the old camera connection after a new one was offered
+const STALE_VIEW_MS = 15000; // a view not offered again this long after a rejoin, not playing
 // The camera only feeds the local agent's face tracker: a 640x480 stream at ~0.5 Mbit/s is
 // plenty, and each RTP packet costs the agent's event loop (docs/CALL.md, Long calls).
 const CAMERA_MAX_BITRATE = 500000;
@@ -103,6 +105,15 @@ async function sendCamera() {
   if (cameraPc !== pc) return; // ended while gathering
   signal(agent, { session, kind: "offer", sdp: pc.localDescription.sdp });
   setCameraState("connecting the camera to sender agent '" + agent + "'…");
+}
+
+// After signalling came back: offer the camera again at once (the agent replaces its
+// session); the old connection plays until the new one is up.
+function restartCamera() {
+  const old = cameraPc;
+  cameraPc = null;
+  sendCamera().then(() => { if (old) setTimeout(() => old.close(), CAMERA_OVERLAP_MS); })
+    .catch(() => { if (old) old.close(); cameraEnded("offer failed"); });
 }
 
 // The camera's link to the agent ended (the agent said bye, the connection failed, the
@@ -186,6 +197,7 @@ function onViewMessage(tile, msg) {
 
 async function acceptView(from, data) {
   const tile = tiles.get(data.session) || newTile(data.session);
+  tile.stale = false;
   if (tile.pc) tile.pc.close();
   const pc = new RTCPeerConnection({ iceServers });
   tile.pc = pc;
@@ -206,6 +218,13 @@ async function acceptView(from, data) {
   // The offer's number goes back: the worker matches the answer to the offer it made.
   signal(from, { session: data.session, offer: data.offer, kind: "answer",
                  sdp: pc.localDescription.sdp });
+}
+
+function dropStaleViews() {
+  for (const [session, tile] of [...tiles]) {
+    const playing = tile.pc && tile.pc.connectionState === "connected";
+    if (tile.stale && !playing) removeView(session);
+  }
 }
 
 function removeView(session) {
@@ -312,15 +331,20 @@ function connectSignalling() {
   socket.addEventListener("close", (ev) => {
     if (ws !== socket || left) return;
     window.talkcodec.signalling = "closed";
-    // The server's peers forget this page with its socket: start again when it is back.
-    for (const session of [...tiles.keys()]) removeView(session);
-    if (cameraPc) cameraEnded("signalling closed");
+    window.talkcodec.signallingDrops = (window.talkcodec.signallingDrops || 0) + 1;
     peers.clear();
     if (ev.code === 1008 || ev.code === 1009) { // refused (token, room, limits): final
+      for (const session of [...tiles.keys()]) removeView(session);
+      if (cameraPc) cameraEnded("signalling closed");
       setStatus("disconnected" + (ev.reason ? ": " + ev.reason : ""));
       return;
     }
-    setStatus("disconnected" + (ev.reason ? ": " + ev.reason : "") + "; reconnecting…");
+    // The faces and the camera are peer connections of their own, not of this socket: they
+    // go on while signalling is away (a signalling process restarting, a network blip).
+    // Once back, the workers offer the views again and the camera is offered again.
+    for (const tile of tiles.values()) tile.stale = true;
+    setStatus("signalling lost" + (ev.reason ? ": " + ev.reason : "") +
+      "; reconnecting (the call goes on)…");
     setTimeout(connectSignalling, SIGNAL_RETRY_MS);
   });
   socket.addEventListener("message", async (ev) => {
@@ -330,7 +354,14 @@ function connectSignalling() {
       setStatus(`in room ${room} as ${label}` +
         (msg.receivers === 0 ? ": no receiver available right now" : ""));
       window.talkcodec.signalling = "joined";
-      await sendCamera();
+      if (cameraPc) { // back after a drop: the agent may have let the old one go with it
+        restartCamera();
+      } else {
+        await sendCamera();
+      }
+      // Views the workers do not offer again (their link ended meanwhile) and that no
+      // longer play are let go.
+      setTimeout(dropStaleViews, STALE_VIEW_MS);
     } else if (msg.type === "peer-joined") {
       peers.set(msg.peer, msg);
       if (msg.role === "agent") await sendCamera();

@@ -204,3 +204,44 @@ def test_page_names_mute_and_leave(tmp_path: Path) -> None:
             browser.close()
     finally:
         call.stop()
+
+
+def test_the_call_goes_on_while_signalling_is_away(tmp_path: Path) -> None:
+    """The page's signalling socket drops mid-call: the face stays on the page (its tile
+    and peer connection are not of the socket), the page rejoins by itself, the camera is
+    offered again and the worker's view replaces the old one in the same tile."""
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    y4m = write_y4m(CALL_CLIP, tmp_path / "camera.y4m", size=128, seconds=4.0)
+    wav = write_wav(CALL_CLIP, tmp_path / "camera.wav", seconds=4.0)
+    call = CallThread(receiver="bicubic")
+    count = "Object.keys(window.talkcodec.tiles).length"
+    frames = "Object.values(window.talkcodec.tiles).reduce((n, t) => n + t.frames, 0)"
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                         args=browser_args(y4m, wav))
+            page = browser.new_page()
+            page.goto(call.call.page_url("alice"))
+            wait_for(page, f"{frames} > 25", 60)
+            page.evaluate("ws.close(4000, 'test: signalling dropped')")
+            tiles_seen = set()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:  # through the drop and the rejoin
+                tiles_seen.add(page.evaluate(count))
+                if page.evaluate("window.talkcodec.signalling") == "joined":
+                    break
+                page.wait_for_timeout(100)
+            assert page.evaluate("window.talkcodec.signalling") == "joined"
+            assert page.evaluate("window.talkcodec.signallingDrops") == 1
+            assert "(the call goes on)" not in page.text_content("#status")
+            rejoined = page.evaluate(frames)
+            # The picture plays again: frames after the rejoin, in the one tile it had.
+            wait_for(page, f"{frames} > {rejoined + 25}", 45)
+            wait_for(page, "window.talkcodec.camera === 'connected'", 20)
+            tiles_seen.add(page.evaluate(count))
+            assert tiles_seen == {1}, tiles_seen  # never blank, never two of one face
+            browser.close()
+    finally:
+        call.stop()
