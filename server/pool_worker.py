@@ -178,10 +178,10 @@ class PooledReceiver:
     async def _beat(self) -> None:
         while True:
             await self._send_load()
-            self.forget_idle_rooms()
+            await self.forget_idle_rooms()
             await asyncio.sleep(LOAD_PERIOD_S)
 
-    def forget_idle_rooms(self, idle_s: float = ROOM_IDLE_S) -> list[str]:
+    async def forget_idle_rooms(self, idle_s: float = ROOM_IDLE_S) -> list[str]:
         """Let go of the room workers that ended or sat idle ``idle_s``; their rooms."""
         now = time.monotonic()
         gone = []
@@ -189,8 +189,8 @@ class PooledReceiver:
             idle = (not worker.links and not worker.router.pcs
                     and now - self.room_seen.get(room, now) > idle_s)
             if task.done() or idle:
-                worker.client.queue.put_nowait(None)  # type: ignore[attr-defined]
                 del self.rooms[room]
+                await worker.client.close()  # its router's loop ends: the worker's task too
                 self.room_seen.pop(room, None)
                 gone.append(room)
         if gone:

@@ -150,14 +150,14 @@ def test_a_pooled_worker_lets_idle_rooms_go() -> None:
         await asyncio.sleep(0.05)
         busy, busy_task = pooled.rooms["r2"]
         busy.links["s/link:s"] = object()  # type: ignore[assignment]  # r2 has a link
-        kept_fresh = pooled.forget_idle_rooms()  # nothing idle long enough yet
+        kept_fresh = await pooled.forget_idle_rooms()  # nothing idle long enough yet
         for room in pooled.room_seen:
             pooled.room_seen[room] -= 60
-        gone = pooled.forget_idle_rooms()
+        gone = await pooled.forget_idle_rooms()
         r1_task = None if "r1" in pooled.rooms else True
         await asyncio.sleep(0.05)
         busy.links.clear()
-        gone_later = pooled.forget_idle_rooms()
+        gone_later = await pooled.forget_idle_rooms()
         await asyncio.sleep(0.05)
         return kept_fresh, gone, r1_task, gone_later, busy_task.done(), pooled.rooms
 
