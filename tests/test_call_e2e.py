@@ -226,6 +226,7 @@ def test_the_call_goes_on_while_signalling_is_away(tmp_path: Path) -> None:
             page.goto(call.call.page_url("alice"))
             wait_for(page, f"{frames} > 25", 60)
             page.evaluate("ws.close(4000, 'test: signalling dropped')")
+            dropped = time.monotonic()
             tiles_seen = set()
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:  # through the drop and the rejoin
@@ -236,9 +237,11 @@ def test_the_call_goes_on_while_signalling_is_away(tmp_path: Path) -> None:
             assert page.evaluate("window.talkcodec.signalling") == "joined"
             assert page.evaluate("window.talkcodec.signallingDrops") == 1
             assert "(the call goes on)" not in page.text_content("#status")
-            rejoined = page.evaluate(frames)
+            rejoined, rejoined_s = page.evaluate(frames), time.monotonic() - dropped
             # The picture plays again: frames after the rejoin, in the one tile it had.
             wait_for(page, f"{frames} > {rejoined + 25}", 45)
+            print(f"\nsignalling drop: rejoined after {rejoined_s:.1f} s, 25 new frames "
+                  f"{time.monotonic() - dropped:.1f} s after the drop")
             wait_for(page, "window.talkcodec.camera === 'connected'", 20)
             tiles_seen.add(page.evaluate(count))
             assert tiles_seen == {1}, tiles_seen  # never blank, never two of one face
