@@ -1,13 +1,11 @@
-"""Quick quality and speed of the baseline receivers on the val clips.
+"""Quick quality of the baseline receivers on the val clips.
 
 For each val clip (first ``--seconds`` s of its 256x256, 25 fps canvas): the identity frame
 is canvas frame 0, the low-res stream is the exact 8x8 box downsampling of every 5th canvas
 frame (5 fps, unquantised), and each receiver rebuilds 25 fps. Prints PSNR (dB, RGB) and
 SSIM (luma) against the canvas, excluding frame 0 (the identity frame itself), per clip and
-averaged over clips, and each receiver's speed: output frames per CPU second of this
-process, on one thread (BLAS and OpenCV limited to one), so that other load on a shared
-machine does not count; for ``--bitstream`` it includes the packet decoding.
-The full benchmark through the bitstream, with every metric, is ``bench_bpp.py``.
+averaged over clips. The full benchmark through the bitstream, with every metric, is
+``bench_bpp.py``; the receivers' speed is ``bench_speed.py``.
 
     nice .venv/bin/python -m benchmarks.bench_receivers [--seconds 10] [--receivers a,b]
         [--low-latency] [--bitstream] [--cache DIR]
@@ -15,34 +13,26 @@ The full benchmark through the bitstream, with every metric, is ``bench_bpp.py``
 
 from __future__ import annotations
 
-import os
-
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")  # one core: set before numpy loads BLAS
-
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import csv
+import sys
+from pathlib import Path
 
 if __name__ == "__main__" and not __package__:
     sys.exit("run it from the repository root as: python -m benchmarks.bench_receivers ...")
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-
-from codec import FRAME_MS  # noqa: E402
-from codec.bitstream.packet import Packet  # noqa: E402
-from codec.data import data_dir as data_root  # noqa: E402
-from codec.metrics.fidelity import mean_psnr, psnr, ssim  # noqa: E402
-from codec.receiver.pipeline import decode_packets  # noqa: E402
-from codec.receiver.registry import get_receiver  # noqa: E402
-from codec.sender.downsample import box_downsample  # noqa: E402
-from codec.sender.sender import Sender  # noqa: E402
-from codec.types import FaceClip, IdentityFrame, LowResFrame  # noqa: E402
+from codec import FRAME_MS
+from codec.bitstream.packet import Packet
+from codec.data import data_dir as data_root
+from codec.metrics.fidelity import mean_psnr, psnr, ssim
+from codec.receiver.pipeline import decode_packets
+from codec.receiver.registry import get_receiver
+from codec.sender.downsample import box_downsample
+from codec.sender.sender import Sender
+from codec.types import FaceClip, IdentityFrame, LowResFrame
 
 BASELINES = ("identity", "bicubic", "backproject", "align")
 
@@ -95,11 +85,10 @@ def val_clips(limit: int | None) -> list[Path]:
 
 def evaluate(
     name: str, canvas: np.ndarray, packets: list[Packet] | None = None, **kw: object
-) -> tuple[float, float, float]:
-    """(mean PSNR, mean SSIM, output frames per CPU second) of one receiver on one canvas
-    clip: from the exact 8x8 frames, or from ``packets`` through the bitstream decoders."""
+) -> tuple[float, float]:
+    """(mean PSNR, mean SSIM) of one receiver on one canvas clip: from the exact 8x8 frames,
+    or from ``packets`` through the bitstream decoders."""
     receiver = get_receiver(name, **kw)
-    t0 = time.process_time()
     if packets is not None:
         out = decode_packets(packets, receiver).frames
     else:
@@ -107,12 +96,11 @@ def evaluate(
         keys = range(0, len(canvas), 5)
         lowres = [LowResFrame(box_downsample(canvas[k], 32), int(k * 40)) for k in keys]
         out = receiver.run(identity, lowres, end_ms=len(canvas) * FRAME_MS)
-    elapsed = time.process_time() - t0
     if len(out) != len(canvas):
         raise RuntimeError(f"{name}: {len(out)} frames for a {len(canvas)}-frame clip")
     p = [psnr(o.image, c) for o, c in zip(out[1:], canvas[1:], strict=True)]
     s = [ssim(o.image, c) for o, c in zip(out[1:], canvas[1:], strict=True)]
-    return mean_psnr(p), float(np.mean(s)), len(out) / elapsed
+    return mean_psnr(p), float(np.mean(s))
 
 
 def main() -> None:
@@ -133,8 +121,8 @@ def main() -> None:
     kw: dict[str, object] = {"low_latency": args.low_latency}
     if args.kind:
         kw["kind"] = args.kind
-    results: dict[str, list[tuple[float, float, float]]] = {n: [] for n in names}
-    print(f"{'clip':44s} " + " ".join(f"{n:>22s}" for n in names))
+    results: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+    print(f"{'clip':44s} " + " ".join(f"{n:>16s}" for n in names))
     for path in val_clips(args.clips):
         canvas = cached_canvas(path, args.seconds, args.cache)
         packets = None
@@ -147,12 +135,11 @@ def main() -> None:
                 extra["consistent"] = False
             r = evaluate(n, canvas, packets, **extra)
             results[n].append(r)
-            row.append(f"{r[0]:6.2f} dB {r[1]:.3f} {r[2]:5.0f}/s")
-        print(f"{path.name[-44:]:44s} " + " ".join(f"{c:>22s}" for c in row), flush=True)
+            row.append(f"{r[0]:6.2f} dB {r[1]:.3f}")
+        print(f"{path.name[-44:]:44s} " + " ".join(f"{c:>16s}" for c in row), flush=True)
     print(f"{'mean over clips':44s} " + " ".join(
         f"{np.mean([r[0] for r in results[n]]):6.2f} dB "
-        f"{np.mean([r[1] for r in results[n]]):.3f} "
-        f"{np.mean([r[2] for r in results[n]]):5.0f}/s"
+        f"{np.mean([r[1] for r in results[n]]):.3f}"
         for n in names
     ))
 

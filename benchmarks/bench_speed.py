@@ -1,5 +1,9 @@
 """Speed of talkcodec's parts on this machine: receivers, model parts, encoder, file pipeline.
 
+The one speed benchmark: every frames/s, runs/s and real-time figure of BENCHMARKS.md's
+speed section comes from here (the GPU streams test, ``bench_gpu_streams.py``, runs on a
+GPU machine; the call's own rates come from ``bench_call.py``).
+
 - receivers: output frames/s at 256x256 of each available receiver decoding a talkcodec
   stream with the motion code (stream decoding included), and of the code's receivers on
   the 8x8-only stream, with 1 and 2 CPU threads (each thread count in its
@@ -10,6 +14,10 @@
 - encoder: the sender's canvas front end (video decoding, face tracking + crop, canvas
   frames/s), the Sender (landmarks, motion code, 8x8 stream, Opus; canvas frames/s) and
   the two together;
+- model size and cost: each network's parameters, multiply-accumulates per call (from its
+  ONNX graph: Conv, Gemm/MatMul and Resize), how often it runs per output frame and its
+  file size; plus the numpy warp, blend, back-projection and speech features of each
+  256x256 frame, summed to FLOPs per output frame;
 - file pipeline: wall-clock seconds of ``encode_file`` + ``decode_file`` for a clip, and the
   ratio to the clip's duration (end-to-end latency of the offline file path).
 
@@ -116,6 +124,77 @@ def model_parts(providers: dict[str, list[str]], threads: int) -> dict[str, dict
     return result
 
 
+def graph_stats(data: bytes) -> tuple[int, int]:
+    """(parameters, multiply-accumulates per call) of an ONNX model."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    model = shape_inference.infer_shapes(onnx.load_from_string(data))
+    g = model.graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*g.value_info, *g.input, *g.output]}
+    params = int(sum(a.size for a in inits.values()))
+    macs = 0
+    for n in g.node:
+        out = shapes.get(n.output[0], [])
+        n_out = int(np.prod(out)) if out else 0
+        if n.op_type == "Conv" and n.input[1] in inits:
+            macs += n_out * int(np.prod(inits[n.input[1]].shape[1:]))
+        elif n.op_type in ("Gemm", "MatMul") and n.input[1] in inits:
+            macs += n_out * int(inits[n.input[1]].shape[0])
+        elif n.op_type == "Resize":
+            macs += 4 * n_out  # bilinear: 4 taps per output value
+    return params, macs
+
+
+def model_cost(mouth_pixels: int) -> dict:
+    """Parameters, MACs per call, calls per output frame and KiB of each shipped network,
+    and the MACs per output frame of the whole receiver (networks + numpy composition)."""
+    from codec.receiver.neural.contract import (
+        ANIMATOR,
+        IDENTITY_ENCODER,
+        INTERPOLATOR,
+        MOUTH,
+        N_BETWEEN,
+    )
+    from codec.receiver.neural.mouth import BLOCK_FRAMES
+    from codec.receiver.neural.weights import ROLES, find_model, load_verified
+
+    calls = {IDENTITY_ENCODER.role: 0.0, INTERPOLATOR.role: 1 / (N_BETWEEN + 1),
+             ANIMATOR.role: 1.0, MOUTH.role: 1.0}  # identity encoder: once per call
+    nets: dict[str, dict] = {}
+    for role in ROLES:
+        data = load_verified(find_model(role))
+        params, macs = graph_stats(data)
+        nets[role] = {"params": params, "macs": macs, "calls": calls[role],
+                      "kib": len(data) / 1024}
+    n = 256 * 256
+    # compose_frame at 256x256: remap (4 taps x 3 ch), flow/mask/colour resizes (4 taps x 6
+    # ch), blend (2 x 3 ch), back-projection (box means + two 8->256 matrix products x 3 ch).
+    numpy_macs = n * (12 + 24 + 6 + 3) + 3 * (256 * 8 * 8 + 256 * 256 * 8)
+    # speech: one log-mel block per frame (400-point FFT ~ 2 x 400 x log2(400), 40 x 201 mel
+    # filter) + the warp of the mouth region (4 taps x 3 ch, plus the cavity blend).
+    numpy_macs += BLOCK_FRAMES * (2 * 400 * 9 + 40 * 201) + mouth_pixels * (12 + 6)
+    per_frame = sum(v["macs"] * v["calls"] for v in nets.values()) + numpy_macs
+    return {"nets": nets, "numpy_macs": numpy_macs, "macs_per_frame": per_frame,
+            "mouth_pixels": mouth_pixels}
+
+
+def mouth_pixels(clip_path: Path, seconds: float) -> int:
+    """Pixels of the mouth region the neural receiver warps for this clip's identity frame
+    (0 when it finds no face there: the mouth stage is then off)."""
+    from codec.receiver.neural import NeuralReceiver
+    from codec.sender.canvas import load_face_clip
+    from codec.types import IdentityFrame
+
+    clip = load_face_clip(clip_path, max_seconds=min(seconds, 1.0))
+    probe = NeuralReceiver(threads=1)
+    probe.set_identity(IdentityFrame(clip.frames[0]))
+    return 0 if probe._mouth is None else int(probe._mouth.gx.size)  # noqa: SLF001
+
+
 def file_pipeline(clip_path: Path, seconds: float) -> dict:
     from codec.file_codec import decode_file, encode_file
     from codec.receiver.registry import FALLBACK_RECEIVER, default_receiver_name, get_receiver
@@ -156,7 +235,8 @@ def _fmt(value: float | None) -> str:
     return "failed" if value is None else f"{value:.1f}"
 
 
-def report(results: list[dict], gpu: dict | None, pipeline: dict, clip: Path) -> str:
+def report(results: list[dict], gpu: dict | None, pipeline: dict, clip: Path,
+           cost: dict | None = None) -> str:
     gpu_col = [" GPU (ORT CUDA) "] if gpu else []
     head = [" part "] + [f" CPU {r['threads']} thr " for r in results] + gpu_col
     lines = [f"# talkcodec speed ({clip.name}, 256x256 canvas)", "",
@@ -181,6 +261,19 @@ def report(results: list[dict], gpu: dict | None, pipeline: dict, clip: Path) ->
     for r in results:
         for name, err in r.get("errors", {}).items():
             lines += ["", f"receiver `{name}` failed with {r['threads']} thread(s): {err}"]
+    if cost:
+        lines += ["", "| network | parameters | MMAC per call | calls per output frame | KiB |",
+                  "|---|---|---|---|---|"]
+        for role, v in cost["nets"].items():
+            lines.append(f"| `{role}` | {v['params']:,} | {v['macs'] / 1e6:.1f} | "
+                         f"{v['calls']:.2f} | {v['kib']:.0f} |")
+        total = sum(v["params"] for v in cost["nets"].values())
+        mouth = (f"mouth stage on, {cost['mouth_pixels']:,} px warped" if cost["mouth_pixels"]
+                 else "mouth stage off: no face on the identity frame")
+        lines += ["", f"Receiver `neural` per output frame: {cost['macs_per_frame'] / 1e6:.1f} "
+                  f"MMAC = {2 * cost['macs_per_frame'] / 1e9:.3f} GFLOP ({total:,} parameters; "
+                  f"numpy composition and speech features {cost['numpy_macs'] / 1e6:.1f} MMAC; "
+                  f"{mouth}; the identity encoder runs once per call and is not counted)."]
     lines += [
         "",
         f"File pipeline (`encode_file` + `decode_file`, receiver `{pipeline['receiver']}`): "
@@ -219,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     if "CUDAExecutionProvider" in ort.get_available_providers() and neural_available():
         gpu = {role: {"GPU": v["GPU"]} for role, v in model_parts(
             {"GPU": ["CUDAExecutionProvider"]}, 2).items()}
-    table = report(results, gpu, file_pipeline(clip, args.seconds), clip)
+    cost = model_cost(mouth_pixels(clip, args.seconds)) if neural_available() else None
+    table = report(results, gpu, file_pipeline(clip, args.seconds), clip, cost)
     sys.stdout.write(table)
     if args.out:
         args.out.write_text(table)

@@ -1,37 +1,31 @@
-"""Sender front end: canvas frames per second of ``load_face_clip``, crop jitter, A/V length.
+"""How steady the sender's face crop is, per clip: crop jitter, crop shake, A/V length.
 
-Usage: nice .venv/bin/python -m benchmarks.bench_sender_canvas [--clips PATTERN ...]
-       [--max-seconds N]
+    python -m benchmarks.diagnostics.crop_steadiness [--clips PATTERN ...] [--max-seconds N]
 
-For each clip (default: the 71 s 512x512 news clip and a few clips whose crop is smaller
-than the frame) it prints: source size and fps, canvas frames, wall time and canvas
-frames/s of ``load_face_clip`` (both decoding passes, detection, cropping, audio), the same
-per second of CPU time of the process (all its threads; steadier on a shared box), the crop
-jitter (mean frame-to-frame movement of the crop centre in canvas pixels,
-``canvas_jitter``), the crop shake (mean absolute second difference of the centre: what is
-left after smooth re-centring) and the difference between the audio and canvas durations.
-The machine's load average is printed too: timings on a shared box move with it.
+For each clip (default: the 71 s 512x512 news clip and clips whose crop is smaller than the
+frame, wide shots, portrait HEVC, a split screen) it prints the source size and fps, the
+canvas frames of ``load_face_clip``, the crop jitter (mean frame-to-frame movement of the
+crop centre in canvas pixels, ``canvas_jitter``), the crop shake (mean absolute second
+difference of the centre: what is left after smooth re-centring) and the difference between
+the audio and canvas durations. The front end's speed is ``bench_speed.py`` (``--clip``).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
-import time
 from pathlib import Path
 
 if __name__ == "__main__" and not __package__:
-    sys.exit("run it from the repository root as: python -m benchmarks.bench_sender_canvas ...")
+    sys.exit("run it from the repository root as: "
+             "python -m benchmarks.diagnostics.crop_steadiness ...")
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-
-from codec.data import data_dir as data_root  # noqa: E402
-from codec.sender.canvas import load_face_clip  # noqa: E402
-from codec.sender.crop_plan import canvas_jitter  # noqa: E402
+from codec.data import data_dir as data_root
+from codec.sender.canvas import load_face_clip
+from codec.sender.crop_plan import canvas_jitter
 
 DEFAULT_CLIPS = [
     "sstzal__DFRF__dataset__vids__cnn2_25fps.mp4",  # 512x512, 71 s
@@ -58,27 +52,22 @@ def main() -> None:
     args = ap.parse_args()
     with open(data_root() / "manifest.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    print(f"load average before: {os.getloadavg()[0]:.1f}  (cpus: {os.cpu_count()})")
-    print(f"{'clip':44s} {'source':>15s} {'frames':>6s} {'wall s':>7s} {'canvas f/s':>10s} "
-          f"{'cpu s':>6s} {'f/cpu-s':>7s} {'jitter':>7s} {'shake':>6s} {'A-V ms':>7s}")
+    print(f"{'clip':44s} {'source':>15s} {'frames':>6s} {'jitter':>7s} {'shake':>6s} "
+          f"{'A-V ms':>7s}")
     for part in args.clips:
         row = next((r for r in rows if part in r["file"]), None)
         if row is None:
             print(f"{part[:44]:44s} not in the manifest")
             continue
-        t0, c0 = time.perf_counter(), time.process_time()
         clip = load_face_clip(data_root() / row["file"], max_seconds=args.max_seconds)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         assert clip.boxes is not None
         av_ms = float("nan")
         if clip.audio is not None:
             av_ms = (len(clip.audio) / clip.sample_rate - clip.duration_s) * 1000
         src = f"{row['width']}x{row['height']}@{float(row['fps']):.3g}"
         name = Path(row["file"]).name.split("__", 1)[-1]
-        print(f"{name[:44]:44s} {src:>15s} {clip.n_frames:6d} {wall:7.1f} "
-              f"{clip.n_frames / wall:10.1f} {cpu:6.1f} {clip.n_frames / cpu:7.1f} "
+        print(f"{name[:44]:44s} {src:>15s} {clip.n_frames:6d} "
               f"{canvas_jitter(clip.boxes):7.3f} {shake(clip.boxes):6.3f} {av_ms:7.1f}")
-    print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
