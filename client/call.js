@@ -320,13 +320,17 @@ leaveButton.addEventListener("click", () => { if (left) location.reload(); else 
 
 // ---- signalling ------------------------------------------------------------------------
 const SIGNAL_RETRY_MS = 3000;
+let resumeKey = null; // from the last "joined" (server/signalling.py, resuming)
 
 function connectSignalling() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   const socket = new WebSocket(`${proto}//${location.host}/ws`);
   ws = socket;
   socket.addEventListener("open", () => {
-    send({ type: "join", room, token, peer: me, role: "viewer", label });
+    // After a drop, the key of the last "joined": the server gives the place back (nobody
+    // hears we were gone, the messages meanwhile follow) if it is within its grace period.
+    send({ type: "join", room, token, peer: me, role: "viewer", label,
+      ...(resumeKey ? { resume: resumeKey } : {}) });
   });
   socket.addEventListener("close", (ev) => {
     if (ws !== socket || left) return;
@@ -350,10 +354,16 @@ function connectSignalling() {
   socket.addEventListener("message", async (ev) => {
     const msg = JSON.parse(ev.data);
     if (msg.type === "joined") {
+      resumeKey = typeof msg.resume === "string" ? msg.resume : null;
+      window.talkcodec.resumed = (window.talkcodec.resumed || 0) + (msg.resumed ? 1 : 0);
       msg.peers.forEach((p) => peers.set(p.peer, p));
       setStatus(`in room ${room} as ${label}` +
         (msg.receivers === 0 ? ": no receiver available right now" : ""));
       window.talkcodec.signalling = "joined";
+      if (msg.resumed) { // our place was kept: every peer connection goes on as it was
+        for (const tile of tiles.values()) tile.stale = false;
+        return;
+      }
       if (cameraPc) { // back after a drop: the agent may have let the old one go with it
         restartCamera();
       } else {

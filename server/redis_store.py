@@ -18,9 +18,11 @@ published on that node's channel (one subscription per process, whatever the num
 rooms and peers, rather than one channel per peer). A node silent for ``NODE_TTL_S`` is
 gone: a client rejoining elsewhere under the same peer id takes its entry over at once,
 and ``REJOIN_GRACE_S`` later another node forgets the members nobody took over (their room
-hears ``peer-left``). While Redis is down a join is refused (1013 "signalling store
-unavailable") within the client timeout; when it comes back each node writes its own
-members again (Redis without persistence forgets them).
+hears ``peer-left``). A member whose socket dropped (away, ``signalling.py``) is marked so
+in its entry: its client may resume on its node, or rejoin on another, which takes the
+entry over at once (the away one then ends without a ``peer-left``). While Redis is down
+a join is refused (1013 "signalling store unavailable") within the client timeout; when it
+comes back each node writes its own members again (Redis without persistence forgets them).
 
 ``RedisReceiverPool``: the receiver registry and the placements: ``<prefix>receivers``
 (receiver id -> capacity, streams, render ms, draining, unix beat, node, registration
@@ -167,7 +169,8 @@ class RedisRegistry(RoomRegistry):
         return f"{self.prefix}rooms"
 
     def _entry(self, room: str, m: Member) -> str:
-        return json.dumps({"peer": m.peer, "role": m.role, "label": m.label, "node": self.node})
+        return json.dumps({"peer": m.peer, "role": m.role, "label": m.label, "node": self.node,
+                           "away": m.away})
 
     # ---- background: the node's beat and its channel -------------------------------------
     async def start(self) -> None:
@@ -239,7 +242,7 @@ class RedisRegistry(RoomRegistry):
             for peer in env.get("peers") or ():
                 member = self.get(str(room), str(peer))
                 if member is not None:
-                    await _send_text(member.socket, msg)
+                    await member.send(msg)
         elif env.get("to") == "rx":
             rx = self.pool.receivers.get(str(env.get("rid")))
             if rx is not None:
@@ -278,11 +281,13 @@ class RedisRegistry(RoomRegistry):
                 node = old.get("node")
                 if not node or node == self.node:
                     raise PolicyError("peer id already in room")
-                if await self.node_alive(node):
+                if not old.get("away") and await self.node_alive(node):
                     # Maybe its client rejoining from a process that just died: try later.
                     raise PolicyError("peer id already in room on another signalling "
                                       "process; try again shortly", CLOSE_TRY_LATER)
-                # Its signalling process is gone: this is its client rejoining elsewhere.
+                # Its signalling process is gone, or its socket there dropped (away): this
+                # is its client rejoining here. The away one there ends silently: its
+                # process finds the entry taken when the grace period is over.
                 await self.redis.hset(key, member.peer, entry)
                 await self.redis.srem(self._node_peers(node), f"{room}/{member.peer}")
                 member.rejoined = True
@@ -294,6 +299,20 @@ class RedisRegistry(RoomRegistry):
             entries = await self._entries(room)
         self.rooms.setdefault(room, {})[member.peer] = member
         return [_described(v) for p, v in entries.items() if p != member.peer]
+
+    async def went_away(self, room: str, member: Member) -> None:
+        await self._mark(room, member)
+
+    async def came_back(self, room: str, member: Member) -> None:
+        await self._mark(room, member)
+
+    async def _mark(self, room: str, member: Member) -> None:
+        """Write ``member``'s entry again (its away flag), if this process still holds it."""
+        key = self._members(room)
+        with _store():
+            raw = await self.redis.hget(key, member.peer)
+            if raw is not None and json.loads(raw).get("node") == self.node:
+                await self.redis.hset(key, member.peer, self._entry(room, member))
 
     async def leave(self, room: str, member: Member) -> bool:
         local = self.rooms.get(room, {})
@@ -333,8 +352,9 @@ class RedisRegistry(RoomRegistry):
         remote: dict[str, list[str]] = {}
         for peer in peers:
             local = self.get(room, peer)
-            if local is not None:
-                await _send_text(local.socket, message)
+            node = json.loads(entries[peer])["node"] if peer in entries else self.node
+            if local is not None and (node == self.node or not local.away):
+                await local.send(message)  # kept for it while away
             elif peer in entries:
                 remote.setdefault(json.loads(entries[peer])["node"], []).append(peer)
         for node, names in remote.items():

@@ -6,7 +6,10 @@ again under the same peer id, through its next URL (a list of signalling URLs, o
 Service URL tried again), for up to ``reconnect_s``. ``messages()`` goes on across the gap:
 it yields a ``peer-left`` for each peer gone meanwhile and a ``peer-joined`` for each new
 one, and ``signal()`` waits for the new socket. The peer connections of its sessions are
-not touched: the media flows peer to peer, and the room lives in Redis.
+not touched: the media flows peer to peer, and the room lives in Redis. A rejoin to the
+same signalling process within its grace period resumes (the join carries the ``resume``
+key of the last ``joined``): the others hear nothing, and the messages for this peer sent
+meanwhile arrive after the new ``joined``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class SignalClient:
         self.reconnect_s = reconnect_s
         self.peers: dict[str, dict] = {}
         self.reconnects = 0  # successful rejoins after a drop
+        self.resumes = 0  # of those, the ones that resumed the peer's place
+        self._resume: str | None = None  # the last ``joined``'s resume key
         self._ws: Any = None
         self._generation = 0  # counts the joins; signal() waits for the next one
         self._closed = False
@@ -44,12 +49,11 @@ class SignalClient:
         ws = await websockets.connect(url, max_size=1 << 20)
         try:
             # The server may refuse before the join is sent (too many sockets from here).
-            await ws.send(
-                json.dumps(
-                    {"type": "join", "room": self.room, "token": self.token, "peer": self.peer,
-                     "role": self.role, "label": self.label}
-                )
-            )
+            join = {"type": "join", "room": self.room, "token": self.token, "peer": self.peer,
+                    "role": self.role, "label": self.label}
+            if self._resume:
+                join["resume"] = self._resume
+            await ws.send(json.dumps(join))
             reply = json.loads(await ws.recv())
         except websockets.ConnectionClosed as exc:
             await ws.close()
@@ -59,6 +63,9 @@ class SignalClient:
             raise ConnectionError(f"unexpected signalling reply: {reply}")
         self._ws, self.url = ws, url
         self._generation += 1
+        resume = reply.get("resume")
+        self._resume = resume if isinstance(resume, str) else None
+        self.resumes += bool(reply.get("resumed"))
         return list(reply["peers"])
 
     async def connect(self) -> list[dict]:

@@ -8,6 +8,13 @@ Protocol (JSON text messages on ``/ws``):
   ``{"type": "peer-left", "peer"}``.
 - client -> server ``{"type": "signal", "to": peer, "data": {...}}``; the server relays
   ``{"type": "signal", "from": peer, "data": {...}}`` to that peer of the same room only.
+- Resuming: ``joined`` carries ``"resume": key``. A socket that drops without a close of its
+  own (no ``leave``, not code 1000/1001: a network blip, a laptop waking up) leaves its peer
+  *away* for ``away_grace_s``: the others hear nothing, and the messages for it are kept
+  (at most ``AWAY_OUTBOX`` of them). A join of the same peer with ``"resume": key`` in that
+  time takes the place back: ``joined`` says ``"resumed": true`` and the kept messages
+  follow; nobody hears ``peer-left`` or ``peer-joined``. Once the grace is over, or when
+  the same peer joins without the key, the others hear ``peer-left`` as before.
 
 Security: the room token is checked (HMAC, see ``tokens.py``) before anything of the room
 is revealed; the roles that receive other people's media (``MEDIA_ROLES``) need a media
@@ -22,9 +29,11 @@ new one is closed at once with 1013 ("too many connections from this address").
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import re
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -45,6 +54,9 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_LATER = 1013
+# Closes a client makes on purpose (normal, going away: a tab closed): no grace period.
+CLIENT_CLOSES = frozenset({1000, 1001})
+AWAY_OUTBOX = 256  # messages kept for an away peer; past that it can no longer resume
 
 
 @dataclass
@@ -59,6 +71,9 @@ class SignallingLimits:
     # proxy the address is the proxy's unless it sends X-Forwarded-For from an address
     # uvicorn trusts (its forwarded_allow_ips, env FORWARDED_ALLOW_IPS; loopback by default).
     max_sockets_per_ip: int = 32
+    # How long a peer whose socket dropped stays in its room, away, for its client to
+    # resume (0: it leaves at once).
+    away_grace_s: float = 15.0
 
 
 @dataclass
@@ -84,6 +99,38 @@ class Member:
     label: str
     socket: WebSocket
     rejoined: bool = False  # took over its entry from a signalling process that died
+    resume_key: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    # While away (its socket dropped, within the grace period): the messages for it.
+    outbox: list[dict] | None = None
+    overflowed: bool = False  # more than AWAY_OUTBOX were kept: it cannot resume
+    expiry: asyncio.Task | None = None
+
+    @property
+    def away(self) -> bool:
+        return self.outbox is not None
+
+    async def send(self, message: dict) -> None:
+        if self.outbox is not None:
+            if len(self.outbox) < AWAY_OUTBOX:
+                self.outbox.append(message)
+            else:
+                self.overflowed = True
+            return
+        try:
+            await self.socket.send_text(json.dumps(message))
+        except Exception:  # noqa: BLE001 - a peer that went away is handled by its own loop
+            pass
+
+    def go_away(self) -> None:
+        self.outbox = []
+
+    async def come_back(self, socket: WebSocket) -> list[dict]:
+        """Its client is back on ``socket``: the kept messages, to send after ``joined``."""
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
+        kept, self.outbox, self.socket = self.outbox or [], None, socket
+        return kept
 
 
 class RateLimiter:
@@ -184,6 +231,12 @@ class RoomRegistry:
                 self.rooms.pop(room, None)
             return True
 
+    async def went_away(self, room: str, member: Member) -> None:
+        """``member``'s socket dropped; it stays, away, for the grace period."""
+
+    async def came_back(self, room: str, member: Member) -> None:
+        """``member`` resumed on a new socket of this process."""
+
     def get(self, room: str, peer: str) -> Member | None:
         """A member whose socket is on this process."""
         return self.rooms.get(room, {}).get(peer)
@@ -237,16 +290,21 @@ def _describe(m: Member) -> dict:
 
 
 async def _send(member: Member, message: dict) -> None:
-    try:
-        await member.socket.send_text(json.dumps(message))
-    except Exception:  # noqa: BLE001 - a peer that went away is handled by its own loop
-        pass
+    await member.send(message)
 
 
-async def _receive(ws: WebSocket, limits: SignallingLimits, bucket: RateLimiter) -> dict | None:
+class Closed(Exception):
+    """The client's socket closed (``code``: its close code, 1006 for a dropped one)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"socket closed ({code})")
+        self.code = code
+
+
+async def _receive(ws: WebSocket, limits: SignallingLimits, bucket: RateLimiter) -> dict:
     message = await ws.receive()
     if message["type"] == "websocket.disconnect":
-        return None
+        raise Closed(int(message.get("code") or 1006))
     text = message.get("text")
     if text is None:
         data = message.get("bytes") or b""
@@ -361,8 +419,9 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
         try:
             while True:
                 # A receiver sends a signal per viewer per link: a higher rate than a peer.
-                msg = await _receive(ws, limits, bucket)
-                if msg is None:
+                try:
+                    msg = await _receive(ws, limits, bucket)
+                except Closed:
                     break
                 if msg["type"] == "load":
                     await pool.heartbeat(rid, msg)
@@ -391,11 +450,51 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
         finally:
             addresses.release(address)
 
+    async def depart(room: str, me: Member) -> None:
+        """``me`` leaves ``room``: the others (and the pool's receivers) hear it."""
+        try:
+            if await registry.leave(room, me):
+                await registry.broadcast(room, {"type": "peer-left", "peer": me.peer})
+                if config.receiver_pool:
+                    await pool.room_event(room, {"type": "peer-left", "peer": me.peer})
+        except StoreUnavailable as exc:
+            log.warning("signalling: %s left room %s unseen: %s", me.peer, room, exc)
+
+    async def expire(room: str, me: Member) -> None:
+        await asyncio.sleep(limits.away_grace_s)
+        me.expiry = None
+        if me.away:
+            await depart(room, me)
+
+    async def rejoin_of_away(room: str, first: dict, ws: WebSocket) -> Member | None:
+        """A join of a peer this process holds: with its resume key (same role) its member,
+        to go on on ``ws``; without, None once an away one left (the others hear it). A
+        socket whose peer resumes elsewhere is dead to its client: it is closed."""
+        old = registry.get(room, first["peer"])
+        if old is None:
+            return None
+        if old.role == first["role"] and not old.overflowed and isinstance(
+                first.get("resume"), str) and hmac.compare_digest(first["resume"],
+                                                                   old.resume_key):
+            if not old.away:  # its client saw the drop before this process did
+                stale = old.socket
+                old.go_away()
+                await _close(stale, CLOSE_POLICY, "resumed on another socket")
+            return old
+        if not old.away:
+            return None  # a peer id in use: the join is refused
+        if old.expiry is not None:
+            old.expiry.cancel()
+            old.expiry = None
+        await depart(room, old)
+        return None
+
     async def _serve_socket(ws: WebSocket) -> None:
         await ws.accept()
         await started()
         bucket = RateLimiter(limits.messages_per_s, limits.burst)
         room = me = None
+        dropped = False  # the socket closed without the client closing it: grace period
         try:
             try:
                 first = await asyncio.wait_for(
@@ -403,31 +502,52 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
                 )
             except TimeoutError as exc:
                 raise PolicyError("join timeout") from exc
-            if first is None:
-                return
             if config.receiver_pool and first.get("type") == "register":
                 await serve_receiver(ws, first, RateLimiter(limits.messages_per_s * 10,
                                                             limits.burst * 10))
                 return
             room_name, peer_name, role, label = _check_join(first, config.secret)
-            member = Member(peer_name, role, label, ws)
-            described = await registry.join(room_name, member)
-            room, me = room_name, member
+            resumed = await rejoin_of_away(room_name, first, ws)
+            if resumed is not None:
+                room, me = room_name, resumed
+                kept = await me.come_back(ws)
+                await registry.came_back(room, me)
+                members = await registry.members(room)
+                described = [m for m in members if m["peer"] != me.peer]
+                if config.receiver_pool and pooled(described) and role != "receiver":
+                    described.append({"peer": VIRTUAL_PEER, "role": "receiver",
+                                      "label": "receiver pool"})
+                await _send(me, {"type": "joined", "peer": me.peer, "peers": described,
+                                 "resume": me.resume_key, "resumed": True})
+                for message in kept:
+                    await _send(me, message)
+                log.info("signalling: %s resumed in room %s (%d kept messages)", me.peer,
+                         room, len(kept))
+            else:
+                member = Member(peer_name, role, label, ws)
+                described = await registry.join(room_name, member)
+                room, me = room_name, member
+                joined: dict = {"type": "joined", "peer": me.peer, "peers": described,
+                                "resume": me.resume_key}
+                if config.receiver_pool and pooled(described) and role != "receiver":
+                    described.append({"peer": VIRTUAL_PEER, "role": "receiver",
+                                      "label": "receiver pool"})
+                    joined["receivers"] = await pool.count_available()
+                await _send(me, joined)
+                # Also after a rejoin (``me.rejoined``): the receivers offer a rejoining
+                # viewer its views again (a page drops them with its socket).
+                await registry.broadcast(room, {"type": "peer-joined", **_describe(me)},
+                                         me.peer)
+                if config.receiver_pool:
+                    await pool.room_event(room, {"type": "peer-joined", **_describe(me)})
             peer = me.peer
-            joined: dict = {"type": "joined", "peer": peer, "peers": described}
-            if config.receiver_pool and pooled(described) and role != "receiver":
-                described.append({"peer": VIRTUAL_PEER, "role": "receiver",
-                                  "label": "receiver pool"})
-                joined["receivers"] = await pool.count_available()
-            await _send(me, joined)
-            # Also after a rejoin (``me.rejoined``): the receivers offer a rejoining viewer
-            # its views again (a page drops them with its socket).
-            await registry.broadcast(room, {"type": "peer-joined", **_describe(me)}, peer)
-            if config.receiver_pool:
-                await pool.room_event(room, {"type": "peer-joined", **_describe(me)})
             while True:
-                msg = await _receive(ws, limits, bucket)
-                if msg is None or msg["type"] == "leave":
+                try:
+                    msg = await _receive(ws, limits, bucket)
+                except Closed as closed:
+                    dropped = closed.code not in CLIENT_CLOSES
+                    break
+                if msg["type"] == "leave":
                     break
                 if msg["type"] == "signal":
                     to, data = msg.get("to"), msg.get("data")
@@ -448,6 +568,8 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
                     await _send(me, {"type": "pong"})
                 else:
                     raise PolicyError("unknown message type")
+        except Closed:
+            pass
         except PolicyError as exc:
             await _close(ws, exc.code, str(exc))
         except StoreUnavailable as exc:
@@ -461,13 +583,17 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
                         me.peer if me else "not joined", type(exc).__name__, exc)
             await _close(ws, CLOSE_INTERNAL, "internal error")
         finally:
-            if room is not None and me is not None:
-                try:
-                    if await registry.leave(room, me):
-                        await registry.broadcast(room, {"type": "peer-left", "peer": me.peer})
-                        if config.receiver_pool:
-                            await pool.room_event(room, {"type": "peer-left", "peer": me.peer})
-                except StoreUnavailable as exc:
-                    log.warning("signalling: %s left room %s unseen: %s", me.peer, room, exc)
+            # (Not when another socket took its place: ``rejoin_of_away``.)
+            if room is not None and me is not None and me.socket is ws and not me.away:
+                if dropped and limits.away_grace_s > 0:
+                    me.go_away()
+                    me.expiry = asyncio.ensure_future(expire(room, me))
+                    try:
+                        await registry.went_away(room, me)
+                    except StoreUnavailable as exc:
+                        log.warning("signalling: %s away in room %s unseen: %s", me.peer,
+                                    room, exc)
+                else:
+                    await depart(room, me)
 
     return registry

@@ -206,10 +206,13 @@ def test_page_names_mute_and_leave(tmp_path: Path) -> None:
         call.stop()
 
 
-def test_the_call_goes_on_while_signalling_is_away(tmp_path: Path) -> None:
+@pytest.mark.parametrize("resume", [True, False], ids=["resumed", "joined-afresh"])
+def test_the_call_goes_on_while_signalling_is_away(tmp_path: Path, resume: bool) -> None:
     """The page's signalling socket drops mid-call: the face stays on the page (its tile
-    and peer connection are not of the socket), the page rejoins by itself, the camera is
-    offered again and the worker's view replaces the old one in the same tile."""
+    and peer connection are not of the socket) and the page rejoins by itself. Resumed
+    (within the server's grace period, with its key) nothing else changes; joined afresh
+    (the key forgotten, as after a signalling restart) the camera is offered again and the
+    worker's view replaces the old one in the same tile."""
     _need_browser()
     from playwright.sync_api import sync_playwright
 
@@ -225,6 +228,8 @@ def test_the_call_goes_on_while_signalling_is_away(tmp_path: Path) -> None:
             page = browser.new_page()
             page.goto(call.call.page_url("alice"))
             wait_for(page, f"{frames} > 25", 60)
+            if not resume:
+                page.evaluate("resumeKey = null")
             page.evaluate("ws.close(4000, 'test: signalling dropped')")
             dropped = time.monotonic()
             tiles_seen = set()
@@ -236,11 +241,13 @@ def test_the_call_goes_on_while_signalling_is_away(tmp_path: Path) -> None:
                 page.wait_for_timeout(100)
             assert page.evaluate("window.talkcodec.signalling") == "joined"
             assert page.evaluate("window.talkcodec.signallingDrops") == 1
+            assert page.evaluate("window.talkcodec.resumed || 0") == int(resume)
             assert "(the call goes on)" not in page.text_content("#status")
             rejoined, rejoined_s = page.evaluate(frames), time.monotonic() - dropped
             # The picture plays again: frames after the rejoin, in the one tile it had.
             wait_for(page, f"{frames} > {rejoined + 25}", 45)
-            print(f"\nsignalling drop: rejoined after {rejoined_s:.1f} s, 25 new frames "
+            print(f"\nsignalling drop ({'resumed' if resume else 'joined afresh'}): rejoined "
+                  f"after {rejoined_s:.1f} s, 25 new frames "
                   f"{time.monotonic() - dropped:.1f} s after the drop")
             wait_for(page, "window.talkcodec.camera === 'connected'", 20)
             tiles_seen.add(page.evaluate(count))

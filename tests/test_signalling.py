@@ -149,3 +149,200 @@ def test_origin_checked_and_room_limit():
         await _stop(server, task)
 
     run(scenario())
+
+
+# ---- a dropped socket: away, then resumed or gone --------------------------------------
+async def _raw_join(url: str, peer: str, resume: str | None = None, role: str = "sender"):
+    ws = await websockets.connect(url)
+    msg = {"type": "join", "room": "r", "token": make_room_token(SECRET, "r"), "peer": peer,
+           "role": role}
+    if resume is not None:
+        msg["resume"] = resume
+    await ws.send(json.dumps(msg))
+    return ws, json.loads(await ws.recv())
+
+
+async def _drop(ws) -> None:
+    """The socket dies without a close handshake (a network blip): the server sees 1006."""
+    ws.transport.abort()
+    await asyncio.sleep(0.3)
+
+
+class _Inbox:
+    """A client's messages, pumped into a queue (waiting on a queue with a timeout does not
+    cancel the client's message generator)."""
+
+    def __init__(self, client: SignalClient) -> None:
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.task = asyncio.ensure_future(self._pump(client))
+
+    async def _pump(self, client: SignalClient) -> None:
+        async for msg in client.messages():
+            await self.queue.put(msg)
+
+    async def __anext__(self) -> dict:
+        return await self.queue.get()
+
+
+async def _nothing_for(it: _Inbox, seconds: float) -> None:
+    await asyncio.sleep(seconds)
+    assert it.queue.empty(), f"unexpected message {it.queue.get_nowait()}"
+
+
+async def _alice_and_bob(limits: SignallingLimits):
+    """A server, alice (a SignalClient, her messages in an inbox) and bob (a raw socket)
+    in room "r"; alice has heard bob join."""
+    server, task, url = await _serve(limits)
+    alice = SignalClient(url, "r", make_room_token(SECRET, "r"), "alice", "viewer")
+    await alice.connect()
+    it = _Inbox(alice)
+    bob, joined = await _raw_join(url, "bob")
+    assert (await asyncio.wait_for(it.__anext__(), 5))["type"] == "peer-joined"
+    return server, task, url, alice, it, bob, joined
+
+
+async def _end(server, task, alice: SignalClient, bob) -> None:
+    await bob.close()
+    await alice.close()
+    await _stop(server, task)
+
+
+def test_a_dropped_socket_resumes_its_place_and_gets_what_was_sent_meanwhile():
+    async def scenario():
+        server, task, url = await _serve(SignallingLimits(away_grace_s=10.0))
+        alice = SignalClient(url, "r", make_room_token(SECRET, "r"), "alice", "viewer")
+        await alice.connect()
+        it = _Inbox(alice)
+        bob, joined = await _raw_join(url, "bob")
+        key = joined["resume"]
+        assert (await asyncio.wait_for(it.__anext__(), 5))["type"] == "peer-joined"
+        await _drop(bob)
+        await alice.signal("bob", {"kind": "offer", "sdp": "v=0"})  # bob is away: kept
+        await _nothing_for(it, 1.0)  # no peer-left
+        bob, joined = await _raw_join(url, "bob", resume=key)
+        assert joined["resumed"] is True and joined["resume"] == key
+        assert joined["peers"] == [{"peer": "alice", "role": "viewer", "label": ""}]
+        kept = json.loads(await asyncio.wait_for(bob.recv(), 5))
+        assert kept == {"type": "signal", "from": "alice",
+                        "data": {"kind": "offer", "sdp": "v=0"}}
+        await _nothing_for(it, 0.5)  # no peer-joined either: nothing changed for alice
+        await alice.signal("bob", {"kind": "candidate"})  # delivered at once again
+        assert json.loads(await asyncio.wait_for(bob.recv(), 5))["data"] == {"kind": "candidate"}
+        await bob.close()  # a close of its own: alice hears it at once
+        assert await asyncio.wait_for(it.__anext__(), 5) == {"type": "peer-left", "peer": "bob"}
+        await alice.close()
+        await _stop(server, task)
+
+    run(scenario())
+
+
+def test_an_away_peer_leaves_once_the_grace_period_is_over():
+    async def scenario():
+        server, task, url, alice, it, bob, joined = await _alice_and_bob(
+            SignallingLimits(away_grace_s=0.5))
+        t0 = time.monotonic()
+        await _drop(bob)
+        assert await asyncio.wait_for(it.__anext__(), 5) == {"type": "peer-left", "peer": "bob"}
+        assert time.monotonic() - t0 >= 0.5
+        # Too late to resume: the key is refused, the join is a new one.
+        bob, again = await _raw_join(url, "bob", resume=joined["resume"])
+        assert again["type"] == "joined" and "resumed" not in again
+        assert again["resume"] != joined["resume"]
+        assert (await asyncio.wait_for(it.__anext__(), 5))["type"] == "peer-joined"
+        await bob.close()
+        await alice.close()
+        await _stop(server, task)
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("how", ["no key", "wrong key", "other role"])
+def test_a_join_without_the_away_peer_s_key_ends_it_and_is_a_new_join(how):
+    async def scenario():
+        server, task, url, alice, it, bob, joined = await _alice_and_bob(
+            SignallingLimits(away_grace_s=30.0))
+        await _drop(bob)
+        await alice.signal("bob", {"kind": "offer"})
+        key = {"no key": None, "wrong key": "x" * 22, "other role": joined["resume"]}[how]
+        role = "viewer" if how == "other role" else "sender"
+        bob, again = await _raw_join(url, "bob", resume=key, role=role)
+        assert again["type"] == "joined" and "resumed" not in again  # not refused either
+        assert await asyncio.wait_for(it.__anext__(), 5) == {"type": "peer-left", "peer": "bob"}
+        assert (await asyncio.wait_for(it.__anext__(), 5))["role"] == role
+        with pytest.raises(TimeoutError):  # what was kept for the old one is not handed over
+            await asyncio.wait_for(bob.recv(), 0.5)
+        await bob.close()
+        await alice.close()
+        await _stop(server, task)
+
+    run(scenario())
+
+
+def test_an_away_peer_keeps_a_bounded_outbox_and_past_it_cannot_resume():
+    from server.signalling import AWAY_OUTBOX
+
+    async def scenario():
+        limits = SignallingLimits(away_grace_s=30.0, messages_per_s=1e4, burst=10_000)
+        server, task, url, alice, it, bob, joined = await _alice_and_bob(
+            limits)
+        await _drop(bob)
+        for k in range(AWAY_OUTBOX + 50):
+            await alice.signal("bob", {"kind": "candidate", "k": k})
+        bob, again = await _raw_join(url, "bob", resume=joined["resume"])
+        assert "resumed" not in again  # it missed messages: a new join, the others hear it
+        assert await asyncio.wait_for(it.__anext__(), 5) == {"type": "peer-left", "peer": "bob"}
+        await bob.close()
+        await alice.close()
+        await _stop(server, task)
+
+    run(scenario())
+
+
+def test_a_python_peer_resumes_after_its_socket_drops():
+    async def scenario():
+        server, task, url = await _serve(SignallingLimits(away_grace_s=10.0))
+        tok = make_room_token(SECRET, "r")
+        alice = SignalClient(url, "r", tok, "alice", "viewer")
+        await alice.connect()
+        it_a = _Inbox(alice)
+        bob = SignalClient(url, "r", tok, "bob", "sender", reconnect_s=10.0)
+        await bob.connect()
+        assert (await asyncio.wait_for(it_a.__anext__(), 5))["type"] == "peer-joined"
+        it_b = _Inbox(bob)
+        bob._ws.transport.abort()  # noqa: SLF001 - the network drops the socket
+        await asyncio.sleep(0.3)
+        await alice.signal("bob", {"kind": "offer"})
+        got = await asyncio.wait_for(it_b.__anext__(), 10)  # across the rejoin
+        assert got == {"type": "signal", "from": "alice", "data": {"kind": "offer"}}
+        assert bob.reconnects == 1 and bob.resumes == 1
+        await _nothing_for(it_a, 0.5)
+        await bob.close()
+        assert await asyncio.wait_for(it_a.__anext__(), 5) == {"type": "peer-left", "peer": "bob"}
+        await alice.close()
+        await _stop(server, task)
+
+    run(scenario())
+
+
+def test_a_resume_takes_the_place_of_a_socket_the_server_still_holds():
+    async def scenario():
+        server, task, url, alice, it, old, joined = await _alice_and_bob(
+            SignallingLimits(away_grace_s=10.0))
+        # Its client saw the drop first (the old socket still looks open to the server).
+        bob, again = await _raw_join(url, "bob", resume=joined["resume"])
+        assert again["resumed"] is True
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(old.recv(), 5)
+        assert old.close_code == 1008
+        await alice.signal("bob", {"kind": "offer"})
+        assert json.loads(await asyncio.wait_for(bob.recv(), 5))["data"] == {"kind": "offer"}
+        await _nothing_for(it, 0.5)  # alice heard nothing of it
+        # Without the key a peer id in use is still refused.
+        with pytest.raises(websockets.ConnectionClosed) as refused:
+            await _raw_join(url, "bob")
+        assert refused.value.rcvd.code == 1008 and "already" in refused.value.rcvd.reason
+        await bob.close()
+        await alice.close()
+        await _stop(server, task)
+
+    run(scenario())
