@@ -92,3 +92,68 @@ def test_rooms_api_on_redis_down_is_503() -> None:
 
     status, reply = asyncio.run(asyncio.wait_for(main(), 30))
     assert status == 503 and reply["error"].startswith("room store unavailable: redis"), reply
+
+
+def test_a_peer_away_on_one_signalling_process_rejoins_through_another(tmp_path: Path) -> None:
+    """Two signalling apps on one Redis: bob's socket to A drops (away there); bob joins
+    through B and takes his entry over at once (no refusal, no peer-left); a message from
+    alice on A reaches him on B, and A's grace period ends without a peer-left."""
+    import json
+
+    import websockets
+
+    from server.app import create_app, start_http
+    from server.signal_client import SignalClient
+    from server.signalling import SignallingConfig, SignallingLimits
+    from server.tokens import make_room_token
+
+    secret = b"redis-away-test"
+    port = _free_port()
+    proc = start_redis(tmp_path, port)
+
+    async def main() -> None:
+        def config() -> SignallingConfig:
+            return SignallingConfig(secret=secret, redis_url=f"redis://127.0.0.1:{port}/0",
+                                    limits=SignallingLimits(away_grace_s=1.5))
+
+        a, a_task, a_port = await start_http(create_app(config()))
+        b, b_task, b_port = await start_http(create_app(config()))
+        url_a, url_b = f"ws://127.0.0.1:{a_port}/ws", f"ws://127.0.0.1:{b_port}/ws"
+        token = make_room_token(secret, "r")
+        join = {"type": "join", "room": "r", "token": token, "peer": "bob", "role": "sender"}
+        heard: list[dict] = []
+        alice = SignalClient(url_a, "r", token, "alice", "viewer")
+        try:
+            await alice.connect()
+
+            async def listen() -> None:
+                async for msg in alice.messages():
+                    heard.append(msg)
+
+            listener = asyncio.ensure_future(listen())
+            bob = await websockets.connect(url_a)
+            await bob.send(json.dumps(join))
+            assert json.loads(await bob.recv())["type"] == "joined"
+            await asyncio.sleep(0.5)
+            bob.transport.abort()  # away on A
+            await asyncio.sleep(0.5)
+            bob = await websockets.connect(url_b)
+            await bob.send(json.dumps(join))
+            assert json.loads(await asyncio.wait_for(bob.recv(), 5))["type"] == "joined"
+            await alice.signal("bob", {"kind": "offer"})  # alice on A, bob now on B
+            got = json.loads(await asyncio.wait_for(bob.recv(), 5))
+            assert got == {"type": "signal", "from": "alice", "data": {"kind": "offer"}}
+            await asyncio.sleep(2.5)  # past A's grace period
+            assert [m["type"] for m in heard] == ["peer-joined", "peer-joined"], heard
+            await bob.close()
+            listener.cancel()
+        finally:
+            await alice.close()
+            for server, task in ((a, a_task), (b, b_task)):
+                server.should_exit = True
+                await task
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 60))
+    finally:
+        proc.kill()
