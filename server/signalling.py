@@ -489,6 +489,15 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
         await depart(room, old)
         return None
 
+    def with_pool(described: list[dict], role: str) -> bool:
+        """A room the pool serves shows its receivers as one virtual peer (added to
+        ``described``, the others a joining peer is told of); True when it was added."""
+        if config.receiver_pool and pooled(described) and role != "receiver":
+            described.append({"peer": VIRTUAL_PEER, "role": "receiver",
+                              "label": "receiver pool"})
+            return True
+        return False
+
     async def _serve_socket(ws: WebSocket) -> None:
         await ws.accept()
         await started()
@@ -514,9 +523,7 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
                 await registry.came_back(room, me)
                 members = await registry.members(room)
                 described = [m for m in members if m["peer"] != me.peer]
-                if config.receiver_pool and pooled(described) and role != "receiver":
-                    described.append({"peer": VIRTUAL_PEER, "role": "receiver",
-                                      "label": "receiver pool"})
+                with_pool(described, role)
                 await _send(me, {"type": "joined", "peer": me.peer, "peers": described,
                                  "resume": me.resume_key, "resumed": True})
                 for message in kept:
@@ -529,9 +536,7 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
                 room, me = room_name, member
                 joined: dict = {"type": "joined", "peer": me.peer, "peers": described,
                                 "resume": me.resume_key}
-                if config.receiver_pool and pooled(described) and role != "receiver":
-                    described.append({"peer": VIRTUAL_PEER, "role": "receiver",
-                                      "label": "receiver pool"})
+                if with_pool(described, role):
                     joined["receivers"] = await pool.count_available()
                 await _send(me, joined)
                 # Also after a rejoin (``me.rejoined``): the receivers offer a rejoining
