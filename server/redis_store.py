@@ -300,13 +300,7 @@ class RedisRegistry(RoomRegistry):
         self.rooms.setdefault(room, {})[member.peer] = member
         return [_described(v) for p, v in entries.items() if p != member.peer]
 
-    async def went_away(self, room: str, member: Member) -> None:
-        await self._mark(room, member)
-
-    async def came_back(self, room: str, member: Member) -> None:
-        await self._mark(room, member)
-
-    async def _mark(self, room: str, member: Member) -> None:
+    async def away_changed(self, room: str, member: Member) -> None:
         """Write ``member``'s entry again (its away flag), if this process still holds it."""
         key = self._members(room)
         with _store():
@@ -352,11 +346,11 @@ class RedisRegistry(RoomRegistry):
         remote: dict[str, list[str]] = {}
         for peer in peers:
             local = self.get(room, peer)
-            node = json.loads(entries[peer])["node"] if peer in entries else self.node
-            if local is not None and (node == self.node or not local.away):
+            node = json.loads(entries[peer])["node"] if peer in entries else None
+            if local is not None and (node in (None, self.node) or not local.away):
                 await local.send(message)  # kept for it while away
-            elif peer in entries:
-                remote.setdefault(json.loads(entries[peer])["node"], []).append(peer)
+            elif node is not None:
+                remote.setdefault(node, []).append(peer)
         for node, names in remote.items():
             try:
                 await self.publish(node, {"to": "peers", "room": room, "peers": names,

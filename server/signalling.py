@@ -194,12 +194,12 @@ class RoomRegistry:
         """Send ``message`` to ``peer`` of ``room``, wherever its socket is."""
         member = self.get(room, peer)
         if member is not None:
-            await _send(member, message)
+            await member.send(message)
 
     async def broadcast(self, room: str, message: dict, exclude: str | None = None) -> None:
         for m in list(self.rooms.get(room, {}).values()):
             if m.peer != exclude:
-                await _send(m, message)
+                await m.send(message)
 
     async def members(self, room: str) -> list[dict]:
         return [_describe(m) for m in self.rooms.get(room, {}).values()]
@@ -231,11 +231,9 @@ class RoomRegistry:
                 self.rooms.pop(room, None)
             return True
 
-    async def went_away(self, room: str, member: Member) -> None:
-        """``member``'s socket dropped; it stays, away, for the grace period."""
-
-    async def came_back(self, room: str, member: Member) -> None:
-        """``member`` resumed on a new socket of this process."""
+    async def away_changed(self, room: str, member: Member) -> None:
+        """``member``'s socket dropped (it stays, away, for the grace period), or it resumed
+        on a new socket of this process (a shared registry records it)."""
 
     def get(self, room: str, peer: str) -> Member | None:
         """A member whose socket is on this process."""
@@ -287,10 +285,6 @@ class AddressCounter:
 
 def _describe(m: Member) -> dict:
     return {"peer": m.peer, "role": m.role, "label": m.label}
-
-
-async def _send(member: Member, message: dict) -> None:
-    await member.send(message)
 
 
 class Closed(Exception):
@@ -520,14 +514,14 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
             if resumed is not None:
                 room, me = room_name, resumed
                 kept = await me.come_back(ws)
-                await registry.came_back(room, me)
+                await registry.away_changed(room, me)
                 members = await registry.members(room)
                 described = [m for m in members if m["peer"] != me.peer]
                 with_pool(described, role)
-                await _send(me, {"type": "joined", "peer": me.peer, "peers": described,
+                await me.send({"type": "joined", "peer": me.peer, "peers": described,
                                  "resume": me.resume_key, "resumed": True})
                 for message in kept:
-                    await _send(me, message)
+                    await me.send(message)
                 log.info("signalling: %s resumed in room %s (%d kept messages)", me.peer,
                          room, len(kept))
             else:
@@ -538,7 +532,7 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
                                 "resume": me.resume_key}
                 if with_pool(described, role):
                     joined["receivers"] = await pool.count_available()
-                await _send(me, joined)
+                await me.send(joined)
                 # Also after a rejoin (``me.rejoined``): the receivers offer a rejoining
                 # viewer its views again (a page drops them with its socket).
                 await registry.broadcast(room, {"type": "peer-joined", **_describe(me)},
@@ -563,14 +557,14 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
                         await pool.route(room, peer, data, members)
                         continue
                     if not isinstance(to, str) or to not in names:
-                        await _send(me, {"type": "error", "error": "no such peer"})
+                        await me.send({"type": "error", "error": "no such peer"})
                         continue
                     if not isinstance(data, dict):
                         raise PolicyError("signal data must be an object")
                     await registry.deliver(room, to, {"type": "signal", "from": peer,
                                                       "data": data})
                 elif msg["type"] == "ping":
-                    await _send(me, {"type": "pong"})
+                    await me.send({"type": "pong"})
                 else:
                     raise PolicyError("unknown message type")
         except Closed:
@@ -594,7 +588,7 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
                     me.go_away()
                     me.expiry = asyncio.ensure_future(expire(room, me))
                     try:
-                        await registry.went_away(room, me)
+                        await registry.away_changed(room, me)
                     except StoreUnavailable as exc:
                         log.warning("signalling: %s away in room %s unseen: %s", me.peer,
                                     room, exc)
