@@ -30,6 +30,9 @@ let left = false; // the person pressed "Leave"
 const CAMERA_RETRY_MS = 2000;
 const CAMERA_OVERLAP_MS = 3000; // the old camera connection after a new one was offered
 const STALE_VIEW_MS = 15000; // a view not offered again this long after a rejoin, not playing
+// A view its worker ended ("bye") keeps its tile and last picture this long: a rejoin or a
+// receiver handing over offers the same session again, and the face comes back in place.
+const VIEW_BYE_GRACE_MS = 5000;
 // The camera only feeds the local agent's face tracker: a 640x480 stream at ~0.5 Mbit/s is
 // plenty, and each RTP packet costs the agent's event loop (docs/CALL.md, Long calls).
 const CAMERA_MAX_BITRATE = 500000;
@@ -198,6 +201,8 @@ function onViewMessage(tile, msg) {
 async function acceptView(from, data) {
   const tile = tiles.get(data.session) || newTile(data.session);
   tile.stale = false;
+  if (tile.byeTimer) { clearTimeout(tile.byeTimer); tile.byeTimer = null; }
+  tile.node.classList.remove("ended");
   if (tile.pc) tile.pc.close();
   const pc = new RTCPeerConnection({ iceServers });
   tile.pc = pc;
@@ -227,9 +232,18 @@ function dropStaleViews() {
   }
 }
 
+function viewEnded(session) {
+  const tile = tiles.get(session);
+  if (!tile || tile.byeTimer) return;
+  tile.node.classList.add("ended"); // its last picture stays, marked, until offered again
+  tile.byeTimer = setTimeout(() => { if (tiles.get(session) === tile) removeView(session); },
+                             VIEW_BYE_GRACE_MS);
+}
+
 function removeView(session) {
   const tile = tiles.get(session);
   if (!tile) return;
+  if (tile.byeTimer) clearTimeout(tile.byeTimer);
   if (tile.pc) tile.pc.close();
   tile.node.remove();
   tiles.delete(session);
@@ -256,7 +270,7 @@ function refreshFigures() {
       audioKbps: s.audio_kbps ?? 0,
       totalKbps: s.total_kbps ?? 0, transportKbps: s.transport_kbps ?? 0,
       loss: s.lowres_loss ?? null, audioLoss: s.audio_loss ?? null,
-      receiver: s.receiver || "", lowLatency: !!s.low_latency,
+      receiver: s.receiver || "", lowLatency: !!s.low_latency, ended: !!tile.byeTimer,
     };
     window.talkcodec.tiles[session] = fig;
     const q = (c) => tile.node.querySelector(c);
@@ -281,7 +295,7 @@ async function onSignal(from, data) {
   else if (data.kind === "answer" && cameraPc && data.session === "camera:" + me) {
     await cameraPc.setRemoteDescription({ type: "answer", sdp: data.sdp });
   } else if (data.kind === "bye") {
-    if (data.session.startsWith("view:")) removeView(data.session);
+    if (data.session.startsWith("view:")) viewEnded(data.session);
     else if (data.session === "camera:" + me && cameraPc && cameraPc.talkcodecAgent === from) {
       cameraEnded("the sender agent closed it");
     }

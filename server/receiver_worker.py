@@ -93,6 +93,7 @@ class LinkSession:
         self.viewer_audio: SyncedAudioTrack | None = None
         self.audio_rate = RateWindow()
         self.viewers: dict[str, tuple[ReconstructedVideoTrack, RTCDataChannel]] = {}
+        self.view_pcs: dict[str, RTCPeerConnection] = {}  # each viewer's latest view of it
         # Views are offered once the link is connected (``views_open``); a viewer whose
         # offer is in flight is in ``offering``, True when it is to be offered again after
         # (the audio track came meanwhile): never two offers of one view at once.
@@ -531,6 +532,7 @@ class ReceiverWorker:
                   if pc.connectionState in ("closed", "failed") else None)
         channel = pc.createDataChannel(VIEW_CHANNEL)
         link.viewers[viewer] = (track, channel)
+        link.view_pcs[viewer] = pc
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
@@ -551,6 +553,7 @@ class ReceiverWorker:
         except (TimeoutError, ConnectionError):
             if link.viewers.get(viewer, (None,))[0] is track:
                 link.viewers.pop(viewer, None)
+                link.view_pcs.pop(viewer, None)
             await close_peer_connection(pc)
 
     async def _offer_again(self, viewer: str, link: LinkSession, delay_s: float = 1.0) -> None:
@@ -574,6 +577,7 @@ class ReceiverWorker:
             await self.links.pop(key).close()
         for link in self.links.values():
             link.viewers.pop(peer, None)
+            link.view_pcs.pop(peer, None)
 
     async def drop_link(self, link: LinkSession) -> None:
         if self.links.get(link.key) is link:
@@ -585,7 +589,10 @@ class ReceiverWorker:
                         link.pc.connectionState)
         await link.close()
         for viewer in list(link.viewers):
-            await self.router.close_session(viewer, f"view:{link.key}")
+            # Only its own views: a new link of the same sender (its page joined afresh)
+            # may already have offered this viewer the same session.
+            await self.router.close_session(viewer, f"view:{link.key}",
+                                            only=link.view_pcs.get(viewer))
         if self.router.pcs.get((link.peer, link.session)) is link.pc:
             # The sender hears it now and offers again (to another receiver of a pool).
             await self.router.close_session(link.peer, link.session)

@@ -63,7 +63,12 @@ class SessionRouter:
                 self._pending.pop(key)
         await accept_answer(pc, answer)
 
-    async def close_session(self, peer: str, session: str, notify: bool = True) -> None:
+    async def close_session(self, peer: str, session: str, notify: bool = True,
+                            only: RTCPeerConnection | None = None) -> None:
+        """Close ``session`` with ``peer`` (and say ``bye``); given ``only``, just while that
+        is still its connection: a newer offer of the same session is left alone."""
+        if only is not None and self.pcs.get((peer, session)) is not only:
+            return
         pc = self.pcs.pop((peer, session), None)
         if pc is not None:
             await close_peer_connection(pc)

@@ -244,8 +244,14 @@ def test_the_call_goes_on_while_signalling_is_away(tmp_path: Path, resume: bool)
             assert page.evaluate("window.talkcodec.resumed || 0") == int(resume)
             assert "(the call goes on)" not in page.text_content("#status")
             rejoined, rejoined_s = page.evaluate(frames), time.monotonic() - dropped
-            # The picture plays again: frames after the rejoin, in the one tile it had.
-            wait_for(page, f"{frames} > {rejoined + 25}", 45)
+            # The picture plays again: frames after the rejoin, in the one tile it had (its
+            # count sampled all along: the old link's bye must not blank it).
+            deadline = time.monotonic() + 45
+            while time.monotonic() < deadline and not page.evaluate(
+                    f"{frames} > {rejoined + 25} && window.talkcodec.camera === 'connected'"):
+                tiles_seen.add(page.evaluate(count))
+                page.wait_for_timeout(100)
+            wait_for(page, f"{frames} > {rejoined + 25}", 1)
             print(f"\nsignalling drop ({'resumed' if resume else 'joined afresh'}): rejoined "
                   f"after {rejoined_s:.1f} s, 25 new frames "
                   f"{time.monotonic() - dropped:.1f} s after the drop")

@@ -137,3 +137,26 @@ def test_a_viewer_joining_while_the_link_connects_is_offered_once() -> None:
 
     calls = asyncio.run(asyncio.wait_for(main(), 30))
     assert calls == ["late", "later", "later"], calls
+
+
+def test_closing_an_old_connection_leaves_a_newer_offer_of_the_session_alone() -> None:
+    """A page that joined afresh gets a new link with the same view session; the old link
+    ending afterwards must not close (or say bye to) the new link's view."""
+    async def main() -> None:
+        wire = _Wire()
+        router = SessionRouter(wire)  # type: ignore[arg-type]
+        old, new = RTCPeerConnection(), RTCPeerConnection()
+        try:
+            router.pcs[("v", "view:a")] = new  # the newer offer took the session
+            await router.close_session("v", "view:a", only=old)
+            assert router.pcs[("v", "view:a")] is new and wire.sent == []
+            assert new.connectionState != "closed"
+            await router.close_session("v", "view:a", only=new)
+            assert ("v", "view:a") not in router.pcs
+            assert wire.sent == [("v", {"session": "view:a", "kind": "bye"})]
+            assert new.connectionState == "closed"
+        finally:
+            await old.close()
+            await new.close()
+
+    asyncio.run(main())
