@@ -182,10 +182,16 @@ class RoomRegistry:
         """Background work a shared registry needs (nothing here)."""
 
     async def close(self) -> None:
-        """Stop the background tasks (the sweep; a shared registry's own)."""
+        """Stop the background tasks (the sweep; a shared registry's own, the away members'
+        grace periods: a process shutting down ends them with its sockets)."""
         for task in self.background:
             task.cancel()
         self.background.clear()
+        for members in self.rooms.values():
+            for member in members.values():
+                if member.expiry is not None:
+                    member.expiry.cancel()
+                    member.expiry = None
 
     async def sweep(self) -> None:
         """Called every second: a shared registry forgets dead processes' members."""

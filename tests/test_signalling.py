@@ -256,6 +256,24 @@ def test_an_away_peer_leaves_once_the_grace_period_is_over():
     run(scenario())
 
 
+def test_a_registry_closing_ends_the_away_members_grace_periods():
+    """A signalling process shutting down leaves no grace-period task behind."""
+    from server.signalling import Member, RoomRegistry
+
+    async def scenario():
+        registry = RoomRegistry(SignallingLimits())
+        away = Member("bob", "viewer", "", None)  # type: ignore[arg-type]
+        away.go_away()
+        away.expiry = asyncio.ensure_future(asyncio.sleep(60))
+        registry.rooms["r"] = {"bob": away}
+        task = away.expiry
+        await registry.close()
+        await asyncio.sleep(0)
+        assert task.cancelled() and away.expiry is None
+
+    run(scenario())
+
+
 @pytest.mark.parametrize("how", ["no key", "wrong key", "other role"])
 def test_a_join_without_the_away_peer_s_key_ends_it_and_is_a_new_join(how):
     async def scenario():
