@@ -291,12 +291,22 @@ class RedisRegistry(RoomRegistry):
                 await self.redis.hset(key, member.peer, entry)
                 await self.redis.srem(self._node_peers(node), f"{room}/{member.peer}")
                 member.rejoined = True
-            if await self.redis.hlen(key) > self.limits.max_peers_per_room:
-                await self.redis.hdel(key, member.peer)
-                raise PolicyError("room full")
-            await self.redis.sadd(self._rooms, room)
-            await self.redis.sadd(self._node_peers(self.node), f"{room}/{member.peer}")
-            entries = await self._entries(room)
+        try:
+            with _store():
+                if await self.redis.hlen(key) > self.limits.max_peers_per_room:
+                    await self.redis.hdel(key, member.peer)
+                    raise PolicyError("room full")
+                await self.redis.sadd(self._rooms, room)
+                await self.redis.sadd(self._node_peers(self.node), f"{room}/{member.peer}")
+                entries = await self._entries(room)
+        except StoreUnavailable:
+            # The entry is ours but the join failed (a Redis timeout under load): left
+            # there, it would refuse this peer id's retries ("on another signalling
+            # process") for as long as this process lives.
+            with contextlib.suppress(RedisError, OSError):
+                if await self.redis.hget(key, member.peer) == entry:
+                    await self.redis.hdel(key, member.peer)
+            raise
         self.rooms.setdefault(room, {})[member.peer] = member
         return [_described(v) for p, v in entries.items() if p != member.peer]
 

@@ -25,7 +25,16 @@ import websockets
 
 log = logging.getLogger(__name__)
 FINAL_CLOSE_CODES = frozenset({1000, 1008, 1009})  # normal, policy, too big: no retry
+TRY_LATER = 1013  # the server's "try again later" (busy, its store away, a peer id moving)
 RETRY_PAUSE_S = 0.3
+
+
+class JoinRefused(ConnectionError):
+    """The server closed the socket instead of ``joined``; ``code`` is its close code."""
+
+    def __init__(self, message: str, code: int | None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class SignalClient:
@@ -57,7 +66,8 @@ class SignalClient:
             reply = json.loads(await ws.recv())
         except websockets.ConnectionClosed as exc:
             await ws.close()
-            raise ConnectionError(f"signalling refused the join: {exc.rcvd}") from exc
+            raise JoinRefused(f"signalling refused the join: {exc.rcvd}",
+                              exc.rcvd.code if exc.rcvd is not None else None) from exc
         if reply.get("type") != "joined":
             await ws.close()
             raise ConnectionError(f"unexpected signalling reply: {reply}")
@@ -70,17 +80,30 @@ class SignalClient:
 
     async def connect(self) -> list[dict]:
         """Join the room (through the first URL that takes it); returns the peers already
-        there. Raises ConnectionError on refusal."""
+        there. Raises ConnectionError on refusal. With ``reconnect_s``, a round of URLs that
+        all said "try again later" (1013: e.g. this peer id still held by a signalling process
+        that a join of ours reached but whose reply we lost) is tried again, for up to
+        ``reconnect_s``; an unreachable server or a final refusal fails at once."""
         error: Exception = ConnectionError("no signalling URL")
-        for url in self.urls:
-            try:
-                peers = await self._join(url)
-            except (OSError, websockets.WebSocketException, ConnectionError) as exc:
-                error = exc
-                continue
-            for p in peers:
-                self.peers[p["peer"]] = p
-            return peers
+        deadline = time.monotonic() + self.reconnect_s
+        attempt = 0
+        while True:
+            busy = False  # some URL said "try again later"
+            for url in self.urls:
+                try:
+                    peers = await self._join(url)
+                except (OSError, websockets.WebSocketException, ConnectionError) as exc:
+                    log.info("signalling: join of %s through %s: %s", self.peer, url, exc)
+                    error = exc
+                    busy |= isinstance(exc, JoinRefused) and exc.code == TRY_LATER
+                    continue
+                for p in peers:
+                    self.peers[p["peer"]] = p
+                return peers
+            attempt += 1
+            if not busy or self._closed or time.monotonic() + RETRY_PAUSE_S >= deadline:
+                break
+            await asyncio.sleep(RETRY_PAUSE_S * min(attempt, 5))
         if isinstance(error, ConnectionError):
             raise error
         raise ConnectionError(f"signalling unreachable: {error}") from error

@@ -157,3 +157,44 @@ def test_a_peer_away_on_one_signalling_process_rejoins_through_another(tmp_path:
         asyncio.run(asyncio.wait_for(main(), 60))
     finally:
         proc.kill()
+
+
+def test_a_join_that_fails_half_way_leaves_no_entry_behind(tmp_path: Path) -> None:
+    """A Redis error after the member's entry was written (a timeout under load) refuses the
+    join, and takes the entry back: the peer id's retry through another signalling process
+    is not refused as "already in room on another signalling process"."""
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    from server.redis_store import RedisRegistry
+    from server.signalling import Member, SignallingLimits
+
+    port = _free_port()
+    proc = start_redis(tmp_path, port)
+
+    async def main() -> None:
+        url = f"redis://127.0.0.1:{port}/0"
+        a, b = RedisRegistry(SignallingLimits(), url), RedisRegistry(SignallingLimits(), url)
+        try:
+            real_sadd, failed = a.redis.sadd, []
+
+            async def sadd_times_out(*args):  # noqa: ANN002, ANN202
+                if not failed:
+                    failed.append(args)
+                    raise RedisTimeout("Timeout reading from socket")
+                return await real_sadd(*args)
+
+            a.redis.sadd = sadd_times_out
+            with pytest.raises(StoreUnavailable):
+                await a.join("r", Member("bob", "viewer", "", None))  # type: ignore[arg-type]
+            assert failed and "bob" not in a.rooms.get("r", {})
+            assert await a.redis.hget(a._members("r"), "bob") is None
+            # Its client tries the other process at once: a join like any other.
+            assert await b.join("r", Member("bob", "viewer", "", None)) == []  # type: ignore[arg-type]
+        finally:
+            await a.close()
+            await b.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 60))
+    finally:
+        proc.kill()

@@ -364,3 +364,44 @@ def test_a_resume_takes_the_place_of_a_socket_the_server_still_holds():
         await _stop(server, task)
 
     run(scenario())
+
+
+@pytest.mark.parametrize("reconnect_s", [0.0, 10.0])
+def test_a_join_told_to_try_again_later_is_tried_again_with_reconnection(reconnect_s):
+    """A signalling process that answers a join with 1013 (its store slow, the peer id still
+    held elsewhere) is asked again by a client with reconnection, and only then; a final
+    refusal (1008) is never retried."""
+    from websockets.asyncio.server import serve
+
+    async def scenario():
+        tries: list[str] = []
+
+        async def handler(ws):  # noqa: ANN001, ANN202
+            join = json.loads(await ws.recv())
+            tries.append(join["peer"])
+            if join["peer"] == "final":
+                await ws.close(1008, "bad token")
+            elif len(tries) < 3:
+                await ws.close(1013, "try again shortly")
+            else:
+                await ws.send(json.dumps({"type": "joined", "peer": join["peer"], "peers": []}))
+                await ws.wait_closed()
+
+        async with serve(handler, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            url = f"ws://127.0.0.1:{port}"
+            client = SignalClient(url, "r", "t", "bob", "viewer", reconnect_s=reconnect_s)
+            if reconnect_s:
+                assert await client.connect() == [] and len(tries) == 3
+            else:
+                with pytest.raises(ConnectionError, match="1013"):
+                    await client.connect()
+                assert len(tries) == 1
+            await client.close()
+            tries.clear()
+            final = SignalClient(url, "r", "t", "final", "viewer", reconnect_s=reconnect_s)
+            with pytest.raises(ConnectionError, match="1008"):
+                await final.connect()
+            assert tries == ["final"]
+
+    run(scenario())
