@@ -93,7 +93,7 @@ class SignalClient:
                 try:
                     peers = await self._join(url)
                 except (OSError, websockets.WebSocketException, ConnectionError) as exc:
-                    log.info("signalling: join of %s through %s: %s", self.peer, url, exc)
+                    log.debug("signalling: join of %s through %s: %s", self.peer, url, exc)
                     error = exc
                     busy |= isinstance(exc, JoinRefused) and exc.code == TRY_LATER
                     continue
