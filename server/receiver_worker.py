@@ -92,8 +92,9 @@ class LinkSession:
         self.playout = PlayoutClock()
         self.viewer_audio: SyncedAudioTrack | None = None
         self.audio_rate = RateWindow()
-        self.viewers: dict[str, tuple[ReconstructedVideoTrack, RTCDataChannel]] = {}
-        self.view_pcs: dict[str, RTCPeerConnection] = {}  # each viewer's latest view of it
+        # Each viewer's view of it: its track, its data channel and its connection.
+        self.viewers: dict[str, tuple[ReconstructedVideoTrack, RTCDataChannel,
+                                      RTCPeerConnection]] = {}
         # Views are offered once the link is connected (``views_open``); a viewer whose
         # offer is in flight is in ``offering``, True when it is to be offered again after
         # (the audio track came meanwhile): never two offers of one view at once.
@@ -258,12 +259,12 @@ class LinkSession:
         self.frames_out += 1
         self.worker.frames_total += 1
         self.rendered.add(1)
-        for track, _ in self.viewers.values():
+        for track, _, _ in self.viewers.values():
             track.put(frame)
 
     def _broadcast(self, msg: dict) -> None:
         text = json.dumps(msg)
-        for _, channel in self.viewers.values():
+        for _, channel, _ in self.viewers.values():
             if channel.readyState == "open":
                 channel.send(text)
 
@@ -531,8 +532,7 @@ class ReceiverWorker:
             pc.on("connectionstatechange", lambda: audio.stop()
                   if pc.connectionState in ("closed", "failed") else None)
         channel = pc.createDataChannel(VIEW_CHANNEL)
-        link.viewers[viewer] = (track, channel)
-        link.view_pcs[viewer] = pc
+        link.viewers[viewer] = (track, channel, pc)
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
@@ -553,7 +553,6 @@ class ReceiverWorker:
         except (TimeoutError, ConnectionError):
             if link.viewers.get(viewer, (None,))[0] is track:
                 link.viewers.pop(viewer, None)
-                link.view_pcs.pop(viewer, None)
             await close_peer_connection(pc)
 
     async def _offer_again(self, viewer: str, link: LinkSession, delay_s: float = 1.0) -> None:
@@ -577,7 +576,6 @@ class ReceiverWorker:
             await self.links.pop(key).close()
         for link in self.links.values():
             link.viewers.pop(peer, None)
-            link.view_pcs.pop(peer, None)
 
     async def drop_link(self, link: LinkSession) -> None:
         if self.links.get(link.key) is link:
@@ -588,11 +586,10 @@ class ReceiverWorker:
             log.warning("link %s (%s) ended: connection %s", link.key, link.label,
                         link.pc.connectionState)
         await link.close()
-        for viewer in list(link.viewers):
+        for viewer, (_, _, pc) in list(link.viewers.items()):
             # Only its own views: a new link of the same sender (its page joined afresh)
             # may already have offered this viewer the same session.
-            await self.router.close_session(viewer, f"view:{link.key}",
-                                            only=link.view_pcs.get(viewer))
+            await self.router.close_session(viewer, f"view:{link.key}", only=pc)
         if self.router.pcs.get((link.peer, link.session)) is link.pc:
             # The sender hears it now and offers again (to another receiver of a pool).
             await self.router.close_session(link.peer, link.session)

@@ -116,7 +116,7 @@ def test_a_viewer_joining_while_the_link_connects_is_offered_once() -> None:
 
         async def offer_once(viewer: str, link: SimpleNamespace) -> None:
             calls.append(viewer)
-            link.viewers[viewer] = (object(), None)
+            link.viewers[viewer] = (object(), None, None)
             await asyncio.sleep(0.2)  # the answer's round trip
 
         worker._offer_view_once = offer_once  # type: ignore[method-assign]
