@@ -19,6 +19,15 @@ pytestmark = pytest.mark.skipif(
                           "and apt-get)")
 
 
+@pytest.fixture
+def redis_url(tmp_path: Path):  # noqa: ANN201
+    """A real Redis for the test, killed after it."""
+    port = _free_port()
+    proc = start_redis(tmp_path, port)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.kill()
+
+
 def test_rooms_shared_through_redis_refused_while_down_and_back(tmp_path: Path) -> None:
     from server.redis_store import RedisStore
 
@@ -94,7 +103,7 @@ def test_rooms_api_on_redis_down_is_503() -> None:
     assert status == 503 and reply["error"].startswith("room store unavailable: redis"), reply
 
 
-def test_a_peer_away_on_one_signalling_process_rejoins_through_another(tmp_path: Path) -> None:
+def test_a_peer_away_on_one_signalling_process_rejoins_through_another(redis_url: str) -> None:
     """Two signalling apps on one Redis: bob's socket to A drops (away there); bob joins
     through B and takes his entry over at once (no refusal, no peer-left); a message from
     alice on A reaches him on B, and A's grace period ends without a peer-left."""
@@ -108,12 +117,10 @@ def test_a_peer_away_on_one_signalling_process_rejoins_through_another(tmp_path:
     from server.tokens import make_room_token
 
     secret = b"redis-away-test"
-    port = _free_port()
-    proc = start_redis(tmp_path, port)
 
     async def main() -> None:
         def config() -> SignallingConfig:
-            return SignallingConfig(secret=secret, redis_url=f"redis://127.0.0.1:{port}/0",
+            return SignallingConfig(secret=secret, redis_url=redis_url,
                                     limits=SignallingLimits(away_grace_s=1.5))
 
         a, a_task, a_port = await start_http(create_app(config()))
@@ -153,13 +160,10 @@ def test_a_peer_away_on_one_signalling_process_rejoins_through_another(tmp_path:
                 server.should_exit = True
                 await task
 
-    try:
-        asyncio.run(asyncio.wait_for(main(), 60))
-    finally:
-        proc.kill()
+    asyncio.run(asyncio.wait_for(main(), 60))
 
 
-def test_a_join_that_fails_half_way_leaves_no_entry_behind(tmp_path: Path) -> None:
+def test_a_join_that_fails_half_way_leaves_no_entry_behind(redis_url: str) -> None:
     """A Redis error after the member's entry was written (a timeout under load) refuses the
     join, and takes the entry back: the peer id's retry through another signalling process
     is not refused as "already in room on another signalling process"."""
@@ -168,12 +172,9 @@ def test_a_join_that_fails_half_way_leaves_no_entry_behind(tmp_path: Path) -> No
     from server.redis_store import RedisRegistry
     from server.signalling import Member, SignallingLimits
 
-    port = _free_port()
-    proc = start_redis(tmp_path, port)
-
     async def main() -> None:
-        url = f"redis://127.0.0.1:{port}/0"
-        a, b = RedisRegistry(SignallingLimits(), url), RedisRegistry(SignallingLimits(), url)
+        a = RedisRegistry(SignallingLimits(), redis_url)
+        b = RedisRegistry(SignallingLimits(), redis_url)
         try:
             real_sadd, failed = a.redis.sadd, []
 
@@ -194,7 +195,4 @@ def test_a_join_that_fails_half_way_leaves_no_entry_behind(tmp_path: Path) -> No
             await a.close()
             await b.close()
 
-    try:
-        asyncio.run(asyncio.wait_for(main(), 60))
-    finally:
-        proc.kill()
+    asyncio.run(asyncio.wait_for(main(), 60))
