@@ -56,6 +56,7 @@ class LowResFrame:
 
     pixels: np.ndarray  # (s, s, 3) float32 in [0, 255]
     timestamp_ms: int
+    quant: float = 0.0  # the quantiser step it was coded with (grey levels; 0: not known)
 
 
 @dataclass

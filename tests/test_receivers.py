@@ -121,6 +121,35 @@ def test_backproject_is_consistent_with_the_lowres_frames() -> None:
     assert np.abs(box_downsample(identity.image, 32) - lowres[-1].pixels).max() > 2.0
 
 
+def test_receiver_keeps_a_lowres_frame_s_quantiser_and_drops_a_hostile_one() -> None:
+    identity, lowres = stream(40)
+    assert len(lowres) >= 3
+    r = get_receiver("backproject")
+    r.set_identity(identity)
+    for lr, q in zip(lowres, (6.0, float("nan"), 1e9)):
+        r.push_lowres(LowResFrame(lr.pixels, lr.timestamp_ms, quant=q))
+    assert [f.quant for f in r.lowres] == [6.0, 0.0, 0.0]
+
+
+def test_back_projection_with_noise_leaves_small_residuals_and_shrinks_large_ones() -> None:
+    from codec.receiver.backproject import back_project
+    from codec.receiver.upsample import area_downsample
+
+    rng = np.random.default_rng(0)
+    image = rng.uniform(60, 200, (256, 256, 3)).astype(np.float32)
+    residual = rng.uniform(-8, 8, (8, 8, 3)).astype(np.float32)
+    lowres = area_downsample(image, 8) + residual
+    up = Upsampler(256)
+    plain = back_project(image, lowres, up)
+    assert np.abs(area_downsample(plain, 8) - lowres).max() < 1e-2
+    soft = back_project(image, lowres, up, noise=3.0)
+    got = area_downsample(soft, 8) - area_downsample(image, 8)  # the residual applied
+    small = np.abs(residual) <= 3.0
+    assert small.any() and (~small).any()
+    assert np.abs(got[small]).max() < 1e-2  # within the noise: the image is kept
+    want = np.sign(residual) * (np.abs(residual) - 3.0)
+    assert np.abs(got - want)[~small].max() < 1e-2  # beyond it: corrected, less the noise
+
 def test_bicubic_interpolates_in_time_between_key_frames() -> None:
     identity, lowres = _flat_stream(3)
     out = BicubicReceiver().run(identity, lowres)

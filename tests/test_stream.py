@@ -41,6 +41,13 @@ def test_in_order_stream_decodes_every_frame_exactly() -> None:
     frames = run(LowResStreamDecoder(PARAMS), packets)
     assert [f.timestamp_ms for f in frames] == [200 * i for i in range(30)]
     assert all(np.array_equal(f.pixels, recon[i]) for i, f in enumerate(frames))
+    # each frame says the quantiser it was coded with (the receiver's back-projection uses it)
+    assert {f.quant for f in frames} == {PARAMS.quant}
+    coarse = LowResParams(quant=9.5)
+    enc = LowResEncoder(coarse)
+    payload, _ = enc.encode(moving_face(1)[0])
+    got = LowResStreamDecoder(coarse).push(Packet(StreamKind.LOWRES, 0, 0, PacketFlag.INTRA, payload))
+    assert [f.quant for f in got] == [9.5]
 
 
 def test_ten_percent_loss_skips_until_next_intra_then_exact() -> None:

@@ -127,7 +127,8 @@ class LowResStreamDecoder:
             self._decoder.reset()
             return []
         self.stats.decoded += 1
-        return [LowResFrame(pixels=pixels, timestamp_ms=packet.timestamp_ms)]
+        return [LowResFrame(pixels=pixels, timestamp_ms=packet.timestamp_ms,
+                            quant=self._decoder.params.quant)]
 
 
 @dataclass

@@ -19,10 +19,19 @@ from codec.receiver.bicubic import UpsamplingReceiver
 from codec.receiver.upsample import Upsampler, area_downsample
 
 
-def back_project(image: np.ndarray, lowres: np.ndarray, upsampler: Upsampler) -> np.ndarray:
-    """``image + up(lowres - D(image))`` as float32 (not clipped)."""
+def back_project(image: np.ndarray, lowres: np.ndarray, upsampler: Upsampler, *,
+                 noise: float = 0.0) -> np.ndarray:
+    """``image + up(lowres - D(image))`` as float32 (not clipped).
+
+    ``noise`` > 0 (grey levels): the residual is soft-thresholded by it first,
+    ``sign(r) max(|r| - noise, 0)``, so a low-res frame's coding noise is not copied onto
+    an image that already agrees with it to within that noise (the motion code's warp,
+    whose own low frequencies are right), while real differences (lighting, colour, a
+    misplaced head) are still corrected, less ``noise``."""
     x = np.asarray(image, dtype=np.float32)
     residual = np.asarray(lowres, dtype=np.float32) - area_downsample(x, lowres.shape[0])
+    if noise > 0:
+        residual = np.sign(residual) * np.maximum(np.abs(residual) - np.float32(noise), 0.0)
     return x + upsampler(residual)
 
 

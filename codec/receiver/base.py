@@ -111,7 +111,8 @@ class Receiver(abc.ABC):
         ts = int(frame.timestamp_ms)
         if ts < 0:
             raise InputError(f"low-res frame has a negative timestamp ({ts} ms)")
-        frame = LowResFrame(pixels=pixels, timestamp_ms=ts)
+        quant = float(frame.quant) if np.isfinite(frame.quant) and 0 <= frame.quant <= 64 else 0.0
+        frame = LowResFrame(pixels=pixels, timestamp_ms=ts, quant=quant)
         if not self._times or ts > self._times[-1]:
             if self._times and ts - self._times[-1] <= self.max_lowres_interval_ms:
                 self._intervals.append(ts - self._times[-1])
