@@ -84,24 +84,36 @@ def sample_grid(image: np.ndarray, points: np.ndarray) -> np.ndarray:
                      borderMode=cv2.BORDER_REPLICATE)
 
 
-def _grid_triangles() -> np.ndarray:
-    idx = np.arange(NV * NU).reshape(NV, NU)
+def _surface(points: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Image positions (len(v), len(u), 2) of the interior's surface at parameters u, v."""
+    p = np.asarray(points, np.float64)
+    up, down = _polyline(p[UPPER], u), _polyline(p[LOWER], u)
+    return (1 - v)[:, None, None] * up[None] + v[:, None, None] * down[None]
+
+
+def _mesh_triangles(nv: int, nu: int) -> np.ndarray:
+    idx = np.arange(nv * nu).reshape(nv, nu)
     a, b = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel()
     c, d = idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
     return np.concatenate([np.stack([a, b, c], 1), np.stack([b, d, c], 1)])
 
 
-_TRIANGLES = _grid_triangles()
-_TEX = np.stack(np.meshgrid(np.arange(NU, dtype=np.float64), np.arange(NV, dtype=np.float64)),
-                axis=-1).reshape(-1, 2)  # texture coordinates (u px, v px) of grid points
+# The mesh texture_map rasterises: u at the lip polylines' vertices and half way between
+# them (the surface is bilinear between the vertices), v in quarters: 64 triangles instead
+# of the texture grid's 414, 0.3 ms a frame instead of 1.0. Against the full grid's map its
+# v is off by 0.16-0.25 texel on average (under 0.1 px: the 10 texels span the opening).
+_MESH_U = np.linspace(0.0, 1.0, 2 * len(UPPER) - 1)
+_MESH_V = np.linspace(0.0, 1.0, 5)
+_TRIANGLES = _mesh_triangles(len(_MESH_V), len(_MESH_U))
+_TEX = np.stack(np.meshgrid(_MESH_U * (NU - 1), _MESH_V * (NV - 1)), axis=-1).reshape(-1, 2)
 
 
 def texture_map(points: np.ndarray, box: tuple[int, int], origin: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each pixel of a box (rows, cols) whose top-left is ``origin``: its texture
     coordinates (map_u, map_v) float32 on the (NV, NU) grid, and a mask (1 inside the
-    grid's triangles). Piecewise affine over the grid's triangles, rasterised at 1/16 px."""
-    g = (grid_points(points) - origin).reshape(-1, 2)
+    surface). Piecewise affine over a mesh of the surface, rasterised at 1/16 px."""
+    g = (_surface(points, _MESH_U, _MESH_V) - origin).reshape(-1, 2)
     d, s_ = g[_TRIANGLES], _TEX[_TRIANGLES]
     dh = np.concatenate([d, np.ones((len(d), 3, 1))], axis=2)
     det = np.linalg.det(dh)
@@ -109,7 +121,7 @@ def texture_map(points: np.ndarray, box: tuple[int, int], origin: np.ndarray
     mats = np.zeros((len(d) + 1, 3, 2), np.float32)
     mats[1:][ok] = np.linalg.solve(dh[ok], s_[ok])
     index = np.zeros(box, np.int32)
-    scaled = np.rint((d - 0.0) * 16).astype(np.int32)
+    scaled = np.rint(d * 16).astype(np.int32)
     for i in np.flatnonzero(ok):
         cv2.fillConvexPoly(index, scaled[i], int(i) + 1, cv2.LINE_8, 4)
     m = mats[index]
