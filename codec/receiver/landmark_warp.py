@@ -47,7 +47,7 @@ HEAD_GROW = 1.12  # the head layer's outline: the face (jaw + raised brows) grow
 TEETH_COLOUR = np.array([0.80, 0.76, 0.72], np.float32)  # of the skin's brightness
 LEARNED_INTERIOR = True  # paint the mouth_interior model's teeth and cavity when shipped
 INTERIOR_ALPHA = "opened"  # "opened": only what opened beyond the identity; "full": all
-INTERIOR_STRENGTH = 0.5  # how much of the learned interior is painted over the warp
+INTERIOR_STRENGTH = 0.75  # how much of the learned interior is painted over the warp
 
 
 def _head_points(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
