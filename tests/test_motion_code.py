@@ -316,6 +316,45 @@ def test_neural_receiver_follows_the_code() -> None:
     assert np.mean(d_code) < 2.5 and np.mean(d_code) < np.mean(d_plain)
 
 
+def test_code_path_agrees_with_each_8x8_frame_to_within_half_its_quantiser_step() -> None:
+    """The code's warp is back-projected through a soft threshold of half the 8x8 step
+    (the quantiser reaches the receiver with each decoded frame): each block mean of an
+    output frame at an 8x8 frame's time is within that of the decoded 8x8 pixel, and the
+    threshold does leave some of the 8x8's coding noise out."""
+    from codec.receiver.neural.receiver import CODE_BP_NOISE
+    from codec.receiver.pipeline import decode_packets
+    from codec.receiver.registry import get_receiver, neural_available
+    from codec.sender.downsample import box_downsample
+    from codec.sender.sender import Sender, SenderConfig
+
+    if not neural_available():
+        pytest.skip("neural weights not present")
+    config = SenderConfig(rate_target_bps=None)
+    packets = Sender(config, with_audio=False).encode_clip(_clip(30))
+    dec = StreamDecoder()
+    lows = {}
+    for p in packets:
+        for f in dec.push(p).lowres:
+            assert f.quant == config.quant
+            lows[f.timestamp_ms] = f.pixels
+    out = {f.timestamp_ms: f for f in decode_packets(packets, get_receiver("neural")).frames}
+    noise = CODE_BP_NOISE * config.quant
+    worst, checked = 0.0, 0
+    for ts, px in lows.items():
+        frame = out.get(ts)
+        if ts == 0 or frame is None or frame.meta.get("motion") != "code":
+            continue
+        img = frame.image
+        blocks = img.reshape(8, 32, 8, 32, 3)
+        clipped = ((blocks == 0) | (blocks == 255)).mean(axis=(1, 3)) > 0.01
+        diff = np.abs(box_downsample(img, 32) - px)[~clipped]
+        worst = max(worst, float(diff.max()))
+        checked += 1
+    assert checked >= 4
+    assert worst <= noise + 0.5 + 1e-3, worst
+    assert worst > 0.5 + 1e-3  # not the plain back-projection: some noise was left out
+
+
 def test_rate_control_reencodes_a_clip_over_its_target() -> None:
     from codec.sender.sender import Sender, SenderConfig, video_bits
 
