@@ -321,7 +321,7 @@ def test_code_path_agrees_with_each_8x8_frame_to_within_half_its_quantiser_step(
     (the quantiser reaches the receiver with each decoded frame): each block mean of an
     output frame at an 8x8 frame's time is within that of the decoded 8x8 pixel, and the
     threshold does leave some of the 8x8's coding noise out."""
-    from codec.receiver.neural.receiver import CODE_BP_NOISE
+    from codec.receiver.neural.receiver import BP_NOISE
     from codec.receiver.pipeline import decode_packets
     from codec.receiver.registry import get_receiver, neural_available
     from codec.sender.downsample import box_downsample
@@ -338,7 +338,7 @@ def test_code_path_agrees_with_each_8x8_frame_to_within_half_its_quantiser_step(
             assert f.quant == config.quant
             lows[f.timestamp_ms] = f.pixels
     out = {f.timestamp_ms: f for f in decode_packets(packets, get_receiver("neural")).frames}
-    noise = CODE_BP_NOISE * config.quant
+    noise = BP_NOISE * config.quant
     worst, checked = 0.0, 0
     for ts, px in lows.items():
         frame = out.get(ts)

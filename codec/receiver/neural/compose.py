@@ -45,20 +45,24 @@ def _up_factors(s: int, h: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(u), cols
 
 
-def _backproject_residual(out: np.ndarray, lowres: np.ndarray) -> np.ndarray:
+def _backproject_residual(out: np.ndarray, lowres: np.ndarray, noise: float = 0.0) -> np.ndarray:
     """up(l - D(out)) as a contiguous (H, H, C) float32: the box means by INTER_AREA, the
-    box-consistent cubic upsampler as two matrix products."""
+    box-consistent cubic upsampler as two matrix products; the residual soft-thresholded by
+    ``noise`` first, as ``backproject.back_project`` does."""
     h, s, c = out.shape[0], lowres.shape[0], out.shape[2]
     down = cv2.resize(out, (s, s), interpolation=cv2.INTER_AREA).reshape(s, s, c)
     residual = np.asarray(lowres, np.float32) - down
+    if noise > 0:
+        residual = np.sign(residual) * np.maximum(np.abs(residual) - np.float32(noise), 0.0)
     rows, cols = _up_factors(s, h, c)
     return ((rows @ residual.reshape(s, s * c)) @ cols).reshape(h, h, c)
 
 
 def compose_frame(identity: np.ndarray, theta: np.ndarray, flow: np.ndarray, mask: np.ndarray,
-                  colour: np.ndarray, lowres: np.ndarray) -> np.ndarray:
+                  colour: np.ndarray, lowres: np.ndarray, noise: float = 0.0) -> np.ndarray:
     """identity (H, H, 3) float32 [0, 255]; theta (6,); flow (2, s, s); mask (1, s, s);
     colour (3, s, s); lowres (8, 8, 3). Returns the (H, H, 3) float32 frame in [0, 255].
+    ``noise``: the back-projection's soft threshold (grey levels; 0, as in training: none).
 
     The same arithmetic as ``Animator.compose``, arranged for speed on the CPU: the pixel
     maps fold the affine into two vectors and a pre-scaled flow, and every full-size step is
@@ -84,5 +88,5 @@ def compose_frame(identity: np.ndarray, theta: np.ndarray, flow: np.ndarray, mas
     m = _resize(np.repeat(mask, 3, axis=0), h)
     # out = m * warped + (1 - m) * colour = colour + m * (warped - colour)
     out = cv2.add(col, cv2.multiply(m, cv2.subtract(warped, col)))
-    out = cv2.add(out, _backproject_residual(out, lowres))
+    out = cv2.add(out, _backproject_residual(out, lowres, noise))
     return np.clip(out, 0.0, 255.0, out=out)

@@ -16,7 +16,7 @@ the identity frame warped piecewise-affinely onto the decoded landmarks
 (``landmark_warp.LandmarkWarp``: every pixel a pixel of the real identity frame, the
 mouth cavity painted where the lips open wider than in it), back-projected onto the
 interpolated 8x8 stream for colour and lighting (through a soft threshold of half its
-quantiser step, ``CODE_BP_NOISE``: its coding noise is left out). Frames the code does
+quantiser step, ``BP_NOISE``: its coding noise is left out; the networks' frames too). Frames the code does
 not cover (no anchor, the sender lost the face, a lost group before the next refresh)
 are rendered by the networks as above; ``meta["motion"]`` says which path made each frame.
 
@@ -71,12 +71,13 @@ from codec.sender.downsample import box_downsample
 from codec.types import AudioChunk, IdentityFrame, LowResFrame, OutputFrame
 
 _CACHE_PAIRS = 16
-#: With the motion code, the warp is back-projected onto the 8x8 frame through a soft
-#: threshold of this fraction of the 8x8 quantiser step (``back_project``'s ``noise``):
-#: the 8x8's coding noise (~2.5 grey levels RMS at step 6) is left out of an image whose
-#: low frequencies the code already got right. On val +0.2 dB mouth PSNR and +0.3 dB
-#: PSNR over the plain back-projection; 0.25 and 0.83 gave less (BENCHMARKS.md).
-CODE_BP_NOISE = 0.5
+#: Both paths back-project onto the 8x8 frame through a soft threshold of this fraction
+#: of the 8x8 quantiser step (``back_project``'s and ``compose_frame``'s ``noise``): the
+#: 8x8's coding noise (~2.5 grey levels RMS at step 6) is left out of an image whose low
+#: frequencies are already about right. On val, with the code, +0.3 dB PSNR, +0.2 dB mouth
+#: PSNR and FID 54.5 -> 42.8 over the plain back-projection (0.25, 0.75, 1.0 gave less);
+#: the networks' path alone +0.15 dB PSNR and FID 58.3 -> 48.8 (BENCHMARKS.md).
+BP_NOISE = 0.5
 #: Output frames over which a new face fades in (12 at 25 fps: ~0.5 s).
 FADE_FRAMES = 12
 
@@ -311,11 +312,11 @@ class NeuralReceiver(Receiver):
         mixed = w * img.astype(np.float32) + (1.0 - w) * old.astype(np.float32)
         return np.rint(mixed).astype(np.uint8)
 
-    def _code_bp_noise(self) -> float:
-        """``back_project``'s noise for the code's warp: CODE_BP_NOISE of the newest 8x8
-        frame's quantiser step, less for a 16x16 or 32x32 stream averaged down to 8x8."""
+    def _bp_noise(self) -> float:
+        """The back-projection's soft threshold: BP_NOISE of the newest 8x8 frame's
+        quantiser step, less for a 16x16 or 32x32 stream averaged down to 8x8."""
         newest = self.lowres[-1]
-        return CODE_BP_NOISE * newest.quant * NET_LOWRES / newest.pixels.shape[0]
+        return BP_NOISE * newest.quant * NET_LOWRES / newest.pixels.shape[0]
 
     def _render_identity(self, t_ms: float, state: _IdentityState) -> np.ndarray:
         """The identity-based face at t from ``state`` (the code's warp, else the networks)."""
@@ -324,7 +325,7 @@ class NeuralReceiver(Receiver):
             self._last_path = "code"
             cur = self.window_at(t_ms)[WINDOW // 2].transpose(1, 2, 0)
             img = state.warp.render(sample.points, sample.background)
-            out = back_project(img, cur, self._upsampler, noise=self._code_bp_noise())
+            out = back_project(img, cur, self._upsampler, noise=self._bp_noise())
             return np.clip(np.rint(out), 0, 255).astype(np.uint8)
         self._last_path = "network"
         window = self.window_at(t_ms)
@@ -334,5 +335,6 @@ class NeuralReceiver(Receiver):
         feeds = ANIMATOR.feeds(window[None], block[ANIMATOR_WINDOW][None], **state.id_inputs)
         theta, flow, mask, colour = self.sessions[ANIMATOR.role].run(None, feeds)
         cur = window[WINDOW // 2].transpose(1, 2, 0)
-        out = compose_frame(identity, theta[0], flow[0], mask[0], colour[0], cur)
+        out = compose_frame(identity, theta[0], flow[0], mask[0], colour[0], cur,
+                            self._bp_noise())
         return np.rint(out).astype(np.uint8)
