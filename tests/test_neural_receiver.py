@@ -258,3 +258,16 @@ def test_numpy_compose_matches_the_torch_animator() -> None:
                         flow[0].numpy(), mask[0].numpy(), colour[0].numpy(),
                         win[0, 2].permute(1, 2, 0).numpy())
     assert float(np.abs(out - ref).max()) < 0.05
+    # compose_frame's back-projection with a soft threshold: the residual it adds has the
+    # block means of the thresholded residual (as back_project's; tests/test_receivers.py).
+    from codec.receiver.neural.compose import _backproject_residual
+
+    rng = np.random.default_rng(0)
+    img = rng.uniform(60, 200, (256, 256, 3)).astype(np.float32)
+    r = rng.uniform(-8, 8, (8, 8, 3)).astype(np.float32)
+    low = img.reshape(8, 32, 8, 32, 3).mean(axis=(1, 3)) + r
+    added = _backproject_residual(img, low, 3.0).reshape(8, 32, 8, 32, 3).mean(axis=(1, 3))
+    want = np.sign(r) * np.maximum(np.abs(r) - 3.0, 0.0)
+    assert (np.abs(r) <= 3.0).any() and float(np.abs(added - want).max()) < 1e-2
+    plain = _backproject_residual(img, low).reshape(8, 32, 8, 32, 3).mean(axis=(1, 3))
+    assert float(np.abs(plain - r).max()) < 1e-2
