@@ -77,14 +77,18 @@ def load_val(row: dict, seconds: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def lowres_stream(canvas: np.ndarray, exact: bool) -> list[LowResFrame]:
-    enc = LowResEncoder(LowResParams())
+    """The 8x8 frames a receiver gets: quantised by the 8x8 codec (each frame says its
+    quantiser, as the stream decoder's do), or exact."""
+    params = LowResParams()
+    enc = LowResEncoder(params)
     out = []
     for k in range(0, len(canvas), 5):
         px = box_downsample(canvas[k], 32)
         if not exact:
             enc.encode(px)
             px = enc.reconstruction()
-        out.append(LowResFrame(px.astype(np.float32), int(k * 40)))
+        out.append(LowResFrame(px.astype(np.float32), int(k * 40),
+                               quant=0.0 if exact else params.quant))
     return out
 
 
