@@ -16,9 +16,9 @@ the identity frame warped piecewise-affinely onto the decoded landmarks
 (``landmark_warp.LandmarkWarp``: every pixel a pixel of the real identity frame, the
 mouth cavity painted where the lips open wider than in it), back-projected onto the
 interpolated 8x8 stream for colour and lighting (through a soft threshold of half its
-quantiser step, ``BP_NOISE``: its coding noise is left out; the networks' frames too). Frames the code does
-not cover (no anchor, the sender lost the face, a lost group before the next refresh)
-are rendered by the networks as above; ``meta["motion"]`` says which path made each frame.
+quantiser step, ``BP_NOISE``: its coding noise is left out; the networks' frames too).
+Frames the code does not cover (no anchor, the sender lost the face, a lost group before
+the next refresh) are rendered by the networks as above; ``meta["motion"]`` says which path made each frame.
 
 Cold start (issue 14): until the identity frame is decoded, and for a stream that never
 carries one, the frames are the ``voice`` receiver's (the 8x8 stream and the speech alone,
