@@ -19,6 +19,14 @@ from codec.receiver.bicubic import UpsamplingReceiver
 from codec.receiver.upsample import Upsampler, area_downsample
 
 
+def soft_threshold(residual: np.ndarray, noise: float) -> np.ndarray:
+    """``sign(r) max(|r| - noise, 0)``: a residual with the low-res frame's coding noise
+    taken out (unchanged when ``noise`` <= 0)."""
+    if noise <= 0:
+        return residual
+    return np.sign(residual) * np.maximum(np.abs(residual) - np.float32(noise), 0.0)
+
+
 def back_project(image: np.ndarray, lowres: np.ndarray, upsampler: Upsampler, *,
                  noise: float = 0.0) -> np.ndarray:
     """``image + up(lowres - D(image))`` as float32 (not clipped).
@@ -30,9 +38,7 @@ def back_project(image: np.ndarray, lowres: np.ndarray, upsampler: Upsampler, *,
     misplaced head) are still corrected, less ``noise``."""
     x = np.asarray(image, dtype=np.float32)
     residual = np.asarray(lowres, dtype=np.float32) - area_downsample(x, lowres.shape[0])
-    if noise > 0:
-        residual = np.sign(residual) * np.maximum(np.abs(residual) - np.float32(noise), 0.0)
-    return x + upsampler(residual)
+    return x + upsampler(soft_threshold(residual, noise))
 
 
 class BackprojectReceiver(UpsamplingReceiver):

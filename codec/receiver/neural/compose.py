@@ -15,6 +15,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from codec.receiver.backproject import soft_threshold
 from codec.receiver.upsample import upsample_matrix
 
 
@@ -51,9 +52,7 @@ def _backproject_residual(out: np.ndarray, lowres: np.ndarray, noise: float = 0.
     ``noise`` first, as ``backproject.back_project`` does."""
     h, s, c = out.shape[0], lowres.shape[0], out.shape[2]
     down = cv2.resize(out, (s, s), interpolation=cv2.INTER_AREA).reshape(s, s, c)
-    residual = np.asarray(lowres, np.float32) - down
-    if noise > 0:
-        residual = np.sign(residual) * np.maximum(np.abs(residual) - np.float32(noise), 0.0)
+    residual = soft_threshold(np.asarray(lowres, np.float32) - down, noise)
     rows, cols = _up_factors(s, h, c)
     return ((rows @ residual.reshape(s, s * c)) @ cols).reshape(h, h, c)
 
