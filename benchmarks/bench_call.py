@@ -16,7 +16,7 @@ each frame's timestamp stamp. Printed per receiver timing mode (interpolate / lo
 
     python -m benchmarks.bench_call [--seconds 15] [--receiver NAME] [--clip PATH]
                                     [--audio-frame-ms MS] [--loss 0.05,0.1,0.2]
-                                    [--no-redundancy]
+                                    [--no-redundancy] [--audio-bitrate BPS]
 
 ``--loss``: instead of the figures above, a sweep through the link emulator (16 kbit/s with
 UDP/IPv4 headers, 100 ms one-way, the given random loss, ``server.link_emulator.LinkShape``),
@@ -61,10 +61,11 @@ DEFAULT_CLIP = "clips/OpenTalker__SadTalker__test__examples__source_image__WDA_E
 
 
 async def measure(clip, receiver: str, low_latency: bool, seconds: float,  # noqa: ANN001
-                  av_probe: bool = False, audio_frame_ms: int = DEFAULT_AUDIO_FRAME_MS) -> dict:
+                  av_probe: bool = False, audio_frame_ms: int = DEFAULT_AUDIO_FRAME_MS,
+                  config: SenderConfig | None = None) -> dict:
     async with probe_call(clip, receiver=receiver, low_latency=low_latency,
                           max_seconds=seconds + 30, viewer_name="bench",
-                          audio_frame_ms=audio_frame_ms) as (call, viewer, sender):
+                          audio_frame_ms=audio_frame_ms, config=config) as (call, viewer, sender):
         deadline = time.monotonic() + 90
         while not viewer.views or not next(iter(viewer.views.values())).frames:
             if time.monotonic() > deadline:
@@ -215,23 +216,30 @@ def main() -> None:
                         help="comma-separated loss fractions: the emulated-link sweep instead")
     parser.add_argument("--no-redundancy", action="store_true",
                         help="8x8 packets without the previous packet's copy (before issue 16)")
+    parser.add_argument("--audio-bitrate", type=int, default=0,
+                        help="Opus bit/s on the link (default: the live sender's, "
+                             "codec.sender.sender.LIVE_AUDIO_BITRATE)")
     args = parser.parse_args()
     from codec.sender.canvas import load_face_clip
 
     clip = load_face_clip(args.clip, max_seconds=8.0)
     receiver = args.receiver or default_receiver_name()
+    config = replace(SenderConfig.live(), redundancy=not args.no_redundancy)
+    if args.audio_bitrate:
+        config = replace(config, audio_bitrate=args.audio_bitrate)
     if args.loss:
         print(f"# bench_call --loss: {Path(args.clip).name}, {args.seconds:.0f} s per loss, "
               f"receiver '{receiver}', 16 kbit/s / 100 ms emulated link, {platform.machine()} "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-        config = replace(SenderConfig.live(), redundancy=not args.no_redundancy)
-        print(f"# 8x8 redundancy (previous packet's copy): {config.redundancy}")
+        print(f"# 8x8 redundancy (previous packet's copy): {config.redundancy}; "
+              f"Opus {config.audio_bitrate} bit/s")
         loss_sweep(clip, receiver, [float(x) for x in args.loss.split(",")], args.seconds,
                    args.audio_frame_ms or link_audio_frame_ms(False), config)
         return
     print(f"# bench_call: {Path(args.clip).name}, {args.seconds:.0f} s per mode, receiver "
           f"'{receiver}', {platform.machine()} "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, loopback")
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, loopback; "
+          f"8x8 copy {config.redundancy}, Opus {config.audio_bitrate} bit/s")
     header = ("mode", "Opus ms", "fps", "lat med", "p10", "p90", "video", "audio", "v+a", "wire",
               "pkt/s", "render")
     print("| " + " | ".join(header) + " |")
@@ -240,7 +248,7 @@ def main() -> None:
     for low_latency in (False, True):
         frame_ms = args.audio_frame_ms or link_audio_frame_ms(low_latency)
         r = asyncio.run(measure(clip, receiver, low_latency, args.seconds,
-                                audio_frame_ms=frame_ms))
+                                audio_frame_ms=frame_ms, config=config))
         print(f"| {r['mode']} | {frame_ms} | {r['fps']:.1f} | {r['lat_med']:.0f} ms | {r['lat_p10']:.0f} | "
               f"{r['lat_p90']:.0f} | {r['video_kbps']:.2f} kbit/s | {r['audio_kbps']:.2f} | "
               f"{r['total_kbps']:.2f} | {r['wire_kbps']:.2f} | {r['audio_pps']:.0f} | "
@@ -260,7 +268,7 @@ def main() -> None:
     for low_latency in (False, True):
         frame_ms = args.audio_frame_ms or link_audio_frame_ms(low_latency)
         a = asyncio.run(measure(beep_clip(clip), receiver, low_latency, args.seconds,
-                                av_probe=True, audio_frame_ms=frame_ms))
+                                av_probe=True, audio_frame_ms=frame_ms, config=config))
         print(f"| {a['mode']}, {frame_ms} ms Opus | {a['av_offset_med']:+.0f} ms | {a['av_offset_p10']:+.0f} | "
               f"{a['av_offset_p90']:+.0f} | {a['av_n']} | {a['audio_lat_med']:.0f} ms | "
               f"{a['video_lat_med']:.0f} ms | {a['video_decoded_lat_med']:.0f} ms | "

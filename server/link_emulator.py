@@ -32,19 +32,21 @@ class LinkShape:
 class LinkEmulator:
     """Shapes what one peer connection sends: every datagram the ICE transport would send
     is dropped (``loss``, or queue full), or delivered after queueing at ``rate_bps`` plus
-    ``delay_ms``. Counts what it let through."""
+    ``delay_ms``. Counts what it was offered (``offered_bytes``, with UDP/IPv4 headers,
+    dropped datagrams included) and what it let through."""
 
     def __init__(self, shape: LinkShape) -> None:
         self.shape = shape
         self.rng = random.Random(shape.seed)
         self.busy_until = 0.0
-        self.sent_bytes = self.dropped = self.delivered = 0
+        self.sent_bytes = self.dropped = self.delivered = self.offered_bytes = 0
 
     def wrap(self, send: Callable[[bytes], Awaitable[None]]) -> Callable[[bytes], Awaitable[None]]:
         loop = asyncio.get_running_loop()
 
         async def shaped_send(data: bytes) -> None:
             now = loop.time()
+            self.offered_bytes += len(data) + 28
             if self.rng.random() < self.shape.loss:
                 self.dropped += 1
                 return

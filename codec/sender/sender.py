@@ -46,6 +46,13 @@ from codec.sender.downsample import box_downsample, lowres_factor
 from codec.types import FaceClip, IdentityFrame
 
 _HALF_CANVAS_FRAME_MS = 500.0 / CANVAS_FPS
+# Opus bit/s of a live call (files: ``SenderConfig.audio_bitrate``, 8000). On a link
+# counted with UDP/IPv4 headers, 120 ms Opus packets pay 3.3 kbit/s of RTP/SRTP/UDP/IP and
+# the 8x8 messages with their copy ~6.8 kbit/s (~86 B of SCTP/DTLS/UDP/IP each): at 8000
+# the call offered 18.5 kbit/s to a 16 kbit/s link, at 6000 it offers 16.1 (issue 16;
+# BENCHMARKS.md, "Loss on the 8x8 stream"). Speech envelope correlation 0.985 against 0.993
+# (``benchmarks/bench_opus.py``).
+LIVE_AUDIO_BITRATE = 6000
 log = logging.getLogger(__name__)
 
 
@@ -90,9 +97,11 @@ class SenderConfig:
         """Settings for a live call, which cannot re-encode to hold its rate like
         ``encode_clip`` does: the code's quantiser doubled (12 against 6), so the 8x8
         stream + code stay under the 2 kbit/s budget. At 8 the browser call measured 2.05
-        kbit/s once the landmarker stopped lagging the lips (more motion to code). And
-        each 8x8 packet carries a copy of the previous one (``redundancy``), for loss."""
-        return cls(motion_quant=12.0, redundancy=True)
+        kbit/s once the landmarker stopped lagging the lips (more motion to code). Each
+        8x8 packet carries a copy of the previous one (``redundancy``), for loss. Speech at
+        ``LIVE_AUDIO_BITRATE``, so that the link, the copy and every header included, fits
+        a 16 kbit/s link counted with UDP/IPv4 headers."""
+        return cls(motion_quant=12.0, redundancy=True, audio_bitrate=LIVE_AUDIO_BITRATE)
 
     def motion_params(self, basis_id: int) -> MotionParams:
         period = max(1, int(round(self.intra_period_s * self.lowres_fps)))
