@@ -18,12 +18,13 @@ import time
 from collections import deque
 from typing import Any
 
+import numpy as np
 from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.rtcdtlstransport import SRTP_AES128_CM_SHA1_80
 from aiortc.rtcsctptransport import USERDATA_MAX_LENGTH, RTCSctpTransport
 from aiortc.rtp import HeaderExtensionsMap, RtcpByePacket, RtcpSrPacket, is_rtcp
-from av import AudioResampler
+from av import AudioFrame, AudioResampler
 from OpenSSL import SSL
 
 from server.audio_tracks import OPUS_CLOCK, ntp_of_unix_ms, signed32
@@ -31,6 +32,9 @@ from server.link_audio import DEFAULT_AUDIO_FRAME_MS, OPUS_FRAME_MS
 from server.transport import dtls_transports
 
 DEFAULT_AUDIO_BITRATE = 8000
+# Silence put through the resampler before the first input at another rate than 48 kHz,
+# ms: more than its filter holds back (1 ms at 16 kHz, 2 ms at 8 kHz; ``LowBitrateOpusEncoder``).
+RESAMPLER_PRIME_MS = 4
 LINK_RTCP_INTERVAL_S = 5.0  # RFC 3550's nominal minimum; aiortc reports every 0.5-1.5 s
 # SCTP congestion window of the link, at most: two full DATA chunks in flight. aiortc starts
 # at three and bursts up to four (~5 kB): on a 16 kbit/s link that is 2.5 s of queue, so a
@@ -63,10 +67,32 @@ class LowBitrateOpusEncoder(OpusEncoder):
         # recent input frame, and the capture time of each packet made, oldest first.
         self._inputs: deque[tuple[float, float]] = deque(maxlen=64)
         self.captured_ms: deque[float] = deque(maxlen=64)
+        self._primed = False
+
+    def _prime(self, frame: Any) -> None:
+        """Before the first input at another rate than 48 kHz, a few ms of silence through
+        the resampler. Its filter holds back ~1 ms of output (at 16 kHz), so a chunk of one
+        packet's length made a packet only when the next chunk came: the speech of a file
+        sender (16 kHz) left one packet late, +60 ms in low-latency mode (the A/V offset was
+        +66 to +69 ms, BENCHMARKS.md "The call"). Primed, each chunk makes its packet."""
+        self._primed = True
+        if (frame.sample_rate == 48000 or frame.pts is None or frame.time_base is None
+                or frame.format.name != "s16"):
+            return
+        pad = -(-frame.sample_rate * RESAMPLER_PRIME_MS // 1000)
+        channels = len(frame.layout.channels)
+        silence = AudioFrame.from_ndarray(np.zeros((1, pad * channels), np.int16),
+                                          format="s16", layout=frame.layout.name)
+        silence.sample_rate = frame.sample_rate
+        silence.time_base = frame.time_base
+        silence.pts = frame.pts - int(round(pad / (frame.sample_rate * frame.time_base)))
+        super().encode(silence)
 
     def encode(self, frame: Any, force_keyframe: bool = False) -> Any:
         # The track hands a frame over once its last sample is captured.
         now_ms = time.time() * 1000
+        if not self._primed:
+            self._prime(frame)
         if frame.pts is not None and frame.time_base is not None:
             self._inputs.append((float(frame.pts * frame.time_base * OPUS_CLOCK),
                                  now_ms - 1000.0 * frame.samples / frame.sample_rate))

@@ -55,3 +55,31 @@ def test_rates_read_while_another_thread_adds() -> None:
     finally:
         stop.set()
         worker.join()
+
+
+def _chunk(k: int, rate: int, ms: int, layout: str = "mono"):  # noqa: ANN202
+    import av
+    import numpy as np
+
+    n = rate * ms // 1000
+    channels = 2 if layout == "stereo" else 1
+    rng = np.random.default_rng(k)
+    frame = av.AudioFrame.from_ndarray(
+        (rng.standard_normal((1, n * channels)) * 3000).astype(np.int16),
+        format="s16", layout=layout)
+    frame.sample_rate, frame.pts, frame.time_base = rate, k * n, fractions.Fraction(1, rate)
+    return frame
+
+
+def test_each_chunk_of_a_packets_length_makes_its_packet_at_once() -> None:
+    """The link's Opus encoder gets one chunk of a packet's length at a time (HeldAudioTrack
+    joins them). At 16 kHz (a file sender's speech) the resampler's filter held back ~1 ms,
+    so every packet left one chunk late (+60 ms at 60 ms packets); primed, none does."""
+    from server.link_tuning import LowBitrateOpusEncoder
+
+    for rate, layout in ((16000, "mono"), (8000, "mono"), (48000, "stereo")):
+        for ms in (60, 120):
+            enc = LowBitrateOpusEncoder(6000, ms)
+            made = [len(enc.encode(_chunk(k, rate, ms, layout))[0]) for k in range(5)]
+            assert made == [1] * 5, (rate, layout, ms, made)
+            assert len(enc.captured_ms) == 5
