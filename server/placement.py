@@ -77,11 +77,12 @@ class ReceiverPool:
     def load(self, rid: str) -> int:
         return sum(1 for r in self.placements.values() if r == rid)
 
-    def choose(self) -> PoolReceiver | None:
-        """The least-loaded healthy receiver with room, or None."""
+    def choose(self, exclude: frozenset[str] = frozenset()) -> PoolReceiver | None:
+        """The least-loaded healthy receiver with room (not in ``exclude``), or None."""
         free = [(self.load(rx.rid) / max(1, rx.capacity), rx.render_ms, rx.rid)
                 for rx in self.receivers.values()
-                if self.healthy(rx) and self.load(rx.rid) < rx.capacity]
+                if rx.rid not in exclude and self.healthy(rx)
+                and self.load(rx.rid) < rx.capacity]
         return self.receivers[min(free)[2]] if free else None
 
     def available(self) -> int:
@@ -148,8 +149,8 @@ class ReceiverPool:
     async def get_receiver(self, rid: str) -> PoolReceiver | None:
         return self.receivers.get(rid)
 
-    async def pick(self) -> PoolReceiver | None:
-        return self.choose()
+    async def pick(self, exclude: frozenset[str] = frozenset()) -> PoolReceiver | None:
+        return self.choose(exclude)
 
     async def count_available(self) -> int:
         return self.available()
@@ -157,8 +158,12 @@ class ReceiverPool:
     async def placement(self, room: str, link: str) -> str | None:
         return self.placements.get((room, link))
 
-    async def place(self, room: str, link: str, rid: str) -> int:
-        """Put ``link`` on ``rid``; returns that receiver's links now."""
+    async def place(self, room: str, link: str, rid: str, capacity: int) -> int | None:
+        """Put ``link`` on ``rid`` if it is there already or ``rid`` has fewer than
+        ``capacity`` links, in one step; returns that receiver's links now, or None (full:
+        another placement took its last place since it was picked)."""
+        if self.placements.get((room, link)) != rid and self.load(rid) >= capacity:
+            return None
         self.placements[(room, link)] = rid
         return self.load(rid)
 
@@ -196,7 +201,19 @@ class ReceiverPool:
             rx = await self.get_receiver(rid) if rid is not None else None
             if rx is None or not self.healthy(rx):
                 rx = await self.pick()
-            if rx is None:
+            load = None
+            tried: set[str] = set()
+            while rx is not None:
+                if await self.placement(room, link) not in (None, rx.rid):
+                    await self.unplace(room, link)
+                load = await self.place(room, link, rx.rid, rx.capacity)
+                if load is not None:
+                    break
+                # Full: another signalling process placed onto its last place between the
+                # pick and now (issue 15). The next receiver with room, if any.
+                tried.add(rx.rid)
+                rx = await self.pick(frozenset(tried))
+            if rx is None or load is None:
                 self.failures += 1
                 await self.unplace(room, link)
                 log.warning("pool: %s for %s in room %s", NO_RECEIVER, link, room)
@@ -209,9 +226,6 @@ class ReceiverPool:
                                                              "error": NO_RECEIVER})
                 return
             rid = rx.rid
-            if await self.placement(room, link) != rid:
-                await self.unplace(room, link)
-            load = await self.place(room, link, rid)
             log.info("pool: link %s of room %s on receiver %s (%d/%d)", link, room, rid,
                      load, rx.capacity)
         if rid is None:

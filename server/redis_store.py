@@ -27,8 +27,9 @@ comes back each node writes its own members again (Redis without persistence for
 ``RedisReceiverPool``: the receiver registry and the placements: ``<prefix>receivers``
 (receiver id -> capacity, streams, render ms, draining, unix beat, node, registration
 nonce), ``<prefix>placed:<room>`` (link -> receiver) and ``<prefix>rxlinks:<receiver>`` (its
-links; its load is their count). Placement is not transactional: two processes placing at
-the same instant may put one link more than its capacity on a receiver.
+links; its load is their count). A placement checks the receiver's capacity and writes in
+one Lua script, so two processes placing at the same instant cannot put a link more than
+its capacity on a receiver: the later one tries the next receiver with room.
 """
 
 from __future__ import annotations
@@ -402,6 +403,19 @@ class RedisRegistry(RoomRegistry):
                 await self.redis.delete(self._node_peers(node))
 
 
+# KEYS: rxlinks:<receiver>, placed:<room>; ARGV: "room|link", link, receiver, capacity.
+# -> the receiver's links after placing, or -1 (full, and the link not on it already).
+_PLACE_SCRIPT = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0
+   and redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  return -1
+end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+return redis.call('SCARD', KEYS[1])
+"""
+
+
 class RedisReceiverPool(ReceiverPool):
     """The receiver registry and placements in Redis; ``receivers`` holds the receivers
     whose sockets are on this process."""
@@ -534,8 +548,8 @@ class RedisReceiverPool(ReceiverPool):
                 free.append((load / max(1, rx.capacity), rx.render_ms, rid))
         return free
 
-    async def pick(self) -> PoolReceiver | None:
-        free = await self._free()
+    async def pick(self, exclude: frozenset[str] = frozenset()) -> PoolReceiver | None:
+        free = [f for f in await self._free() if f[2] not in exclude]
         return await self.get_receiver(min(free)[2]) if free else None
 
     async def count_available(self) -> int:
@@ -546,11 +560,15 @@ class RedisReceiverPool(ReceiverPool):
             rid = await self.redis.hget(self._placed(room), link)
         return rid if isinstance(rid, str) else None
 
-    async def place(self, room: str, link: str, rid: str) -> int:
+    async def place(self, room: str, link: str, rid: str, capacity: int) -> int | None:
+        # One Lua script, so Redis runs the capacity check and the two writes as one step:
+        # two signalling processes placing at the same instant cannot both take a
+        # receiver's last place (the loser gets None and tries the next receiver).
         with _store():
-            await self.redis.hset(self._placed(room), link, rid)
-            await self.redis.sadd(self._rx_links(rid), f"{room}|{link}")
-            return int(await self.redis.scard(self._rx_links(rid)))
+            load = await self.redis.eval(_PLACE_SCRIPT, 2, self._rx_links(rid),
+                                         self._placed(room), f"{room}|{link}", link, rid,
+                                         str(int(capacity)))
+        return None if int(load) < 0 else int(load)
 
     async def unplace(self, room: str, link: str, rid: str | None = None) -> None:
         with _store():

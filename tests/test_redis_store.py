@@ -196,3 +196,82 @@ def test_a_join_that_fails_half_way_leaves_no_entry_behind(redis_url: str) -> No
             await b.close()
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_two_processes_placing_at_once_never_exceed_a_receivers_capacity(redis_url: str) -> None:
+    """Two signalling processes route offers at the same instant. Each one's pick sees the
+    same free places, but a placement checks the capacity and writes in one step in Redis:
+    each receiver gets at most its capacity, the later offer goes to the next receiver with
+    room, and when none has room its sender hears "no receiver available" (issue 15)."""
+    from server.placement import NO_RECEIVER, PoolReceiver
+    from server.redis_store import RedisRegistry
+    from server.signalling import SignallingLimits
+
+    class Socket:
+        def __init__(self) -> None:
+            self.sent: list[dict] = []
+
+        async def send_text(self, text: str) -> None:
+            import json
+
+            self.sent.append(json.loads(text))
+
+    async def main() -> None:
+        a = RedisRegistry(SignallingLimits(), redis_url)
+        b = RedisRegistry(SignallingLimits(), redis_url)
+        pa, pb = a.make_pool(), b.make_pool()
+        byes: list[tuple[str, dict]] = []
+
+        async def record(room: str, peer: str, message: dict) -> None:
+            byes.append((peer, message))
+
+        pa.deliver = pb.deliver = record  # type: ignore[method-assign]
+        try:
+            sockets = {rid: Socket() for rid in ("rx-1", "rx-2")}
+            for rid, ws in sockets.items():
+                await pa.connect(PoolReceiver(rid, ws, capacity=1))
+
+            def offer(i: int) -> dict:
+                return {"session": f"link:{i}", "kind": "offer", "sdp": "v=0"}
+
+            # The race made certain: each process's first pick waits until both have
+            # picked, so both see the same least-loaded receiver and place onto it.
+            picked: list[str] = []
+            both = asyncio.Event()
+            for pool in (pa, pb):
+                def gated(pool=pool, real=pool.pick):  # noqa: ANN001, ANN202
+                    async def pick(exclude: frozenset[str] = frozenset()):  # noqa: ANN202
+                        rx = await real(exclude)
+                        if not exclude:
+                            picked.append(rx.rid if rx else "")
+                            if len(picked) % 2 == 0:
+                                both.set()
+                            await both.wait()
+                        return rx
+                    return pick
+                pool.pick = gated()  # type: ignore[method-assign]
+
+            # Two at once onto two receivers of one place each: one link each.
+            await asyncio.gather(pa.route("r", "s0", offer(0), []),
+                                 pb.route("r", "s1", offer(1), []))
+            placed = await pa.redis.hgetall(pa._placed("r"))
+            assert picked[0] == picked[1], picked  # both picked the same one ...
+            assert sorted(placed.values()) == ["rx-1", "rx-2"], placed  # ... one moved on
+            both.clear()
+            for rid in sockets:
+                assert await pa.redis.scard(pa._rx_links(rid)) == 1
+            # Two more at once: no room left for either.
+            await asyncio.gather(pa.route("r", "s2", offer(2), []),
+                                 pb.route("r", "s3", offer(3), []))
+            assert len(await pa.redis.hgetall(pa._placed("r"))) == 2
+            refused = sorted(p for p, m in byes if m.get("data", {}).get("reason") == NO_RECEIVER)
+            assert refused == ["s2", "s3"], byes
+            # A link already on a full receiver may offer again (an ICE restart).
+            rid = placed["s0/link:0"]
+            assert await pb.place("r", "s0/link:0", rid, 1) == 1
+            assert await pb.place("r", "s9/link:9", rid, 1) is None
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
