@@ -329,17 +329,17 @@ class RedisRegistry(RoomRegistry):
         return await self._forget(room, member.peer, self.node)
 
     async def _forget(self, room: str, peer: str, node: str) -> bool:
-        """Remove ``peer``'s entry if ``node`` holds it."""
-        key = self._members(room)
+        """Remove ``peer``'s entry if ``node`` holds it: compared and deleted in one step,
+        so a join that takes the entry over meanwhile (another node) keeps its entry."""
         with _store():
-            raw = await self.redis.hget(key, peer)
             await self.redis.srem(self._node_peers(node), f"{room}/{peer}")
-            if raw is None or json.loads(raw).get("node") != node:
-                return False
-            await self.redis.hdel(key, peer)
-            if not await self.redis.exists(key):
-                await self.redis.srem(self._rooms, room)
-        return True
+            return bool(await self.redis.eval(_FORGET_SCRIPT, 2, self._members(room),
+                                              self._rooms, peer, node, room))
+
+    async def _present(self, room: str, peer: str) -> bool:
+        """``peer`` has an entry in ``room`` (it joined again since it was forgotten)."""
+        with _store():
+            return bool(await self.redis.hexists(self._members(room), peer))
 
     async def members(self, room: str) -> list[dict]:
         try:
@@ -396,12 +396,23 @@ class RedisRegistry(RoomRegistry):
                         node, now - float(beat), len(items))
             for item in items:
                 room, _, peer = item.partition("/")
-                if await self._forget(room, peer, node):
+                if await self._forget(room, peer, node) and not await self._present(room, peer):
                     await self.broadcast(room, {"type": "peer-left", "peer": peer})
                     await self.pool.room_event(room, {"type": "peer-left", "peer": peer})
             with _store():
                 await self.redis.delete(self._node_peers(node))
 
+
+# KEYS: members:<room>, rooms; ARGV: peer, node, room. -> 1: the entry was node's, deleted.
+_FORGET_SCRIPT = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local ok, entry = pcall(cjson.decode, raw)
+if not ok or type(entry) ~= 'table' or entry['node'] ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[3]) end
+return 1
+"""
 
 # KEYS: rxlinks:<receiver>, placed:<room>; ARGV: "room|link", link, receiver, capacity.
 # -> the receiver's links after placing, or -1 (full, and the link not on it already).

@@ -104,18 +104,36 @@ class Member:
     outbox: list[dict] | None = None
     overflowed: bool = False  # more than AWAY_OUTBOX were kept: it cannot resume
     expiry: asyncio.Task | None = None
+    # Until its ``joined`` reply is sent (``open``): the messages for it, sent after. A
+    # broadcast between its entry and that reply reached the client first, which then
+    # failed its join ("unexpected signalling reply", seen in a loaded CI run).
+    held: list[dict] | None = None
 
     @property
     def away(self) -> bool:
         return self.outbox is not None
 
     async def send(self, message: dict) -> None:
+        if self.held is not None:
+            if len(self.held) < AWAY_OUTBOX:
+                self.held.append(message)
+            return
         if self.outbox is not None:
             if len(self.outbox) < AWAY_OUTBOX:
                 self.outbox.append(message)
             else:
                 self.overflowed = True
             return
+        await self._write(message)
+
+    async def open(self, joined: dict) -> None:
+        """Send the ``joined`` reply, then what came for it meanwhile, in order."""
+        await self._write(joined)
+        while self.held:
+            await self._write(self.held.pop(0))
+        self.held = None
+
+    async def _write(self, message: dict) -> None:
         try:
             await self.socket.send_text(json.dumps(message))
         except Exception:  # noqa: BLE001 - a peer that went away is handled by its own loop
@@ -531,14 +549,14 @@ def add_signalling_routes(app: FastAPI, config: SignallingConfig) -> RoomRegistr
                 log.info("signalling: %s resumed in room %s (%d kept messages)", me.peer,
                          room, len(kept))
             else:
-                member = Member(peer_name, role, label, ws)
+                member = Member(peer_name, role, label, ws, held=[])
                 described = await registry.join(room_name, member)
                 room, me = room_name, member
                 joined: dict = {"type": "joined", "peer": me.peer, "peers": described,
                                 "resume": me.resume_key}
                 if with_pool(described, role):
                     joined["receivers"] = await pool.count_available()
-                await me.send(joined)
+                await me.open(joined)
                 # Also after a rejoin (``me.rejoined``): the receivers offer a rejoining
                 # viewer its views again (a page drops them with its socket).
                 await registry.broadcast(room, {"type": "peer-joined", **_describe(me)},

@@ -275,3 +275,31 @@ def test_two_processes_placing_at_once_never_exceed_a_receivers_capacity(redis_u
             await b.close()
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_forgetting_a_dead_nodes_member_leaves_a_taken_over_entry_alone(redis_url: str) -> None:
+    """The sweep forgets a dead node's member only while the entry is still that node's:
+    compared and deleted in one step, so a rejoin through another node meanwhile keeps its
+    entry (and its room hears no ``peer-left`` for it)."""
+    import json
+
+    from server.redis_store import RedisRegistry
+    from server.signalling import SignallingLimits
+
+    async def main() -> None:
+        a = RedisRegistry(SignallingLimits(), redis_url)
+        try:
+            key = a._members("r")
+            await a.redis.hset(key, "bob", json.dumps({"node": "dead", "role": "viewer"}))
+            await a.redis.hset(key, "ann", json.dumps({"node": "alive", "role": "viewer"}))
+            await a.redis.hset(key, "odd", "not json")
+            assert await a._forget("r", "bob", "dead")
+            assert not await a._forget("r", "ann", "dead")  # taken over: kept
+            assert not await a._forget("r", "odd", "dead")
+            assert not await a._forget("r", "nobody", "dead")
+            assert sorted(await a.redis.hkeys(key)) == ["ann", "odd"]
+            assert await a._present("r", "ann") and not await a._present("r", "bob")
+        finally:
+            await a.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))

@@ -405,3 +405,30 @@ def test_a_join_told_to_try_again_later_is_tried_again_with_reconnection(reconne
             assert tries == ["final"]
 
     run(scenario())
+
+
+def test_a_joining_member_hears_nothing_before_its_joined_reply() -> None:
+    """A broadcast that reaches a member between its entry and its ``joined`` reply waits
+    for the reply (a loaded CI run: a rejoining sender got a ``peer-left`` first and failed
+    its join with "unexpected signalling reply")."""
+    from server.signalling import Member
+
+    class Socket:
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        async def send_text(self, text: str) -> None:
+            await asyncio.sleep(0)  # another task may send meanwhile
+            self.sent.append(json.loads(text)["type"])
+
+    async def main() -> list[str]:
+        ws = Socket()
+        me = Member("p", "viewer", "", ws, held=[])  # type: ignore[arg-type]
+        await me.send({"type": "peer-left", "peer": "q"})
+        sending = asyncio.ensure_future(me.send({"type": "peer-joined", "peer": "r"}))
+        await me.open({"type": "joined", "peer": "p", "peers": []})
+        await sending
+        await me.send({"type": "signal"})
+        return ws.sent
+
+    assert asyncio.run(main()) == ["joined", "peer-left", "peer-joined", "signal"]
