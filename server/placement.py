@@ -204,8 +204,9 @@ class ReceiverPool:
             load = None
             tried: set[str] = set()
             while rx is not None:
-                if await self.placement(room, link) not in (None, rx.rid):
+                if rid is not None and rid != rx.rid:  # moving: off the old receiver
                     await self.unplace(room, link)
+                    rid = None
                 load = await self.place(room, link, rx.rid, rx.capacity)
                 if load is not None:
                     break
