@@ -290,6 +290,49 @@ def test_receiver_motion_at_interpolates_holds_and_refuses_stale_anchors() -> No
         r.push_motion(MotionSample(200, np.full((68, 2), np.nan, np.float32)))
 
 
+def test_a_file_decoder_interpolates_the_code_at_an_8x8_frame_between_two_samples() -> None:
+    """At 12.5 samples/s the 8x8 frame at 200 ms falls between the samples at 160 and 240,
+    and the later one comes with the next 8x8 frame. Offline the frame at 200 waits for it
+    and is interpolated; a live call (a presentation clock) renders it at once, holding."""
+    from codec.bitstream.motion_codec import MotionSample
+    from codec.receiver.backproject import BackprojectReceiver
+    from codec.types import IdentityFrame, LowResFrame
+
+    class Recording(BackprojectReceiver):
+        def render(self, t_ms: float) -> np.ndarray:
+            seen[int(round(t_ms))] = self.motion_at(t_ms)
+            return super().render(t_ms)
+
+    a = np.zeros((68, 2), np.float32) + 100
+    for live in (False, True):
+        seen: dict[int, np.ndarray | None] = {}
+        r = Recording()
+        r.set_identity(IdentityFrame(np.zeros((256, 256, 3), np.uint8), 0, refresh_id=1))
+        r.set_motion_anchor(a, refresh_id=1)
+        now = 200.0 if live else None
+        for ts in (0, 80, 160):  # the group bundled with the 8x8 frame at 200
+            r.push_motion(MotionSample(ts, a + ts / 10))
+        for ts in (0, 200):
+            r.push_lowres(LowResFrame(np.zeros((8, 8, 3), np.float32), ts))
+        r.pull(now)
+        if live:
+            assert 200 in seen
+            np.testing.assert_allclose(seen[200], a + 16)  # held: 160's sample
+            continue
+        assert sorted(seen) == [0, 40, 80, 120, 160]
+        np.testing.assert_allclose(seen[120], a + 12)
+        for ts in (240, 320, 400):  # the next group, with the 8x8 frame at 400
+            r.push_motion(MotionSample(ts, a + ts / 10))
+        r.push_lowres(LowResFrame(np.zeros((8, 8, 3), np.float32), 400))
+        r.pull()
+        np.testing.assert_allclose(seen[200], a + 20)  # interpolated between 160 and 240
+        np.testing.assert_allclose(seen[400], a + 40)  # a sample at 400: no wait
+        r.push_lowres(LowResFrame(np.zeros((8, 8, 3), np.float32), 600))
+        r.pull()
+        assert 600 not in seen  # between the samples at 560 and 640, which is not here
+        assert 600 in {f.timestamp_ms for f in r.flush()}  # the stream's end renders it
+
+
 def test_neural_receiver_follows_the_code() -> None:
     """With the code, the output's face is where the sender measured it: the mouth
     landmarks of the decoded frames match the source's far better than without it."""

@@ -337,7 +337,20 @@ class Receiver(abc.ABC):
             return t <= last + self.lowres_interval_ms() - FRAME_MS + 1e-6
         if now_ms is not None and t <= now_ms - self.lowres_interval_ms() - 1e-6:
             return True  # waited a whole interval for the next frame: hold
-        return t <= last
+        if t < last - 1e-6:
+            return True
+        return t <= last + 1e-6 and not (now_ms is None and self._code_sample_due(t))
+
+    def _code_sample_due(self, t: float) -> bool:
+        """Offline (a file, no presentation clock): the frame at the newest 8x8 frame waits
+        for the code's next sample when the code runs and has none at t, so that it is
+        interpolated rather than held. At 12.5 samples/s every other 8x8 frame falls
+        between two samples, and the later one travels with the next 8x8 frame. A live call
+        does not wait: that would add 40 ms to its latency."""
+        if not self.motion or not self.motion_usable():
+            return False
+        newest = self._motion_times[-1]
+        return newest < t - 0.5 and t - newest <= self.max_motion_gap_ms
 
     def _skip_gap(self) -> None:
         """Jump the output clock over a gap in low-res time longer than max_gap_ms."""
