@@ -221,9 +221,15 @@ def test_redis_in_cluster_for_dev_external_elsewhere(rendered: dict[str, list[di
         secret = _one(objs, "Secret", "talkcodec-secrets")
         assert "TALKCODEC_REDIS_URL" in secret["data"]
         assert "TALKCODEC_OPERATOR_KEY" in secret["data"]
-        for name in ("signalling", "receiver"):
-            refs = _container(objs, name)["envFrom"]
-            assert {"secretRef": {"name": secret["metadata"]["name"]}} in refs
+        refs = _container(objs, "signalling")["envFrom"]
+        assert {"secretRef": {"name": secret["metadata"]["name"]}} in refs
+        # A receiver gets only the keys it uses: not the operator key, not the Redis URL.
+        receiver = _container(objs, "receiver")
+        assert not [r for r in receiver["envFrom"] if "secretRef" in r]
+        from_secret = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in receiver["env"]
+                       if "secretKeyRef" in e.get("valueFrom", {})}
+        assert from_secret == {k: {"name": secret["metadata"]["name"], "key": k}
+                               for k in ("TALKCODEC_SECRET", "TALKCODEC_TURN_SECRET")}
 
 
 def test_secrets_only_from_the_secret(rendered: dict[str, list[dict]]) -> None:
