@@ -4,7 +4,8 @@
     .venv/bin/python -m training.train_voice           # models/voice-<sha256[:12]>.npz
 
 Only ``split=train`` clips are fitted on. Deterministic (fixed seed, no gradient descent):
-the same cache and package versions give the same file and hash. See
+the same cache and package versions give the same model to float rounding (BLAS summation
+order; a rerun on 2026-12-07 differed by at most 3e-5 in the ridge, and so in the hash). See
 ``codec/receiver/voice.py`` for the model and docs/DESIGN.md for why it is linear.
 """
 
