@@ -337,9 +337,9 @@ class Receiver(abc.ABC):
             return t <= last + self.lowres_interval_ms() - FRAME_MS + 1e-6
         if now_ms is not None and t <= now_ms - self.lowres_interval_ms() - 1e-6:
             return True  # waited a whole interval for the next frame: hold
-        if t < last - 1e-6:
-            return True
-        return t <= last + 1e-6 and not (now_ms is None and self._code_sample_due(t))
+        if t > last:
+            return False
+        return t < last or now_ms is not None or not self._code_sample_due(t)
 
     def _code_sample_due(self, t: float) -> bool:
         """Offline (a file, no presentation clock): the frame at the newest 8x8 frame waits
