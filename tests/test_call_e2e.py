@@ -236,7 +236,10 @@ def test_the_call_goes_on_while_signalling_is_away(tmp_path: Path, resume: bool)
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:  # through the drop and the rejoin
                 tiles_seen.add(page.evaluate(count))
-                if page.evaluate("window.talkcodec.signalling") == "joined":
+                # Until the page has handled the close it still says "joined": wait for the
+                # drop to be counted, then for the rejoin.
+                if page.evaluate("(window.talkcodec.signallingDrops || 0) >= 1 && "
+                                 "window.talkcodec.signalling === 'joined'"):
                     break
                 page.wait_for_timeout(100)
             assert page.evaluate("window.talkcodec.signalling") == "joined"
